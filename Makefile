@@ -1,0 +1,39 @@
+# Two entry points a new user needs: `make quickstart` and `make test`. Both set up .venv first.
+#
+# torch is installed before the package so pip never resolves a plain `torch` requirement by itself
+# (on a machine without a GPU that would pull a multi-GB CUDA build). Override TORCH_SPEC and
+# TORCH_PIP_ARGS for a GPU machine, e.g. `make setup TORCH_SPEC=torch==2.13.0 TORCH_PIP_ARGS=`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup quickstart test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+quickstart: setup
+	HF_HUB_OFFLINE=1 $(BIN)/workbench train recipes/quickstart.toml
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check workbench tests benchmarks
+	$(BIN)/lint-imports
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/registry_bench.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/presets_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

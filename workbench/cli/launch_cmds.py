@@ -1,0 +1,1 @@
+"""Commands: launch_cmds (being written)."""

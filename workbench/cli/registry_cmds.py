@@ -1,0 +1,1 @@
+"""Commands: registry_cmds (being written)."""

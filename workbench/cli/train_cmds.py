@@ -1,0 +1,1 @@
+"""Commands: train_cmds (being written)."""

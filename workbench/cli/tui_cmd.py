@@ -1,0 +1,1 @@
+"""Commands: tui_cmd (being written)."""
