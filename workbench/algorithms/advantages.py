@@ -1,0 +1,193 @@
+"""Advantage estimators: group z-score (GRPO), group mean (Dr. GRPO), leave-one-out (RLOO),
+batch-whitened (REINFORCE++), and GAE (PPO, needs values).
+
+Shapes: rewards [N] with N = B*G, the G responses of one prompt contiguous; token tensors [N, T]
+with a 0/1 mask. Outputs keep the inputs' dtype and device. Standard deviations are the unbiased
+`torch.std`, as TRL and verl compute them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.algorithms._checks import (
+    check_choice,
+    check_floating,
+    check_group_size,
+    check_ndim,
+    check_range,
+    check_same_shape,
+)
+from workbench.algorithms.variants import SCALE_REWARDS
+
+
+def _float_rewards(rewards: torch.Tensor) -> torch.Tensor:
+    """rewards [N] as floating point: integer or bool rewards (0/1 correctness) become torch's default float."""
+    check_ndim("rewards", rewards, (1,), "[N], one reward per response")
+    return rewards if rewards.is_floating_point() else rewards.to(torch.get_default_dtype())
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    *,
+    scale: str = "group",
+    eps: float = 1e-4,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Group-relative advantages. rewards [N] -> advantages [N].
+
+    scale="group": A_i = (r_i - mean_g) / (std_g + eps)        GRPO, arXiv:2402.03300 sec. 4.1.2
+    scale="batch": A_i = (r_i - mean_g) / (std_batch + eps)    TRL scale_rewards="batch" (arXiv:2508.08221)
+    scale="none":  A_i = r_i - mean_g                          Dr. GRPO, arXiv:2503.20783
+    std is the unbiased torch.std; eps=1e-4 as in TRL.
+
+    keep (bool [N], optional): only kept responses enter the statistics and dropped ones get exactly
+    0 (GFPO, arXiv:2508.09726: advantages over the retained subset S). A group whose kept
+    rewards are all equal, or that keeps a single response, gets exactly 0.
+    """
+    rewards = _float_rewards(rewards)
+    num_groups = check_group_size(rewards.shape[0], group_size)
+    check_choice("scale", scale, SCALE_REWARDS)
+    check_range("eps", eps, low=0.0)
+    if keep is None:
+        kept = torch.ones_like(rewards, dtype=torch.bool)
+    else:
+        check_same_shape("rewards", rewards, keep=keep)
+        kept = keep.to(device=rewards.device, dtype=torch.bool)
+
+    grouped = rewards.view(num_groups, group_size)
+    kept_grouped = kept.view(num_groups, group_size)
+    weights = kept_grouped.to(rewards.dtype)
+    count = weights.sum(dim=1, keepdim=True)
+    # Masked sums via where(), so a dropped response's reward (even inf/nan) never touches the statistics.
+    kept_rewards = torch.where(kept_grouped, grouped, torch.zeros_like(grouped))
+    mean = kept_rewards.sum(dim=1, keepdim=True) / count.clamp(min=1)
+    centred = torch.where(kept_grouped, grouped - mean, torch.zeros_like(grouped))
+
+    if scale == "group":
+        variance = centred.square().sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)
+        advantages = centred / (variance.sqrt() + eps)
+    elif scale == "batch":
+        kept_flat = rewards[kept]
+        batch_std = kept_flat.std() if kept_flat.numel() > 1 else rewards.new_zeros(())
+        advantages = centred / (batch_std + eps)
+    else:
+        advantages = centred
+
+    # A group whose kept rewards are all equal (or that keeps a single response) has r_i - mean_g = 0
+    # exactly; computing the mean in floating point could leave a residue that 1/(0 + eps) would blow up.
+    highest = torch.where(kept_grouped, grouped, torch.full_like(grouped, -torch.inf)).amax(
+        dim=1, keepdim=True
+    )
+    lowest = torch.where(kept_grouped, grouped, torch.full_like(grouped, torch.inf)).amin(dim=1, keepdim=True)
+    informative = kept_grouped & (highest > lowest)
+    advantages = torch.where(informative, advantages, torch.zeros_like(advantages))
+    return advantages.reshape(-1)
+
+
+def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out advantages. rewards [N] -> [N].
+
+    A_i = r_i - 1/(G-1) * sum_{j != i} r_j        RLOO, arXiv:2402.14740 (needs G >= 2)
+    """
+    rewards = _float_rewards(rewards)
+    num_groups = check_group_size(rewards.shape[0], group_size, minimum=2)
+    grouped = rewards.view(num_groups, group_size)
+    others_mean = (grouped.sum(dim=1, keepdim=True) - grouped) / (group_size - 1)
+    return (grouped - others_mean).reshape(-1)
+
+
+def reinforce_pp_advantages(
+    rewards: torch.Tensor, group_size: int | None = None, eps: float = 1e-8
+) -> torch.Tensor:
+    """REINFORCE++ advantages: rewards whitened over the whole batch. rewards [N] -> [N].
+
+    A_i = (r_i - mean_batch) / (std_batch + eps)                  REINFORCE++, arXiv:2501.03262
+    with group_size: r'_i = r_i - mean_g first, then A_i = (r'_i - mean(r')) / (std(r') + eps)
+    (REINFORCE++-baseline: group-mean baseline, global advantage normalisation). std is unbiased.
+    """
+    rewards = _float_rewards(rewards)
+    check_range("eps", eps, low=0.0)
+    centred = rewards
+    if group_size is not None:
+        num_groups = check_group_size(rewards.shape[0], group_size)
+        grouped = rewards.view(num_groups, group_size)
+        centred = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
+    return _standardize(centred, eps)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(x - mean) * rsqrt(var + 1e-8) over the masked entries, var unbiased; masked-out entries become 0.
+
+    values [...] with an optional same-shape 0/1 mask: the whitening TRL's and verl's PPO apply to GAE
+    advantages (arXiv:2403.17031). Fewer than two entries: var taken as 0.
+    """
+    valid = _valid(values, mask)
+    centred, count = _centred(values, valid)
+    variance = centred.square().sum() / (count - 1).clamp(min=1)
+    return torch.where(valid, centred * torch.rsqrt(variance + 1e-8), torch.zeros_like(values))
+
+
+def _standardize(values: torch.Tensor, eps: float) -> torch.Tensor:
+    """(x - mean) / (std + eps) over all of `values` [N], unbiased std (0 when N < 2)."""
+    centred, count = _centred(values, torch.ones_like(values, dtype=torch.bool))
+    variance = centred.square().sum() / (count - 1).clamp(min=1)
+    return centred / (variance.sqrt() + eps)
+
+
+def _valid(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return torch.ones_like(values, dtype=torch.bool)
+    check_same_shape("values", values, mask=mask)
+    return mask.to(device=values.device, dtype=torch.bool)
+
+
+def _centred(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """values minus their masked mean (0 where invalid), and the number of valid entries."""
+    count = valid.sum()
+    zeros = torch.zeros_like(values)
+    mean = torch.where(valid, values, zeros).sum() / count.clamp(min=1)
+    return torch.where(valid, values - mean, zeros), count
+
+
+def gae(
+    token_rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float,
+    lam: float,
+    whiten: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized Advantage Estimation. token_rewards, values, mask [N, T] -> (advantages, returns) [N, T].
+
+    delta_t = r_t + gamma * V_{t+1} - V_t,  A_t = delta_t + gamma * lam * A_{t+1}   GAE, arXiv:1506.02438 eq. 16
+    Only valid tokens (mask 1) are steps: V_{t+1} is the value at the next valid token, 0 after the last
+    one; rewards and values at masked positions are ignored (they never leak into valid positions).
+    returns = advantages + values on valid tokens; both outputs are 0 where mask is 0. With whiten,
+    advantages are whitened over valid tokens (`masked_whiten`, as TRL's and verl's PPO do) after the
+    returns are formed.
+    """
+    check_ndim("token_rewards", token_rewards, (2,), "[N, T]")
+    check_same_shape("token_rewards", token_rewards, values=values, mask=mask)
+    check_floating("token_rewards", token_rewards)
+    check_range("gamma", gamma, low=0.0, high=1.0)
+    check_range("lam", lam, low=0.0, high=1.0)
+    valid = mask.to(device=token_rewards.device, dtype=torch.bool)
+    values = values.to(token_rewards.dtype)
+
+    zeros_column = token_rewards.new_zeros(token_rewards.shape[0])
+    next_value, next_advantage = zeros_column, zeros_column
+    advantages_reversed = []
+    for t in reversed(range(token_rewards.shape[1])):
+        step = valid[:, t]
+        delta = token_rewards[:, t] + gamma * next_value - values[:, t]
+        advantage = delta + gamma * lam * next_advantage
+        advantages_reversed.append(torch.where(step, advantage, zeros_column))
+        next_value = torch.where(step, values[:, t], next_value)
+        next_advantage = torch.where(step, advantage, next_advantage)
+    advantages = torch.stack(advantages_reversed[::-1], dim=1)
+    returns = torch.where(valid, advantages + values, torch.zeros_like(advantages))
+    if whiten:
+        advantages = masked_whiten(advantages, valid)
+    return advantages, returns
