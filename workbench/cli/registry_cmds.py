@@ -1,1 +1,405 @@
-"""Commands: registry_cmds (being written)."""
+"""Commands that read and move runs in the registry: runs, show, metrics, samples, rm, export, import."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from workbench.cli.app import app
+from workbench.cli.common import JsonOption, RegistryOption, console, err_console, print_json, registry_path
+from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
+from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
+
+RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
+STATUS_STYLES = {
+    "queued": "cyan",
+    "running": "bold green",
+    "finished": "green",
+    "failed": "bold red",
+    "crashed": "red",
+    "stopped": "yellow",
+}
+
+
+class ExportFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _open(registry: Path | None, create: bool = False) -> Registry:
+    return Registry.open(registry_path(registry), create=create)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.4g}"
+
+
+def _when(timestamp: float | None, seconds: bool = True) -> str:
+    layout = "%Y-%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M"
+    return "-" if timestamp is None else time.strftime(layout, time.localtime(timestamp))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _status(run: RunInfo) -> Text:
+    label = f"queued #{run.queue_position}" if run.status == "queued" and run.queue_position else run.status
+    return Text(label, style=STATUS_STYLES.get(run.status, ""))
+
+
+def _progress(run: RunInfo) -> str:
+    done = "-" if run.last_step is None else str(run.last_step + 1)
+    return f"{done}/{run.total_steps}" if run.total_steps else done
+
+
+@app.command("runs")
+def runs_command(
+    status: str = typer.Option(None, "--status", help="Only runs with this status (queued, running, finished, failed, crashed, stopped)."),
+    variant: str = typer.Option(None, "--variant", help="Only runs of this variant (grpo, dapo ...)."),
+    name: str = typer.Option(None, "--name", help="Only runs whose name contains this text."),
+    tag: str = typer.Option(None, "--tag", help="Only runs with this tag."),
+    registry: Path = RegistryOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List runs, newest first, with status, progress and last reward."""
+    with _open(registry) as handle:
+        runs = handle.list_runs(status=status, variant=variant, name=name, tag=tag)
+    if as_json:
+        print_json(_finite([run.to_dict() for run in runs]))
+        return
+    if not runs:
+        err_console.print("no runs match" if any((status, variant, name, tag)) else "no runs yet")
+        return
+    rows = [
+        (run.id, run.name, run.variant, _status(run), _progress(run), _number(run.last_reward), run.host,
+         _when(run.created_at, seconds=False), ",".join(run.tags))
+        for run in runs
+    ]
+    table = Table(box=None, header_style="bold")
+    # On a narrow terminal the name, variant, host and tags give way; id, status, numbers and time never do.
+    for index, column in enumerate(("id", "name", "variant", "status", "steps", "reward", "host", "created", "tags")):
+        keeps = column in ("id", "status", "steps", "reward", "created")
+        widest = max(len(str(row[index])) for row in rows)
+        table.add_column(column, justify="right" if column in ("steps", "reward") else "left", no_wrap=keeps,
+                         overflow="ellipsis", min_width=max(widest, len(column)) if keeps else None)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command("show")
+def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_json: bool = JsonOption) -> None:
+    """A run's status, recipe, last metrics and recent events."""
+    with _open(registry) as handle:
+        info = handle.get_run(run)
+        last = handle.last_metrics(info.id)
+        events = handle.events(info.id)
+    if as_json:
+        print_json(_finite({
+            "run": info.to_dict(),
+            "last_metrics": {key: {"step": step, "value": value} for key, (step, value) in last.items()},
+            "events": [asdict(event) for event in events],
+        }))
+        return
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    ended = info.ended_at if info.ended_at is not None else (info.heartbeat if info.status == "running" else None)
+    rows = [
+        ("run", f"{info.id}  {info.name}"),
+        ("variant", info.variant),
+        ("status", _status(info)),
+        ("steps", _progress(info)),
+        ("host", f"{info.host}" + (f"  pid {info.pid}" if info.pid else "")),
+        ("created", _when(info.created_at)),
+        ("started", _when(info.started_at)),
+        ("ended", _when(info.ended_at)),
+        ("duration", _duration(ended - info.started_at) if info.started_at and ended else "-"),
+        ("seed", "-" if info.seed is None else str(info.seed)),
+        ("git", info.git_rev or "-"),
+        ("tags", ", ".join(info.tags) or "-"),
+        ("parent", info.parent_id or "-"),
+    ]
+    for label, value in rows:
+        facts.add_row(label, value)
+    if info.error:
+        facts.add_row("error", Text(info.error, style="red"))
+    console.print(facts)
+    if info.recipe:
+        console.print()
+        recipe = Table(box=None, header_style="bold", title="recipe", title_justify="left")
+        recipe.add_column("key")
+        recipe.add_column("value")
+        for section, values in info.recipe.items():
+            for key, value in values.items() if isinstance(values, dict) else [("", values)]:
+                recipe.add_row(f"{section}.{key}" if key else section, str(value))
+        console.print(recipe)
+    if last:
+        console.print()
+        metrics = Table(box=None, header_style="bold", title="last metrics", title_justify="left")
+        for column in ("key", "step", "value"):
+            metrics.add_column(column, justify="left" if column == "key" else "right")
+        for key, (step, value) in last.items():
+            metrics.add_row(key, str(step), _number(value))
+        console.print(metrics)
+    if events:
+        console.print()
+        table = Table(box=None, header_style="bold", title="events (last 10)", title_justify="left")
+        for column in ("time", "step", "level", "kind", "message"):
+            table.add_column(column)
+        for event in events[-10:]:
+            style = {"error": "red", "warning": "yellow"}.get(event.level, "")
+            table.add_row(_when(event.ts), "-" if event.step is None else str(event.step),
+                          Text(event.level, style=style), event.kind, event.message)
+        console.print(table)
+
+
+def _check_keys(handle: Registry, run_id: str, keys: list[str]) -> list[str]:
+    """The requested keys, or RecordNotFound naming the unknown ones, close matches and what exists."""
+    known = handle.metric_keys(run_id)
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        hints = {key: difflib.get_close_matches(key, known, n=3) for key in unknown}
+        suggestion = "; ".join(f"{key!r}: did you mean {', '.join(matches)}?" for key, matches in hints.items() if matches)
+        raise RecordNotFound(
+            f"run {run_id} has no metric {', '.join(repr(key) for key in unknown)}"
+            + (f" ({suggestion})" if suggestion else "")
+            + f"; its keys: {', '.join(known) or 'none yet'}"
+        )
+    return keys
+
+
+@app.command("metrics")
+def metrics_command(
+    run: str = RunArgument,
+    keys: list[str] = typer.Argument(None, help="Metric keys (default: every key's last value).", show_default=False),
+    after: int = typer.Option(None, "--after", help="Only steps after this one (for polling)."),
+    last: int = typer.Option(None, "--last", min=1, help="Only the last N steps."),
+    registry: Path = RegistryOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Metric series of a run, one row per step; without keys, the last value of every key."""
+    with _open(registry) as handle:
+        info = handle.get_run(run)
+        if not keys:
+            latest = handle.last_metrics(info.id)
+            if as_json:
+                print_json(_finite({"run": info.id, "last": {k: {"step": s, "value": v} for k, (s, v) in latest.items()}}))
+                return
+            table = Table(box=None, header_style="bold")
+            for column in ("key", "step", "value"):
+                table.add_column(column, justify="left" if column == "key" else "right")
+            for key, (step, value) in latest.items():
+                table.add_row(key, str(step), _number(value))
+            console.print(table)
+            return
+        series = {key: handle.series(info.id, key, after_step=after) for key in _check_keys(handle, info.id, keys)}
+    steps = sorted({step for key_steps, _ in series.values() for step in key_steps})
+    if last is not None:
+        steps = steps[-last:]
+    kept = set(steps)
+    if as_json:
+        print_json(_finite({
+            "run": info.id,
+            "metrics": {
+                key: {"steps": [s for s in key_steps if s in kept], "values": [v for s, v in zip(key_steps, values, strict=True) if s in kept]}
+                for key, (key_steps, values) in series.items()
+            },
+        }))
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("step", justify="right")
+    for key in series:
+        table.add_column(key, justify="right")
+    lookup = {key: dict(zip(key_steps, values, strict=True)) for key, (key_steps, values) in series.items()}
+    for step in steps:
+        table.add_row(str(step), *(_number(lookup[key].get(step)) for key in series))
+    console.print(table)
+
+
+def _pick_step(handle: Registry, run_id: str, step: int | None, kind: str) -> int:
+    logged = handle.group_steps(run_id, kind=kind)
+    if not logged:
+        raise RecordNotFound(f"run {run_id} has no {kind} groups logged yet")
+    if step is None:
+        return logged[-1]
+    if step not in logged:
+        nearest = min(logged, key=lambda candidate: (abs(candidate - step), candidate))
+        shown = ", ".join(map(str, logged[:12])) + (f" ... {logged[-1]}" if len(logged) > 12 else "")
+        raise RecordNotFound(
+            f"run {run_id} has no {kind} groups at step {step} (nearest: {nearest}); logged steps: {shown}"
+        )
+    return step
+
+
+@app.command("samples")
+def samples_command(
+    run: str = RunArgument,
+    step: int = typer.Option(None, "--step", help="A step with logged groups (default: the latest)."),
+    kind: str = typer.Option("train", "--kind", help="train or eval groups."),
+    group: int = typer.Option(None, "--group", help="Only this group index."),
+    tokens: bool = typer.Option(False, "--tokens", help="Include per-token stats."),
+    registry: Path = RegistryOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The sampled groups of a step: every response with its reward, advantage and fate."""
+    with _open(registry) as handle:
+        info = handle.get_run(run)
+        chosen = _pick_step(handle, info.id, step, kind)
+        groups = handle.groups(info.id, chosen, kind=kind, with_tokens=tokens)
+    if group is not None:
+        indices = [g.index for g in groups]
+        groups = [g for g in groups if g.index == group]
+        if not groups:
+            raise RecordNotFound(f"run {info.id} step {chosen} has no {kind} group {group}; groups: {indices}")
+    if as_json:
+        documents = []
+        for record in groups:
+            document = asdict(record) | {"zero_variance": record.zero_variance}
+            if not tokens:
+                for response in document["responses"]:
+                    response.pop("tokens")
+            documents.append(document)
+        print_json(_finite({"run": info.id, "step": chosen, "kind": kind, "groups": documents}))
+        return
+    for record in groups:
+        title = f"group {record.index}  {record.prompt!r}" + (f"  answer {record.answer!r}" if record.answer else "")
+        if record.zero_variance:
+            title += "  (zero variance)"
+        table = Table(title=Text(title), title_justify="left", header_style="bold", box=None)
+        for column in ("#", "reward", "components", "adv", "len", "trunc", "dropped", "text"):
+            table.add_column(column, justify="right" if column in ("#", "reward", "adv", "len") else "left",
+                             overflow="fold" if column == "text" else "ellipsis")
+        for index, response in enumerate(record.responses):
+            components = " ".join(f"{key}={_number(value)}" for key, value in response.reward_components.items())
+            table.add_row(str(index), _number(response.reward), components, _number(response.advantage),
+                          str(response.length), "yes" if response.truncated else "", response.dropped_by or "",
+                          response.text)
+        console.print(table)
+        if tokens:
+            for index, response in enumerate(record.responses):
+                if response.tokens is not None:
+                    console.print(_token_table(f"group {record.index} response {index}", response.tokens))
+        console.print()
+
+
+def _token_table(title: str, stats: Any) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold", box=None)
+    columns = ["token", "logp_old", "logp_new", "ratio", "entropy", "clip"]
+    if stats.ref_logp is not None:
+        columns.insert(3, "ref_logp")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("token", "clip") else "right")
+    for position, token in enumerate(stats.tokens):
+        clip = "low" if stats.clipped_low[position] else "high" if stats.clipped_high[position] else ""
+        cells = [repr(token), _number(stats.logp_old[position]), _number(stats.logp_new[position])]
+        if stats.ref_logp is not None:
+            cells.append(_number(stats.ref_logp[position]))
+        cells += [f"{stats.ratio[position]:.6f}", _number(stats.entropy[position]), clip]
+        table.add_row(*cells)
+    return table
+
+
+@app.command("rm")
+def rm_command(
+    run: str = RunArgument,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    force: bool = typer.Option(False, "--force", help="Delete even a running run."),
+    registry: Path = RegistryOption,
+) -> None:
+    """Delete a run: its rows and its directory (logs, checkpoints)."""
+    with _open(registry) as handle:
+        info = handle.get_run(run)
+        if info.status == "running" and not force:
+            raise RegistryError(f"run {info.id} ({info.name}) is running: stop it first, or pass --force")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")
+            if not typer.confirm(f"delete run {info.id} ({info.name}, {info.status}) and its files?", err=True):
+                err_console.print("kept")
+                raise typer.Exit(1)
+        handle.delete_run(info.id)
+    console.print(f"deleted run {info.id} ({info.name})")
+
+
+@app.command("export")
+def export_command(
+    run: str = RunArgument,
+    format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", "-f", help="jsonl (lossless) or csv (metrics, one row per step)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    registry: Path = RegistryOption,
+) -> None:
+    """Export a run: JSONL with everything (for `workbench import`), or CSV of its metrics."""
+    writer = export_jsonl if format is ExportFormat.jsonl else export_csv
+    with _open(registry) as handle:
+        info = handle.get_run(run)
+        if output is None:
+            writer(handle, info.id, sys.stdout)
+            sys.stdout.flush()
+            return
+        output.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as out:
+                count = writer(handle, info.id, out)
+            os.replace(temporary, output)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    unit = "lines" if format is ExportFormat.jsonl else "rows"
+    err_console.print(f"exported run {info.id} ({info.name}) to {output}: {count} {unit}")
+
+
+@app.command("import")
+def import_command(
+    file: str = typer.Argument(..., help="A `workbench export` JSONL file, or - for stdin.", show_default=False),
+    host: str = typer.Option(None, "--host", help="Record the runs as coming from this host."),
+    registry: Path = RegistryOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Import runs from a JSONL export. Importing the same file twice changes nothing."""
+    with _open(registry, create=True) as handle:
+        if file == "-":
+            run_ids = import_jsonl(handle, "<stdin>", sys.stdin, host=host)
+        else:
+            path = Path(file)
+            if not path.is_file():
+                raise RegistryError(f"no file {path} to import")
+            with path.open(encoding="utf-8") as lines:
+                run_ids = import_jsonl(handle, path, lines, host=host)
+        runs = [handle.get_run(run_id) for run_id in run_ids]
+    if as_json:
+        print_json(_finite({"imported": [run.to_dict() for run in runs]}))
+        return
+    for run in runs:
+        console.print(f"imported run {run.id} ({run.name}, {run.status}, {_progress(run)} steps)")

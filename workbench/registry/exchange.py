@@ -1,0 +1,237 @@
+"""Moving runs between registries: JSONL export/import (lossless) and CSV export of metrics.
+
+JSONL, one object per line, in this order:
+
+    {"type": "run", "format": "workbench-run", "version": 1, "run": {...every stored run field...}}
+    {"type": "step", "step": 0, "ts": 1750000001.5, "metrics": {"reward": 0.1, ...}}      per step
+    {"type": "group", "kind": "train", "step": 9, "index": 0, "prompt": ..., "answer": ...,
+     "responses": [{"text": ..., "reward": ..., ..., "tokens": {"tokens": [...], "ratio": [...], ...}}]}
+    {"type": "event", "seq": 1, "ts": ..., "step": ..., "kind": ..., "level": ..., "message": ...}
+
+Floats are written with Python's shortest round-trip repr (NaN and infinities as NaN / Infinity), and
+token stats at their stored precision, so export -> import -> export gives the same file. A file may
+hold several runs one after another. Import is idempotent: a run already present keeps its rows
+(rows are keyed by run id and step, group, response or event sequence number) and takes the run
+row from the file, so importing a newer copy of a remote run updates its status and adds new steps.
+
+CSV is wide: one row per step, a `step` column then one column per metric key (sorted); a key not
+logged at a step is an empty cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict
+from itertools import groupby
+from pathlib import Path
+from typing import Any, TextIO
+
+from workbench.registry.errors import RegistryError
+from workbench.registry.records import GroupRecord, ResponseRecord, TokenStats
+from workbench.registry.store import RUN_ID_PATTERN, Registry, _group_rows, _stored_float
+
+EXPORT_FORMAT = "workbench-run"
+EXPORT_VERSION = 1
+RUN_FIELDS = (
+    "id", "name", "variant", "recipe", "host", "status", "pid", "heartbeat", "created_at", "started_at",
+    "ended_at", "git_rev", "seed", "error", "tags", "parent_id", "total_steps",
+)  # fmt: skip
+
+
+def _value(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def export_records(registry: Registry, run_id: str) -> Iterator[dict[str, Any]]:
+    """The JSONL objects of one run (see the module docstring), in file order."""
+    run = registry.get_run(run_id)
+    stored = {field: getattr(run, field) for field in RUN_FIELDS}
+    yield {"type": "run", "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "run": stored}
+    step_times = dict(registry.steps(run.id))
+    rows = registry.conn.execute(
+        """SELECT m.step, k.name, m.value FROM metrics AS m JOIN metric_keys AS k ON k.id = m.key_id
+           WHERE m.run_id = ? ORDER BY m.step, k.name""",
+        (run.id,),
+    )
+    seen = set()
+    for step, entries in groupby(rows, key=lambda row: row[0]):
+        seen.add(step)
+        metrics = {name: _value(value) for _, name, value in entries}
+        yield {"type": "step", "step": step, "ts": step_times.get(step), "metrics": metrics}
+    for step in sorted(set(step_times) - seen):
+        yield {"type": "step", "step": step, "ts": step_times[step], "metrics": {}}
+    for kind in ("train", "eval"):
+        for step in registry.group_steps(run.id, kind=kind):
+            for group in registry.groups(run.id, step, kind=kind, with_tokens=True):
+                yield {
+                    "type": "group",
+                    "kind": kind,
+                    "step": step,
+                    "index": group.index,
+                    "prompt": group.prompt,
+                    "answer": group.answer,
+                    "responses": [asdict(response) for response in group.responses],
+                }
+    for seq, ts, step, kind, level, message in registry.conn.execute(
+        "SELECT seq, ts, step, kind, level, message FROM events WHERE run_id = ? ORDER BY seq", (run.id,)
+    ):
+        yield {"type": "event", "seq": seq, "ts": ts, "step": step, "kind": kind, "level": level, "message": message}
+
+
+def export_jsonl(registry: Registry, run_id: str, out: TextIO) -> int:
+    """Write one run as JSONL; returns the number of lines."""
+    lines = 0
+    for record in export_records(registry, run_id):
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        lines += 1
+    return lines
+
+
+def export_csv(registry: Registry, run_id: str, out: TextIO) -> int:
+    """Write one run's metrics as wide CSV (a row per step, a column per key); returns the number of rows."""
+    run = registry.get_run(run_id)
+    keys = registry.metric_keys(run.id)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", *keys])
+    columns = {key: index for index, key in enumerate(keys)}
+    rows = 0
+    for step, entries in groupby(registry.metrics_after(run.id, -1), key=lambda entry: entry[0]):
+        cells = [""] * len(keys)
+        for _, key, value in entries:
+            cells[columns[key]] = repr(value)
+        writer.writerow([step, *cells])
+        rows += 1
+    return rows
+
+
+def _group_record(data: dict[str, Any]) -> GroupRecord:
+    responses = []
+    for response in data["responses"]:
+        tokens = response.get("tokens")
+        responses.append(
+            ResponseRecord(**{**response, "tokens": TokenStats(**tokens) if tokens is not None else None})
+        )
+    return GroupRecord(index=data["index"], prompt=data["prompt"], responses=responses, answer=data.get("answer"),
+                       kind=data["kind"])
+
+
+class _Importer:
+    """Applies the records of one file inside one transaction; ignores rows the registry already has."""
+
+    def __init__(self, registry: Registry, source: str, host: str | None) -> None:
+        self.registry = registry
+        self.source = source
+        self.host = host
+        self.run_id: str | None = None
+        self.imported: list[str] = []
+
+    def apply(self, line_number: int, record: dict[str, Any]) -> None:
+        kind = record.get("type")
+        if kind == "run":
+            self._run(line_number, record)
+            return
+        if self.run_id is None:
+            raise RegistryError(f"{self.source}:{line_number}: a {kind!r} record before any run record")
+        if kind == "step":
+            self._step(record)
+        elif kind == "group":
+            self._group(record)
+        elif kind == "event":
+            self._event(record)
+        else:
+            raise RegistryError(
+                f"{self.source}:{line_number}: unknown record type {kind!r}; allowed: run, step, group, event"
+            )
+
+    def _run(self, line_number: int, record: dict[str, Any]) -> None:
+        if record.get("format") != EXPORT_FORMAT or record.get("version") != EXPORT_VERSION:
+            raise RegistryError(
+                f"{self.source}:{line_number}: not a {EXPORT_FORMAT} export of version {EXPORT_VERSION} "
+                f"(format {record.get('format')!r}, version {record.get('version')!r})"
+            )
+        run = record["run"]
+        missing = [field for field in ("id", "name", "variant", "status", "created_at") if run.get(field) is None]
+        if missing or not RUN_ID_PATTERN.match(str(run.get("id"))):
+            raise RegistryError(f"{self.source}:{line_number}: run record lacks a valid {missing or ['id']}")
+        connection = self.registry.conn
+        existing = connection.execute("SELECT created_at, name FROM runs WHERE id = ?", (run["id"],)).fetchone()
+        if existing is not None and existing[0] != run["created_at"]:
+            raise RegistryError(
+                f"{self.source}: run {run['id']} ({run['name']}) is a different run from {run['id']} "
+                f"({existing[1]}) already in {self.registry.path}; nothing was imported"
+            )
+        values = {field: run.get(field) for field in RUN_FIELDS}
+        values["host"] = self.host or values["host"] or "local"
+        values["recipe"] = json.dumps(values["recipe"] or {}, sort_keys=True)
+        values["tags"] = json.dumps(values["tags"] or [])
+        columns = ", ".join(RUN_FIELDS)
+        placeholders = ", ".join(f":{field}" for field in RUN_FIELDS)
+        updates = ", ".join(f"{field} = excluded.{field}" for field in RUN_FIELDS if field != "id")
+        connection.execute(
+            f"INSERT INTO runs ({columns}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {updates}", values
+        )
+        self.run_id = run["id"]
+        self.imported.append(run["id"])
+
+    def _step(self, record: dict[str, Any]) -> None:
+        connection = self.registry.conn
+        step = record["step"]
+        if record.get("ts") is not None:
+            connection.execute("INSERT OR IGNORE INTO steps (run_id, step, ts) VALUES (?, ?, ?)",
+                               (self.run_id, step, record["ts"]))
+        connection.executemany(
+            "INSERT OR IGNORE INTO metrics (run_id, key_id, step, value) VALUES (?, ?, ?, ?)",
+            [
+                (self.run_id, self.registry.metric_key_id(key), step, _stored_float(value))
+                for key, value in record["metrics"].items()
+            ],
+        )
+
+    def _group(self, record: dict[str, Any]) -> None:
+        connection = self.registry.conn
+        group_rows, response_rows, token_rows = _group_rows(self.run_id, record["step"], [_group_record(record)])
+        connection.executemany("INSERT OR IGNORE INTO groups VALUES (?, ?, ?, ?, ?, ?)", group_rows)
+        connection.executemany(
+            """INSERT OR IGNORE INTO responses (run_id, kind, step, group_index, response_index, text, reward,
+                   reward_components, advantage, length, truncated, dropped_by)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            response_rows,
+        )
+        connection.executemany("INSERT OR IGNORE INTO token_stats VALUES (?, ?, ?, ?, ?, ?, ?)", token_rows)
+
+    def _event(self, record: dict[str, Any]) -> None:
+        self.registry.conn.execute(
+            """INSERT OR IGNORE INTO events (run_id, seq, ts, step, kind, level, message)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (self.run_id, record["seq"], record["ts"], record.get("step"), record["kind"], record["level"],
+             record["message"]),
+        )
+
+
+def import_jsonl(registry: Registry, source: Path | str, lines: TextIO, host: str | None = None) -> list[str]:
+    """Import every run in a JSONL export (all or nothing); returns the run ids in file order.
+
+    `host` replaces the runs' host: a run that was "local" on a remote machine is not local here, and
+    its pid must not be checked against this machine's processes.
+    """
+    importer = _Importer(registry, str(source), host)
+    with registry.bulk():
+        for line_number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RegistryError(f"{source}:{line_number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise RegistryError(f"{source}:{line_number}: expected a JSON object")
+            try:
+                importer.apply(line_number, record)
+            except (KeyError, TypeError, ValueError) as error:
+                raise RegistryError(f"{source}:{line_number}: malformed {record.get('type')} record ({error!r})") from None
+    if not importer.imported:
+        raise RegistryError(f"{source}: no run records found (is this a `workbench export` file?)")
+    return list(dict.fromkeys(importer.imported))

@@ -1,0 +1,114 @@
+"""The shapes the trainer writes and the TUI and CLI read back (see docs/internals.md).
+
+Responses, groups and token stats are plain dataclasses so the trainer can build them step by step;
+`RunInfo` is a frozen snapshot of one row of the runs table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "crashed", "stopped")
+TERMINAL_STATUSES: frozenset[str] = frozenset({"finished", "failed", "crashed", "stopped"})
+GROUP_KINDS: tuple[str, ...] = ("train", "eval")
+DROP_FILTERS: tuple[str, ...] = ("dynamic_sampling", "gfpo")
+
+
+@dataclass
+class TokenStats:
+    """Per-token statistics of one response; every list has one entry per completion token [T].
+
+    ratio is the importance ratio pi_new / pi_old actually used by the loss (per token, or the
+    sequence-level ratio broadcast to tokens for GSPO); clipped_low / clipped_high say which side of
+    the clip range the token fell on.
+    """
+
+    tokens: list[str]
+    logp_old: list[float]
+    logp_new: list[float]
+    ratio: list[float]
+    entropy: list[float]
+    clipped_low: list[bool]
+    clipped_high: list[bool]
+    ref_logp: list[float] | None = None
+    advantage: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class ResponseRecord:
+    """One of the G responses to a prompt: its text, reward (total and per component) and fate."""
+
+    text: str
+    reward: float
+    reward_components: dict[str, float]
+    advantage: float
+    length: int
+    truncated: bool
+    dropped_by: str | None = None
+    tokens: TokenStats | None = None
+
+
+@dataclass
+class GroupRecord:
+    """A prompt with all its G responses, as sampled at one step."""
+
+    index: int
+    prompt: str
+    responses: list[ResponseRecord]
+    answer: str | None = None
+    kind: str = "train"
+
+    @property
+    def zero_variance(self) -> bool:
+        """All G rewards are equal, so every group-relative advantage is zero (DAPO drops these)."""
+        rewards = [response.reward for response in self.responses]
+        return bool(rewards) and max(rewards) == min(rewards)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """Something a user should know about a run: launched, resumed, stopped, a warning, an error."""
+
+    id: int
+    run_id: str
+    ts: float
+    step: int | None
+    kind: str
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as stored, plus values derived on read (last step, last reward, queue position).
+
+    Times are UNIX seconds.
+    """
+
+    id: str
+    name: str
+    variant: str
+    recipe: dict[str, Any]
+    host: str
+    status: str
+    pid: int | None
+    heartbeat: float | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    git_rev: str | None
+    seed: int | None
+    error: str | None
+    tags: list[str] = field(default_factory=list)
+    parent_id: str | None = None
+    total_steps: int | None = None
+    last_step: int | None = None
+    last_reward: float | None = None
+    queue_position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
