@@ -1,0 +1,364 @@
+"""Tokens tab: one response token by token, coloured by its importance ratio pi_new / pi_old.
+
+The colour scale diverges around ratio 1 (blue below, red above; ColorBrewer RdBu), so the tokens
+the update moved most stand out. Clipped tokens carry a glyph and an underline as well as a
+colour (↓ clipped low, ↑ clipped high), so they read the same under NO_COLOR. Arrow keys move a
+cursor; the panel beside the tokens shows that token's log-probs (old, new, reference), ratio,
+entropy and advantage. Below: clip fraction by token position and the tokens clipped most often,
+for the step or the whole run (key a). When clip statistics are 0 by construction (one update per
+rollout makes every ratio 1) a note says so instead of letting a flat 0 pass for stability.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import DataTable, Static
+
+from workbench.insights import (
+    ClippedToken,
+    PositionBucket,
+    clip_fraction_by_position,
+    clip_stats_trivial,
+    diverging_position,
+    most_clipped_tokens,
+)
+from workbench.registry import GroupRecord, Registry, TokenStats
+from workbench.tui import ReportsWorkerErrors
+
+# ratio RATIO_SPAN (or 1 / RATIO_SPAN) is the end of the colour scale: just past a typical clip range of 0.2
+RATIO_SPAN = 1.3
+# (lower bound of |position|, background below 1, background above 1, text colour on it); ColorBrewer RdBu
+RATIO_SHADES: tuple[tuple[float, str, str, str], ...] = (
+    (0.85, "#2166ac", "#b2182b", "#ffffff"),
+    (0.5, "#67a9cf", "#ef8a62", "#000000"),
+    (0.15, "#d1e5f0", "#fddbc7", "#000000"),
+)
+CLIPPED_LOW_MARK, CLIPPED_HIGH_MARK = "↓", "↑"
+POSITION_BUCKETS = 8
+TOP_TOKENS = 8
+# the run aggregate reads the most recent logged steps only, so a long run costs a bounded read
+RUN_AGGREGATE_STEPS = 20
+TRIVIAL_CLIP_NOTE = (
+    "ⓘ Clip stats are 0 by construction here: with one policy update per rollout the update starts from "
+    "the sampling policy, so every ratio π_new/π_old is exactly 1 and no token can be clipped. "
+    "Clipping shows only with several updates per rollout."
+)
+
+
+def ratio_style(ratio: float) -> str:
+    """The Rich style of a token with this importance ratio on the diverging scale ('' near 1)."""
+    position = diverging_position(ratio, RATIO_SPAN)
+    for threshold, below, above, text in RATIO_SHADES:
+        if abs(position) >= threshold:
+            return f"{text} on {below if position < 0 else above}"
+    return ""
+
+
+def visible_token(token: str) -> str:
+    """Token text as shown: newlines as ⏎ (then a real line break), an empty token as ∅."""
+    if not token:
+        return "∅"
+    return token.replace("\n", "⏎\n")
+
+
+def render_tokens(stats: TokenStats, cursor: int | None) -> Text:
+    """The response as styled text: ratio colour, underline plus ↓/↑ after clipped tokens, cursor reversed."""
+    text = Text()
+    for index, token in enumerate(stats.tokens):
+        style = ratio_style(stats.ratio[index])
+        clipped_low, clipped_high = stats.clipped_low[index], stats.clipped_high[index]
+        if clipped_low or clipped_high:
+            style += " underline"
+        if index == cursor:
+            style += " reverse bold"
+        text.append(visible_token(token), style=style.strip())
+        if clipped_low:
+            text.append(CLIPPED_LOW_MARK, style="bold")
+        if clipped_high:
+            text.append(CLIPPED_HIGH_MARK, style="bold")
+    return text
+
+
+def legend() -> Text:
+    """The colour scale and the clip glyphs, one line."""
+    text = Text("ratio ")
+    text.append(f"{1 / RATIO_SPAN:.2f} ")
+    for position in (-1.0, -0.6, -0.2, 0.0, 0.2, 0.6, 1.0):
+        if position == 0.0:
+            text.append(" 1 ")
+        else:
+            text.append("  ", style=ratio_style(RATIO_SPAN**position))
+    text.append(f" {RATIO_SPAN:.2f}   ")
+    text.append(f"x{CLIPPED_LOW_MARK}", style="underline")
+    text.append(" clipped low  ")
+    text.append(f"x{CLIPPED_HIGH_MARK}", style="underline")
+    text.append(" clipped high")
+    return text
+
+
+def token_detail(stats: TokenStats, index: int) -> str:
+    """The selected token's numbers, one per line."""
+
+    def number(values: list[float] | None) -> str:
+        return "—" if values is None else f"{values[index]:+.4f}"
+
+    clipped = (
+        f"clipped low {CLIPPED_LOW_MARK}" if stats.clipped_low[index]
+        else f"clipped high {CLIPPED_HIGH_MARK}" if stats.clipped_high[index]
+        else "not clipped"
+    )
+    return "\n".join(
+        [
+            f"token {index + 1}/{len(stats.tokens)}  {stats.tokens[index]!r}",
+            f"ratio     {stats.ratio[index]:.4f}",
+            f"          {clipped}",
+            f"logp old  {number(stats.logp_old)}",
+            f"logp new  {number(stats.logp_new)}",
+            f"logp ref  {number(stats.ref_logp)}",
+            f"entropy   {stats.entropy[index]:.4f}",
+            f"advantage {number(stats.advantage)}",
+        ]
+    )
+
+
+def bucket_size_for(stats: list[TokenStats]) -> int:
+    """A power of two that splits the longest response into at most POSITION_BUCKETS buckets."""
+    longest = max((len(s.tokens) for s in stats), default=1)
+    return 2 ** max(0, math.ceil(math.log2(max(1, longest) / POSITION_BUCKETS)))
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """Clip aggregates over a set of responses (one step, or the run's recent logged steps)."""
+
+    scope: str
+    responses: int
+    buckets: list[PositionBucket]
+    top: list[ClippedToken]
+    trivial: bool
+
+
+def aggregate(scope: str, stats: list[TokenStats], flag: float | None) -> Aggregates:
+    return Aggregates(
+        scope=scope,
+        responses=len(stats),
+        buckets=clip_fraction_by_position(stats, bucket_size_for(stats)),
+        top=most_clipped_tokens(stats, TOP_TOKENS),
+        trivial=clip_stats_trivial(flag, stats),
+    )
+
+
+def _all_token_stats(groups: list[GroupRecord]) -> list[TokenStats]:
+    return [r.tokens for g in groups for r in g.responses if r.tokens is not None]
+
+
+class TokenView(Static, can_focus=True):
+    """The response's tokens with a cursor; left / right / home / end move it."""
+
+    BINDINGS = [
+        Binding("left", "move(-1)", "Prev token", show=False),
+        Binding("right", "move(1)", "Next token", show=False),
+        Binding("up", "move(-10)", "Back 10", show=False),
+        Binding("down", "move(10)", "On 10", show=False),
+        Binding("home", "move(-1_000_000)", "First", show=False),
+        Binding("end", "move(1_000_000)", "Last", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(0)
+
+    class CursorMoved(Message):
+        def __init__(self, index: int) -> None:
+            self.index = index
+            super().__init__()
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.stats: TokenStats | None = None
+
+    def show(self, stats: TokenStats) -> None:
+        self.stats = stats
+        self.set_reactive(TokenView.cursor, 0)
+        self._render_tokens()
+        self.post_message(self.CursorMoved(0))
+
+    def action_move(self, delta: int) -> None:
+        if self.stats is not None and self.stats.tokens:
+            self.cursor = max(0, min(len(self.stats.tokens) - 1, self.cursor + delta))
+
+    def watch_cursor(self, cursor: int) -> None:
+        self._render_tokens()
+        self.post_message(self.CursorMoved(cursor))
+
+    def _render_tokens(self) -> None:
+        if self.stats is not None:
+            self.update(render_tokens(self.stats, self.cursor))
+
+
+class TokensPane(ReportsWorkerErrors, Vertical):
+    """The Tokens tab of one run: call show_response(step, group_index, response_index)."""
+
+    BINDINGS = [Binding("a", "toggle_scope", "Step/run stats")]
+
+    class ResponseRead(Message):
+        """One response's token stats, the step's groups (with tokens) and the step's clip flag."""
+
+        def __init__(
+            self, step: int, group_index: int, response_index: int, stats: TokenStats,
+            groups: list[GroupRecord], flag: float | None,
+        ) -> None:
+            self.step = step
+            self.group_index = group_index
+            self.response_index = response_index
+            self.stats = stats
+            self.groups = groups
+            self.flag = flag
+            super().__init__()
+
+    class RunAggregatesRead(Message):
+        def __init__(self, aggregates: Aggregates) -> None:
+            self.aggregates = aggregates
+            super().__init__()
+
+    scope: reactive[str] = reactive("step")
+
+    def __init__(self, run_id: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.run_id = run_id
+        self.opened: tuple[int, int, int] | None = None
+        self.stats: TokenStats | None = None
+        self.step_aggregates: Aggregates | None = None
+        self.run_aggregates: Aggregates | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content("Open a response in the Groups tab (enter) to read its tokens."), id="tokens-header")
+        yield Static(legend(), id="tokens-legend")
+        yield Static(Content(TRIVIAL_CLIP_NOTE), id="tokens-note")
+        with Horizontal(id="tokens-body"):
+            with VerticalScroll(id="tokens-scroll"):
+                yield TokenView(id="tokens-view")
+            yield Static(id="tokens-detail")
+        yield Static(id="tokens-aggregates-title")
+        with Horizontal(id="tokens-aggregates"):
+            yield DataTable(id="tokens-positions", cursor_type="none", show_cursor=False)
+            yield DataTable(id="tokens-top", cursor_type="none", show_cursor=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#tokens-note").display = False
+        self.query_one("#tokens-positions", DataTable).add_columns("pos", "n", "↓", "↑", "clip%")
+        self.query_one("#tokens-top", DataTable).add_columns("token", "clipped", "of", "↓", "↑")
+
+    def on_show(self) -> None:
+        # the pane's keys work as soon as its tab is shown, without tabbing into it first
+        if self.screen.focused is None or self.screen.focused not in self.query("*"):
+            self.query_one("#tokens-view").focus()
+
+    # ---------------------------------------------------------------- reading
+
+    def show_response(self, step: int, group_index: int, response_index: int) -> None:
+        """Load and show one response's tokens (and the step's aggregates)."""
+        self.opened = (step, group_index, response_index)
+        self.query_one("#tokens-header", Static).update(
+            Content(f"step {step} · group {group_index} · response {response_index} · reading…")
+        )
+        self.read_response(self.app.registry_path, step, group_index, response_index)
+        if self.run_aggregates is None:
+            self.read_run_aggregates(self.app.registry_path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="tokens-read", name="reading token stats")
+    def read_response(self, path: Path, step: int, group_index: int, response_index: int) -> None:
+        with Registry.open(path, create=False) as registry:
+            stats = registry.token_stats(self.run_id, step, group_index, response_index)
+            groups = registry.groups(self.run_id, step, with_tokens=True)
+            flag = _flag_at(registry, self.run_id, step)
+        self.post_message(self.ResponseRead(step, group_index, response_index, stats, groups, flag))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="tokens-run", name="reading run token stats")
+    def read_run_aggregates(self, path: Path) -> None:
+        with Registry.open(path, create=False) as registry:
+            steps = registry.group_steps(self.run_id)[-RUN_AGGREGATE_STEPS:]
+            stats = [s for step in steps for s in _all_token_stats(registry.groups(self.run_id, step, with_tokens=True))]
+            flags = registry.series(self.run_id, "clip_stats_trivial")[1]
+        label = f"run (last {len(steps)} logged steps)" if len(steps) == RUN_AGGREGATE_STEPS else "run"
+        flag = min(flags) if flags else None  # trivial for the run only if trivial at every step
+        self.post_message(self.RunAggregatesRead(aggregate(label, stats, flag)))
+
+    @on(ResponseRead)
+    def _take_response(self, event: ResponseRead) -> None:
+        if self.opened != (event.step, event.group_index, event.response_index):
+            return
+        self.stats = event.stats
+        response = next(
+            (g.responses[event.response_index] for g in event.groups
+             if g.index == event.group_index and event.response_index < len(g.responses)),
+            None,
+        )
+        header = f"step {event.step} · group {event.group_index} · response {event.response_index}"
+        if response is not None:
+            sign = "▲ pushed up" if response.advantage > 0 else "▼ pushed down" if response.advantage < 0 else "= no push"
+            header += f" · reward {response.reward:.3g} · advantage {response.advantage:+.3f} {sign}"
+            if response.dropped_by:
+                header += f" · dropped by {response.dropped_by}"
+        self.query_one("#tokens-header", Static).update(Content(header))
+        self.query_one(TokenView).show(event.stats)
+        self.step_aggregates = aggregate(f"step {event.step}", _all_token_stats(event.groups), event.flag)
+        self._show_aggregates()
+
+    @on(RunAggregatesRead)
+    def _take_run_aggregates(self, event: RunAggregatesRead) -> None:
+        self.run_aggregates = event.aggregates
+        self._show_aggregates()
+
+    # ---------------------------------------------------------------- showing
+
+    @on(TokenView.CursorMoved)
+    def _show_token(self, event: TokenView.CursorMoved) -> None:
+        event.stop()
+        if self.stats is not None and self.stats.tokens:
+            self.query_one("#tokens-detail", Static).update(Content(token_detail(self.stats, event.index)))
+
+    def watch_scope(self) -> None:
+        self._show_aggregates()
+
+    def action_toggle_scope(self) -> None:
+        self.scope = "run" if self.scope == "step" else "step"
+
+    def _show_aggregates(self) -> None:
+        shown = self.step_aggregates if self.scope == "step" else self.run_aggregates
+        title = self.query_one("#tokens-aggregates-title", Static)
+        other = "run" if self.scope == "step" else "step"
+        if shown is None:
+            title.update(Content(f"clip aggregates: {self.scope} (reading…)  ·  a: {other}"))
+            return
+        title.update(Content(f"clip aggregates: {shown.scope}, {shown.responses} responses  ·  a: {other}"))
+        self.query_one("#tokens-note").display = shown.trivial
+        positions = self.query_one("#tokens-positions", DataTable)
+        positions.clear()
+        for bucket in shown.buckets:
+            positions.add_row(
+                f"{bucket.start}–{bucket.end - 1}",
+                bucket.tokens,
+                bucket.clipped_low,
+                bucket.clipped_high,
+                f"{100 * bucket.clip_fraction:.1f}",
+            )
+        top = self.query_one("#tokens-top", DataTable)
+        top.clear()
+        for token in shown.top:
+            top.add_row(repr(token.token), token.clipped, token.seen, token.clipped_low, token.clipped_high)
+
+
+def _flag_at(registry: Registry, run_id: str, step: int) -> float | None:
+    """The run's clip_stats_trivial metric at `step`, if recorded."""
+    steps, values = registry.series(run_id, "clip_stats_trivial", after_step=step - 1)
+    return values[0] if steps and steps[0] == step else None

@@ -1,0 +1,283 @@
+"""Compare screen: 2-8 runs side by side.
+
+Curves: one metric at a time with every run overlaid (fixed colour per run, legend by run name),
+the same smoothing ([ ]), x axis (x) and zoom (+ - r) keys as the Curves tab. Summary: final
+reward over the last K steps (k cycles K), steps to reach a reward threshold, peak KL, mean clip
+fraction, mean length, the best value of each row marked ★ (workbench.insights.SUMMARY_ROWS says
+which direction is best). Config: only the recipe keys whose values differ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, OptionList, Static, TabbedContent, TabPane
+from textual.widgets.option_list import Option
+
+from workbench.errors import UserError
+from workbench.insights import (
+    SUMMARY_ROWS,
+    RunSummary,
+    axis_positions,
+    best_indices,
+    config_diff_many,
+    default_reward_threshold,
+    final_mean,
+    summarize_run,
+)
+from workbench.registry import Registry, RunInfo
+from workbench.tui import ReportsWorkerErrors
+from workbench.tui.panes.curves import SMOOTHING_LEVELS, X_AXES, X_AXIS_KEYS, X_AXIS_LABELS, chart_specs
+from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
+
+Series = tuple[list[int], list[float]]
+MIN_RUNS, MAX_RUNS = 2, len(SERIES_COLOURS)
+LAST_K_CHOICES: tuple[int, ...] = (5, 10, 20, 50, 100)
+SUMMARY_KEYS = ("reward", "kl", "clip_ratio/region_mean", "completions/mean_length")
+BEST_MARK = "★ "
+
+
+class CompareError(UserError):
+    """Compare was asked for too few or too many runs."""
+
+
+def run_label(run: RunInfo) -> str:
+    return run.name or run.id
+
+
+def format_value(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary_cells(summaries: list[RunSummary], row_field: str, better: str) -> list[Text]:
+    """One summary row: each run's value, the best ones marked with ★ and bold (not by colour alone)."""
+    values = [getattr(s, row_field) for s in summaries]
+    best = best_indices(values, better) if len(values) > 1 else set()
+    return [
+        Text(BEST_MARK + format_value(v), style="bold reverse") if i in best else Text(format_value(v))
+        for i, v in enumerate(values)
+    ]
+
+
+class CompareScreen(ReportsWorkerErrors, Screen):
+    """2-8 runs overlaid, summarised and diffed."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", key_display="["),
+        Binding("right_square_bracket", "smoothing(1)", "Smooth+", key_display="]"),
+        Binding("x", "cycle_x_axis", "X axis"),
+        Binding("k", "cycle_last_k", "Last K"),
+        Binding("plus", "zoom(True)", "Zoom in", key_display="+", show=False),
+        Binding("minus", "zoom(False)", "Zoom out", key_display="-", show=False),
+        Binding("r", "reset_zoom", "Reset zoom", show=False),
+        Binding("1", "show_tab('compare-curves')", "Curves", show=False),
+        Binding("2", "show_tab('compare-summary')", "Summary", show=False),
+        Binding("3", "show_tab('compare-config')", "Config", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    class RunsRead(Message):
+        """The compared runs, every metric key any of them logged, and the series needed up front."""
+
+        def __init__(self, runs: list[RunInfo], keys: list[str], series: dict[str, dict[str, Series]]) -> None:
+            self.runs = runs
+            self.keys = keys
+            self.series = series
+            super().__init__()
+
+    class SeriesRead(Message):
+        def __init__(self, key: str, series: dict[str, Series]) -> None:
+            self.key = key
+            self.series = series
+            super().__init__()
+
+    smoothing_index: reactive[int] = reactive(2)
+    x_axis: reactive[str] = reactive("step")
+    metric: reactive[str] = reactive("reward")
+    last_k: reactive[int] = reactive(10)
+
+    def __init__(self, run_ids: list[str]) -> None:
+        if not MIN_RUNS <= len(run_ids) <= MAX_RUNS:
+            raise CompareError(f"compare takes {MIN_RUNS} to {MAX_RUNS} runs, got {len(run_ids)}")
+        super().__init__()
+        self.run_ids = list(run_ids)
+        self.runs: list[RunInfo] = []
+        self.keys: list[str] = []
+        # metric key -> run id -> (steps, values)
+        self.series: dict[str, dict[str, Series]] = {}
+        self.summaries: list[RunSummary] = []
+        self.threshold: float | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        yield Static(Content(f"comparing {len(self.run_ids)} runs: reading…"), id="compare-title")
+        with TabbedContent(id="compare-tabs"):
+            with TabPane("Curves", id="compare-curves"), Horizontal():
+                yield OptionList(id="compare-picker")
+                with Vertical(id="compare-main"):
+                    yield Static(id="compare-status")
+                    yield MetricChart(id="compare-chart")
+            with TabPane("Summary", id="compare-summary"):
+                yield Static(id="compare-summary-note")
+                yield DataTable(id="compare-summary-table", cursor_type="row")
+            with TabPane("Config", id="compare-config"):
+                yield Static(id="compare-config-note")
+                yield DataTable(id="compare-config-table", cursor_type="row")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = "compare"
+        self.read_runs(self.app.registry_path)
+
+    @property
+    def smoothing(self) -> float:
+        return SMOOTHING_LEVELS[self.smoothing_index]
+
+    # ---------------------------------------------------------------- reading
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare-runs", name="reading runs to compare")
+    def read_runs(self, path: Path) -> None:
+        with Registry.open(path, create=False) as registry:
+            runs = [registry.get_run(run_id) for run_id in self.run_ids]
+            ids = [run.id for run in runs]
+            keys = sorted({key for run_id in ids for key in registry.metric_keys(run_id)})
+            wanted = {*SUMMARY_KEYS, *X_AXIS_KEYS.values(), self.metric}
+            series = {key: registry.series_many(ids, key) for key in wanted if key in keys}
+        self.post_message(self.RunsRead(runs, keys, series))
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="compare-series", name="reading a metric")
+    def read_series(self, path: Path, key: str) -> None:
+        with Registry.open(path, create=False) as registry:
+            series = registry.series_many([run.id for run in self.runs], key)
+        self.post_message(self.SeriesRead(key, series))
+
+    @on(RunsRead)
+    def _take_runs(self, event: RunsRead) -> None:
+        self.runs = event.runs
+        self.keys = event.keys
+        self.series.update(event.series)
+        names = "  ".join(f"{i + 1}:{run_label(r)} ({r.variant})" for i, r in enumerate(self.runs))
+        self.query_one("#compare-title", Static).update(Content(f"comparing {len(self.runs)} runs  ·  {names}"))
+        picker = self.query_one("#compare-picker", OptionList)
+        picker.clear_options()
+        ordered = [key for spec in chart_specs(self.keys) for key in spec.keys]
+        picker.add_options(Option(Content(key), id=key) for key in ordered)
+        if ordered:
+            picker.highlighted = ordered.index(self.metric) if self.metric in ordered else 0
+        self._fill_summary()
+        self._fill_config()
+        self._draw()
+
+    @on(SeriesRead)
+    def _take_series(self, event: SeriesRead) -> None:
+        self.series[event.key] = event.series
+        if event.key == self.metric:
+            self._draw()
+
+    # ---------------------------------------------------------------- curves
+
+    @on(OptionList.OptionHighlighted, "#compare-picker")
+    def _pick(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        if event.option.id is not None:
+            self.metric = event.option.id
+
+    def watch_metric(self, key: str) -> None:
+        if self.runs and key not in self.series:
+            self.read_series(self.app.registry_path, key)
+        self._draw()
+
+    def watch_smoothing_index(self) -> None:
+        self._draw()
+
+    def watch_x_axis(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.is_mounted or not self.runs:
+            return
+        status = f"EMA {self.smoothing:.2f}  ·  x {self.x_axis}  ·  {self.metric}"
+        self.query_one("#compare-status", Static).update(Content(status))
+        by_run = self.series.get(self.metric)
+        if by_run is None:
+            return
+        lines = []
+        for index, run in enumerate(self.runs):
+            steps, values = by_run.get(run.id, ([], []))
+            xs = [float(s) for s in steps]
+            if self.x_axis != "step":
+                axis = self.series.get(X_AXIS_KEYS[self.x_axis], {}).get(run.id, ([], []))
+                kept, xs = axis_positions(steps, *axis)
+                values = [values[i] for i in kept]
+            lines.append(ChartSeries(f"{index + 1}:{run_label(run)}", xs, values, SERIES_COLOURS[index]))
+        chart = self.query_one("#compare-chart", MetricChart)
+        chart.draw(self.metric, lines, smoothing=self.smoothing, x_label=X_AXIS_LABELS[self.x_axis])
+
+    def action_smoothing(self, direction: int) -> None:
+        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
+
+    def action_cycle_x_axis(self) -> None:
+        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+
+    def action_zoom(self, zoom_in: bool) -> None:
+        self.query_one("#compare-chart", MetricChart).zoom(zoom_in)
+
+    def action_reset_zoom(self) -> None:
+        self.query_one("#compare-chart", MetricChart).reset_zoom()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#compare-tabs", TabbedContent).active = tab
+
+    # ---------------------------------------------------------------- summary and config
+
+    def action_cycle_last_k(self) -> None:
+        self.last_k = LAST_K_CHOICES[(LAST_K_CHOICES.index(self.last_k) + 1) % len(LAST_K_CHOICES)]
+
+    def watch_last_k(self) -> None:
+        if self.runs:
+            self._fill_summary()
+
+    def _run_metrics(self, run_id: str) -> dict[str, Series]:
+        return {key: self.series[key][run_id] for key in SUMMARY_KEYS if key in self.series}
+
+    def _fill_summary(self) -> None:
+        rewards = self.series.get("reward", {})
+        finals = [final_mean(rewards[run.id], self.last_k) if run.id in rewards else None for run in self.runs]
+        self.threshold = default_reward_threshold(finals)
+        self.summaries = [summarize_run(self._run_metrics(run.id), self.last_k, self.threshold) for run in self.runs]
+        threshold = format_value(self.threshold)
+        note = (
+            f"K = {self.last_k} (k cycles)  ·  reward threshold {threshold}: the lowest final reward, so every "
+            f"run reaches it and the row shows how fast  ·  ★ best"
+        )
+        self.query_one("#compare-summary-note", Static).update(Content(note))
+        table = self.query_one("#compare-summary-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("", *(f"{i + 1}:{run_label(run)}" for i, run in enumerate(self.runs)))
+        for row in SUMMARY_ROWS:
+            label = row.label.replace("K", str(self.last_k)) if "last K" in row.label else row.label
+            table.add_row(label, *summary_cells(self.summaries, row.field, row.better), key=row.field)
+
+    def _fill_config(self) -> None:
+        rows = config_diff_many([run.recipe for run in self.runs])
+        table = self.query_one("#compare-config-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("key", *(f"{i + 1}:{run_label(run)}" for i, run in enumerate(self.runs)))
+        for key, values in rows:
+            table.add_row(key, *(format_value(v) for v in values), key=key)
+        note = f"{len(rows)} recipe keys differ" if rows else "the recipes are identical"
+        self.query_one("#compare-config-note", Static).update(Content(note))
