@@ -14,5 +14,5 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except UserError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)

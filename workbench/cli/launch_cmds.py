@@ -1,1 +1,253 @@
-"""Commands: launch_cmds (being written)."""
+"""Commands that start and control training processes: train, launch, resume, stop, logs, watch."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from workbench.cli.app import app
+from workbench.cli.common import RegistryOption, console, err_console, registry_path
+from workbench.launch import (
+    DEFAULT_GRACE_S,
+    MAX_RUNS_ENV,
+    WatchSnapshot,
+    follow_log,
+    launch,
+    open_for_watch,
+    parse_gpus,
+    parse_max_runs,
+    read_log,
+    resume,
+    resume_foreground,
+    run_foreground,
+    stop,
+    watch_snapshot,
+)
+from workbench.registry import TERMINAL_STATUSES, Registry
+
+RecipeArgument = typer.Argument(..., help="A recipe file, or a preset name (recipes/<name>.toml).", show_default=False)
+RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
+SetOption = typer.Option(
+    [], "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set run.max_steps=50 (repeatable)."
+)
+NameOption = typer.Option(None, "--name", "-n", help="Run name (default: the recipe's file name).")
+MaxRunsOption = typer.Option(
+    None,
+    "--max-runs",
+    envvar=MAX_RUNS_ENV,
+    help=f"Runs allowed to train at once here (default 1 per visible GPU, 1 on CPU; ${MAX_RUNS_ENV}).",
+    show_default=False,
+)
+WATCH_REFRESH_S = 1.0
+
+
+@app.command("train")
+def train_command(
+    recipe: str = RecipeArgument,
+    overrides: list[str] = SetOption,
+    name: str | None = NameOption,
+    registry: Path | None = RegistryOption,
+) -> None:
+    """Train in the foreground of this terminal: progress bar, then a summary. Ctrl-C stops with a checkpoint."""
+    code = run_foreground(recipe, overrides, name=name, registry_path=registry_path(registry))
+    raise typer.Exit(code)
+
+
+@app.command("launch")
+def launch_command(
+    recipe: str = RecipeArgument,
+    overrides: list[str] = SetOption,
+    name: str | None = NameOption,
+    gpus: str | None = typer.Option(None, "--gpus", help="GPU ids the run may use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES)."),
+    num_processes: int | None = typer.Option(
+        None, "--num-processes", min=1, help="Trainer processes via `accelerate launch` (default: one per --gpus id)."
+    ),
+    accelerate_config: Path | None = typer.Option(
+        None, "--accelerate-config", help="An `accelerate config` file (FSDP, DeepSpeed); plain DDP without one."
+    ),
+    max_runs: int | None = MaxRunsOption,
+    registry: Path | None = RegistryOption,
+) -> None:
+    """Start a run detached from this terminal and return at once; the run id is the last line printed."""
+    path = registry_path(registry)
+    run_id = launch(
+        recipe,
+        overrides,
+        name=name,
+        registry_path=path,
+        gpus=parse_gpus(gpus),
+        num_processes=num_processes,
+        accelerate_config=accelerate_config,
+        max_runs=_limit(max_runs),
+    )
+    _print_started(path, run_id)
+
+
+@app.command("resume")
+def resume_command(
+    run: str = RunArgument,
+    detach: bool = typer.Option(False, "--detach", "-d", help="Continue detached, like `launch`, instead of here."),
+    max_runs: int | None = MaxRunsOption,
+    registry: Path | None = RegistryOption,
+) -> None:
+    """Continue a stopped or crashed run from its last checkpoint, as a new run linked to it."""
+    path = registry_path(registry)
+    if not detach:
+        raise typer.Exit(resume_foreground(run, registry_path=path))
+    _print_started(path, resume(run, registry_path=path, max_runs=_limit(max_runs)))
+
+
+@app.command("stop")
+def stop_command(
+    run: str = RunArgument,
+    grace: float = typer.Option(
+        DEFAULT_GRACE_S, "--grace", min=0, help="Seconds to wait for the checkpoint before SIGKILL."
+    ),
+    registry: Path | None = RegistryOption,
+) -> None:
+    """Stop a run: SIGTERM (checkpoint, then `stopped`), SIGKILL after the grace period (`crashed`)."""
+    path = registry_path(registry)
+    with Registry.open(path) as handle:
+        info = handle.get_run(run)
+    if info.status == "running":
+        err_console.print(f"stopping {info.id}: SIGTERM, SIGKILL after {grace:g} s ...", highlight=False)
+    outcome = stop(info.id, registry_path=path, grace=grace)
+    console.print(outcome.message, highlight=False, soft_wrap=True)
+
+
+@app.command("logs")
+def logs_command(
+    run: str = RunArgument,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output until the run ends."),
+    registry: Path | None = RegistryOption,
+) -> None:
+    """Print a run's output (stdout and stderr of its trainer)."""
+    path = registry_path(registry)
+    if not follow:
+        sys.stdout.write(read_log(run, path))
+        sys.stdout.flush()
+        return
+    chunks = follow_log(run, path)
+    try:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        chunks.close()
+
+
+@app.command("watch")
+def watch_command(
+    run: str = RunArgument,
+    interval: float = typer.Option(WATCH_REFRESH_S, "--interval", min=0.1, help="Seconds between refreshes."),
+    registry: Path | None = RegistryOption,
+) -> None:
+    """A live view of a run's latest metrics, step rate and ETA; ends with the run, or on q / Ctrl-C."""
+    registry_handle, info = open_for_watch(registry_path(registry), run)
+    with registry_handle, _keys_pressed() as pressed:
+        snapshot = watch_snapshot(registry_handle, info.id)
+        with Live(render_watch(snapshot), console=console, auto_refresh=False) as live:
+            try:
+                while snapshot.run.status not in TERMINAL_STATUSES:
+                    if "q" in pressed(interval):
+                        break
+                    snapshot = watch_snapshot(registry_handle, info.id)
+                    live.update(render_watch(snapshot), refresh=True)
+            except KeyboardInterrupt:
+                pass
+        if not console.is_terminal:
+            # Off a terminal Live prints its last frame without a line end.
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+    if snapshot.run.status in TERMINAL_STATUSES:
+        err_console.print(f"run {snapshot.run.id} {snapshot.run.status}", highlight=False, soft_wrap=True)
+
+
+def render_watch(snapshot: WatchSnapshot) -> Table:
+    """The watch view: one row per quantity, latest values, with the step each was logged at."""
+    run = snapshot.run
+    table = Table(
+        title=f"{run.id}  {run.name}  ({run.variant})",
+        title_justify="left",
+        caption="q: quit (the run goes on)" if run.status not in TERMINAL_STATUSES else None,
+        caption_justify="left",
+    )
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    table.add_column("step", justify="right", style="dim")
+    total = f"/{run.total_steps}" if run.total_steps else ""
+    status = run.status if run.queue_position is None else f"queued (position {run.queue_position})"
+    table.add_row("status", status, "")
+    table.add_row("step", f"{run.last_step if run.last_step is not None else '-'}{total}", "")
+    for label, (step, value) in snapshot.metrics.items():
+        table.add_row(label, f"{value:.4g}", str(step))
+    table.add_row("steps/s", f"{snapshot.steps_per_s:.3g}" if snapshot.steps_per_s else "-", "")
+    table.add_row("ETA", _duration(snapshot.eta_s) if snapshot.eta_s is not None else "-", "")
+    if run.error:
+        table.add_row("error", run.error.splitlines()[-1], "")
+    return table
+
+
+def _print_started(registry: Path, run_id: str) -> None:
+    """Say what happened to a detached run, then its id alone on the last line (for scripts)."""
+    with Registry.open(registry) as handle:
+        run = handle.get_run(run_id)
+    if run.status == "queued":
+        console.print(
+            f"queued run {run.id} ({run.name}) at position {run.queue_position}: it starts when a running run "
+            "ends (see `workbench runs`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"started run {run.id} ({run.name}) detached; follow it with `workbench logs -f {run.id}` "
+            f"or `workbench watch {run.id}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+    sys.stdout.write(run.id + "\n")
+    sys.stdout.flush()
+
+
+def _limit(max_runs: int | None) -> int | None:
+    return parse_max_runs(max_runs, source=f"--max-runs (or ${MAX_RUNS_ENV})") if max_runs is not None else None
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@contextlib.contextmanager
+def _keys_pressed() -> Iterator:
+    """Yield `pressed(timeout) -> str`: keys typed within `timeout` seconds (cbreak mode on a terminal;
+    elsewhere it only waits, and Ctrl-C ends the watch)."""
+    if not sys.stdin.isatty():
+        yield lambda timeout: (time.sleep(timeout), "")[1]
+        return
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+
+    def pressed(timeout: float) -> str:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return os.read(fd, 64).decode(errors="ignore").lower() if ready else ""
+
+    try:
+        yield pressed
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)

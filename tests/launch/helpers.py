@@ -1,0 +1,54 @@
+"""Bounded waits on the registry and the CLI as a process, for the launching tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from workbench.registry import Registry, RunInfo
+
+# Long enough for a cold trainer start (torch + transformers imports) on a busy 2-core machine.
+RUN_DEADLINE_S = 120.0
+CLI = [sys.executable, "-c", "from workbench.cli import main; main()"]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = RUN_DEADLINE_S, what: str = "condition"):
+    """Poll until `condition()` is truthy and return its value; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def get_run(registry_path: Path, run_id: str) -> RunInfo:
+    with Registry.open(registry_path) as registry:
+        return registry.get_run(run_id)
+
+
+def wait_for_status(registry_path: Path, run_id: str, statuses: set[str], timeout: float = RUN_DEADLINE_S) -> RunInfo:
+    def reached():
+        run = get_run(registry_path, run_id)
+        return run if run.status in statuses else None
+
+    return wait_for(reached, timeout, f"run {run_id} to become one of {sorted(statuses)}")
+
+
+def wait_for_step(registry_path: Path, run_id: str, step: int, timeout: float = RUN_DEADLINE_S) -> RunInfo:
+    def reached():
+        run = get_run(registry_path, run_id)
+        assert run.status in ("queued", "running"), f"run {run_id} ended early: {run.status} {run.error}"
+        return run if run.last_step is not None and run.last_step >= step else None
+
+    return wait_for(reached, timeout, f"run {run_id} to commit step {step}")
+
+
+def run_cli(*args: str, timeout: float = RUN_DEADLINE_S) -> subprocess.CompletedProcess:
+    """`workbench ARGS` as a separate process, the way a user runs it."""
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)

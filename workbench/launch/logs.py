@@ -1,0 +1,88 @@
+"""A run's output: `<run dir>/output.log`, read whole or followed live until the run ends."""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from workbench.launch.limits import LaunchError
+from workbench.launch.processes import pid_alive
+from workbench.launch.spec import LOG_FILE, read_process_record
+from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+
+FOLLOW_POLL_S = 0.5
+READ_CHUNK_BYTES = 1 << 16
+
+
+def log_file(registry_path: Path, run_id: str) -> tuple[RunInfo, Path]:
+    """The run (by id or unique prefix) and the path of its output log. RunNotFound for an unknown id."""
+    with Registry.open(Path(registry_path), create=False) as registry:
+        run = registry.get_run(run_id)
+        return run, registry.run_dir(run.id) / LOG_FILE
+
+
+def read_log(run_id: str, registry_path: Path) -> str:
+    """Everything the run's processes wrote so far ('' for a queued run that has not started)."""
+    run, path = log_file(registry_path, run_id)
+    if path.exists():
+        return path.read_text(encoding="utf-8", errors="replace")
+    if run.status == "queued":
+        return ""
+    raise LaunchError(_no_log_message(run, path))
+
+
+def follow_log(
+    run_id: str,
+    registry_path: Path,
+    poll_s: float = FOLLOW_POLL_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[str]:
+    """Yield the log's text as it grows, from the start, until the run has ended and all is read.
+
+    A queued run is waited for. Stop early by closing the generator (Ctrl-C in the CLI).
+    """
+    run, path = log_file(registry_path, run_id)
+    if run.status in TERMINAL_STATUSES and not path.exists():
+        raise LaunchError(_no_log_message(run, path))
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset = 0
+    with Registry.open(Path(registry_path), create=False) as registry:
+        while True:
+            # Read the status before the bytes: once the run has ended, one more read gets everything.
+            ended = _has_ended(registry, run.id)
+            chunk, offset = _read_from(path, offset)
+            text = decoder.decode(chunk, final=ended and not chunk)
+            if text:
+                yield text
+            if ended and not chunk:
+                return
+            if not chunk:
+                sleep(poll_s)
+
+
+def _has_ended(registry: Registry, run_id: str) -> bool:
+    """A final status is recorded and the run's supervisor (which writes the last log line) has exited."""
+    if registry.get_run(run_id).status not in TERMINAL_STATUSES:
+        return False
+    record = read_process_record(registry.run_dir(run_id))
+    return record is None or not pid_alive(record.supervisor_pid)
+
+
+def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
+    """Bytes of `path` from `offset` (up to one chunk) and the new offset; b'' when none or no file."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            chunk = log.read(READ_CHUNK_BYTES)
+    except FileNotFoundError:
+        return b"", offset
+    return chunk, offset + len(chunk)
+
+
+def _no_log_message(run: RunInfo, path: Path) -> str:
+    return (
+        f"run {run.id} ({run.status}) has no output log at {path}: it was not started by `workbench launch` "
+        "(a foreground `workbench train` writes to its terminal)"
+    )

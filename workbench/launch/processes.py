@@ -1,0 +1,124 @@
+"""Operating-system process control: start detached, check liveness, signal a process tree.
+
+Linux only (it reads /proc), like the rest of local launching. Nothing here knows about runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def start_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: Path | None = None):
+    """Start `argv` in its own session, stdin from /dev/null, stdout+stderr appended to `log_path`.
+
+    Its own session means closing the terminal (SIGHUP) or pressing Ctrl-C there never reaches it, and its
+    process group can be signalled as a whole. Returns the Popen; the caller need not wait for it.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while `pid` exists and is not a zombie (a zombie has exited; only its exit code is left)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _state(pid) not in ("Z", "X", None)
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any live (non-zombie) process belongs to process group `pgid`."""
+    return any(_pgid(pid) == pgid and pid_alive(pid) for pid in _all_pids())
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` in the process tree (children, grandchildren ...), any session."""
+    children: dict[int, list[int]] = {}
+    for child in _all_pids():
+        parent = _ppid(child)
+        if parent is not None:
+            children.setdefault(parent, []).append(child)
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            found.append(child)
+            frontier.append(child)
+    return found
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send `sig` to process group `pgid`; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def signal_pid(pid: int, sig: signal.Signals) -> bool:
+    """Send `sig` to one process; False when it no longer exists."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def exit_description(returncode: int) -> str:
+    """Popen.returncode -> 'exit code 1' or 'signal SIGKILL' (a negative code is the signal number)."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _all_pids() -> list[int]:
+    return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (which may hold spaces): [state, ppid, pgrp, ...]."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _state(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def _ppid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def _pgid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields else None
