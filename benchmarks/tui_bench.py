@@ -1,0 +1,139 @@
+"""TUI responsiveness on a large registry: time to first paint, opening a long run, switching tabs.
+
+    python benchmarks/tui_bench.py [--registry DIR] [--repeats 3]
+
+Builds (once, cached in --registry) a registry of 500 runs plus one run of 10,000 steps with
+tests/fixtures/make_registry.py, then, in a fresh interpreter per repeat (imports included, as a user
+starting `workbench tui` pays them):
+- first paint: process start to the first screen refresh showing the Runs table filled (the first
+  screenful of the 501 rows, newest first; target <= 0.5 s);
+- all rows: process start until all 501 rows are in the table (the rest follow the first paint);
+- open run: enter on the 10,000-step run until its screen (header, tabs, Curves) is refreshed;
+- tab switch: a tab made active until the next screen refresh, each of the five tabs twice: the
+  median of all, and the worst per tab (target <= 100 ms).
+Prints one table; the median of the repeats is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RUNS = 500
+LONG_STEPS = 10_000
+TARGETS = {"first paint": 0.5, "tab switch": 0.1} | {f"  to {tab}": 0.1 for tab in ("groups", "tokens", "config", "logs", "curves")}
+
+PROBE = r"""
+import time
+started = time.perf_counter()
+import asyncio, json, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from tests.fixtures.make_registry import fixture_clock
+from workbench.tui.app import WorkbenchApp
+imported = time.perf_counter()
+
+
+async def painted(app):
+    # resolves once the screen has been refreshed (laid out, rendered, written) after this point
+    done = asyncio.Event()
+    app.screen.call_after_refresh(done.set)
+    await done.wait()
+
+
+async def main():
+    path = Path({path!r})
+    app = WorkbenchApp(path, clock=fixture_clock(path))
+    timings = {{"import": imported - started}}
+    async with app.run_test(size=(120, 36)) as pilot:
+        while not app.screen.query("#runs-table") or not app.screen.query_one("#runs-table").row_count:
+            await asyncio.sleep(0.002)
+        await painted(app)
+        timings["first paint"] = time.perf_counter() - started
+        screen, table = app.screen, app.screen.query_one("#runs-table")
+        while table.row_count < {rows}:
+            await asyncio.sleep(0.002)
+        await painted(app)
+        timings["all rows"] = time.perf_counter() - started
+        table.move_cursor(row=table.get_row_index({long_run!r}))
+        begin = time.perf_counter()
+        await pilot.press("enter")
+        while app.screen is screen or not app.screen.query("#run-tabs"):
+            await asyncio.sleep(0.002)
+        await painted(app)
+        timings["open run"] = time.perf_counter() - begin
+        tabs = app.screen.query_one("#run-tabs")
+        await pilot.pause(2.0)  # let the panes load their data before timing the switches
+        switches = {{}}
+        for _ in range(2):
+            for tab in ("groups", "tokens", "config", "logs", "curves"):
+                begin = time.perf_counter()
+                tabs.active = tab
+                await painted(app)
+                switches.setdefault(tab, []).append(time.perf_counter() - begin)
+                await pilot.pause(0.2)
+        every = sorted(value for values in switches.values() for value in values)
+        timings["tab switch"] = every[len(every) // 2]
+        for tab, values in switches.items():
+            timings[f"  to {{tab}}"] = max(values)
+    print(json.dumps(timings))
+
+asyncio.run(main())
+"""
+
+
+def build_registry(directory: Path) -> tuple[Path, str]:
+    """The benchmark registry (made once): 500 runs of 20 steps, then one finished run of 10,000 steps."""
+    from tests.fixtures.make_registry import make_registry
+
+    path = directory / "registry.db"
+    marker = directory / "long_run_id"
+    if not marker.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        began = time.perf_counter()
+        make_registry(path, runs=RUNS, steps=20, seed=0, group_every=10)
+        (long_run,) = make_registry(path, runs=1, steps=LONG_STEPS, seed=1, group_every=500)
+        marker.write_text(long_run)
+        print(f"built {path} in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    return path, marker.read_text()
+
+
+def probe(path: Path, long_run: str) -> dict[str, float]:
+    code = PROBE.format(root=str(ROOT), path=str(path), rows=RUNS + 1, long_run=long_run)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"probe failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--registry", type=Path, default=Path(tempfile.gettempdir()) / "workbench-tui-bench")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    path, long_run = build_registry(args.registry)
+    samples = [probe(path, long_run) for _ in range(args.repeats)]
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"TUI on {RUNS + 1} runs (one of {LONG_STEPS:,} steps), median of {args.repeats}, 120x36 headless, "
+          f"{os.cpu_count()} cores, load average {load}")
+    print(f"{'measure':<14}{'median':>10}{'worst':>10}{'target':>10}  verdict")
+    for measure in samples[0]:
+        values = [sample[measure] for sample in samples]
+        target = TARGETS.get(measure)
+        verdict = "" if target is None else ("ok" if statistics.median(values) <= target else "SLOW")
+        target_text = "-" if target is None else f"{target * 1000:.0f} ms"
+        print(f"{measure:<14}{statistics.median(values) * 1000:>7.0f} ms{max(values) * 1000:>7.0f} ms{target_text:>10}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""The Textual workbench: runs, live curves, group and per-token forensics, comparison, new runs.
+
+`WorkbenchApp` (workbench.tui.app) is the entry point; `workbench tui` opens it. Widgets and screens that
+start workers mix in `ReportsWorkerErrors`, so a failed worker becomes a notification raised by the app
+(Worker.StateChanged does not bubble, so each worker's owner forwards it).
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+from textual.worker import Worker, WorkerState
+
+
+class WorkerFailed(Message):
+    """A worker raised: the app shows the cause as a notification."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        super().__init__()
+
+
+class ReportsWorkerErrors:
+    """Mixin for a widget or screen that starts workers: forwards worker failures to the app."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.app.post_message(WorkerFailed(event.worker))  # type: ignore[attr-defined]

@@ -1,0 +1,108 @@
+"""The workbench Textual app: holds the registry path and the clock, opens on the Runs screen.
+
+Screens and panes read `app.registry_path` and open their own registry connections in thread workers,
+so nothing here touches SQLite. Worker failures arrive as `WorkerFailed` and become notifications;
+problems a user must act on (a corrupt registry, a failed launch) open an `ErrorModal` with the cause.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+from textual.color import Color
+from textual.filter import Monochrome
+from textual.worker import Worker, WorkerState
+
+from workbench.errors import UserError
+from workbench.registry import Registry
+from workbench.tui import WorkerFailed
+from workbench.tui.screens.modals import ErrorModal
+from workbench.tui.screens.runs import RunsScreen
+
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
+
+
+def describe_error(error: BaseException) -> str:
+    """The text a user reads for an error: a UserError's own message, else the type and message."""
+    if isinstance(error, UserError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class NoneSafeMonochrome(Monochrome):
+    """Textual's NO_COLOR filter, made to accept segments without a style (plot canvases emit them)."""
+
+    def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
+        null = Style.null()
+        return super().apply([Segment(text, style or null, control) for text, style, control in segments], background)
+
+
+class WorkbenchApp(App[None]):
+    """The workbench on one registry file.
+
+    registry_path: the SQLite registry every screen reads (it need not exist yet).
+    poll_interval: seconds between live refreshes of runs, headers and logs.
+    clock: returns UNIX seconds; durations of live runs are measured against it (fixed in tests).
+    """
+
+    CSS_PATH = ["app.tcss", "forensics.tcss"]
+    TITLE = "workbench"
+    BINDINGS = [Binding("ctrl+t", "toggle_theme", "Theme", show=False)]
+
+    def __init__(
+        self,
+        registry_path: Path | str,
+        *,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        theme: str = "dark",
+    ) -> None:
+        super().__init__()
+        # NO_COLOR: Textual installs Monochrome, which fails on unstyled segments; swap in the safe one.
+        self._filters = [NoneSafeMonochrome() if type(line_filter) is Monochrome else line_filter for line_filter in self._filters]
+        self.registry_path = Path(registry_path)
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.theme = THEMES[theme]
+        self.sub_title = str(self.registry_path)
+
+    def on_mount(self) -> None:
+        self.push_screen(RunsScreen())
+
+    def open_registry(self) -> Registry:
+        """A new connection to the registry (callable from any thread); RegistryError when unusable.
+
+        The registry judges liveness (heartbeat age) by the app's clock, the same clock the screens
+        measure durations with.
+        """
+        return Registry.open(self.registry_path, create=False, clock=self.clock)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
+
+    def show_error(self, title: str, cause: BaseException | str) -> None:
+        """A modal naming what failed and why; for errors the user has to act on."""
+        text = cause if isinstance(cause, str) else describe_error(cause)
+        self.push_screen(ErrorModal(title, text))
+
+    @on(WorkerFailed)
+    def notify_worker_failed(self, event: WorkerFailed) -> None:
+        self._notify_failure(event.worker)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self._notify_failure(event.worker)
+
+    def _notify_failure(self, worker: Worker) -> None:
+        error = worker.error
+        if error is None:
+            return
+        title = "Error" if isinstance(error, UserError) else f"{worker.name or 'background task'} failed"
+        self.notify(describe_error(error), title=title, severity="error", timeout=8, markup=False)

@@ -1,0 +1,1 @@
+"""Screens of the workbench app: Runs, Run, New run, Compare, and the modals."""

@@ -1,0 +1,666 @@
+"""The Runs screen: every run in the registry, live, filterable, sortable, with multi-select for compare.
+
+A thread worker reads `Registry.list_runs()` every `app.poll_interval` seconds and posts `RunsLoaded`;
+the table is then patched in place (changed cells, new and removed rows only), so the cursor, the
+selection and the scroll position survive every refresh.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey
+
+from workbench.registry import STATUSES, RegistryError, RunInfo
+from workbench.tui import ReportsWorkerErrors
+from workbench.tui.screens.modals import ConfirmModal, HelpModal
+
+#: seconds without a heartbeat after which a running run's marker turns hollow (the registry's own
+#: reconcile decides when it becomes crashed; this only tells the user the trainer has gone quiet).
+LIVE_HEARTBEAT_S = 15.0
+
+STATUS_MARKERS = {
+    "queued": "◌",
+    "running": "●",
+    "finished": "✓",
+    "failed": "✗",
+    "crashed": "!",
+    "stopped": "■",
+}
+#: theme variable that colours each status
+STATUS_COLOURS = {
+    "queued": "accent",
+    "running": "success",
+    "finished": "foreground",
+    "failed": "error",
+    "crashed": "error",
+    "stopped": "warning",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+
+
+COLUMNS = (
+    Column("selected", " ", 1),
+    Column("name", "name", 18),
+    Column("variant", "variant", 12),
+    Column("status", "status", 10),
+    Column("host", "host", 8),
+    Column("step", "step", 11),
+    Column("reward", "reward", 7),
+    Column("started", "started", 11),
+    Column("duration", "duration", 8),
+)
+SORTABLE = tuple(column.key for column in COLUMNS if column.key != "selected")
+#: narrower than this, the table leaves out host and start time (the Run header shows both), so
+#: an 80-column terminal shows every other column without scrolling sideways
+NARROW_WIDTH = 100
+#: rows added before the first paint of a long list; the rest follow right after it
+FIRST_BATCH_ROWS = 60
+NARROW_HIDDEN = frozenset({"host", "started"})
+
+
+def columns_for(width: int) -> tuple[Column, ...]:
+    """The columns shown in a terminal `width` cells wide."""
+    if width >= NARROW_WIDTH:
+        return COLUMNS
+    return tuple(column for column in COLUMNS if column.key not in NARROW_HIDDEN)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: the text shown, the value it sorts by, and its style (a Rich style string)."""
+
+    text: str
+    sort_value: tuple = (False,)
+    style: str = ""
+    run_id: str = field(default="", compare=False)
+    rendered: Text = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Built once: the table measures and renders every cell, 500 rows make that the first paint's cost.
+        object.__setattr__(self, "rendered", Text(self.text, style=self.style, no_wrap=True, end=""))
+
+    def __rich__(self) -> Text:
+        return self.rendered
+
+
+def format_duration(seconds: float | None) -> str:
+    """Compact elapsed time: 42s, 3m05s, 2h07m, 3d04h; '-' when unknown."""
+    if seconds is None or seconds < 0:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def format_started(timestamp: float | None) -> str:
+    """Local month-day hour:minute of a UNIX time, '-' when the run has not started."""
+    if timestamp is None:
+        return "-"
+    return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
+
+
+def run_duration(run: RunInfo, now: float) -> float | None:
+    """Seconds from start to end, or to `now` while the run has not ended."""
+    if run.started_at is None:
+        return None
+    return (run.ended_at if run.ended_at is not None else now) - run.started_at
+
+
+def is_live(run: RunInfo, now: float) -> bool:
+    """A running run whose trainer heartbeated within LIVE_HEARTBEAT_S."""
+    return run.status == "running" and run.heartbeat is not None and now - run.heartbeat <= LIVE_HEARTBEAT_S
+
+
+def status_text(run: RunInfo, now: float) -> str:
+    """Marker and status; a running run that has gone quiet gets a hollow marker."""
+    if run.status == "running" and not is_live(run, now):
+        return f"○ {run.status}"
+    if run.status == "queued" and run.queue_position:
+        return f"◌ queued {run.queue_position}"
+    return f"{STATUS_MARKERS.get(run.status, '?')} {run.status}"
+
+
+def steps_done(run: RunInfo) -> int:
+    """Steps the run has committed (steps count from 0, so the last step index plus one)."""
+    return 0 if run.last_step is None else run.last_step + 1
+
+
+def _nullable(value: object) -> tuple:
+    """A sort value: (missing, value); `sort_rows` keeps missing values last in either direction."""
+    return (value is None, value if value is not None else 0)
+
+
+def run_cells(run: RunInfo, now: float, selected: bool, colours: dict[str, str]) -> dict[str, Cell]:
+    """The table row of one run, keyed by column; `colours` maps theme variable names to colours."""
+    done = steps_done(run)
+    step = f"{done}/{run.total_steps}" if run.total_steps else str(done)
+    progress = done / run.total_steps if run.total_steps else None
+    reward = "-" if run.last_reward is None else f"{run.last_reward:.3f}"
+    started = run.started_at if run.started_at is not None else run.created_at
+    duration = run_duration(run, now)
+    return {
+        "selected": Cell("✓" if selected else " ", _nullable(not selected), f"bold {colours.get('accent', '')}", run.id),
+        "name": Cell(run.name or run.id, _nullable((run.name or run.id).lower()), "bold"),
+        "variant": Cell(run.variant or "-", _nullable(run.variant or None)),
+        "status": Cell(
+            status_text(run, now),
+            _nullable(STATUSES.index(run.status) if run.status in STATUSES else len(STATUSES)),
+            colours.get(STATUS_COLOURS.get(run.status, "foreground"), ""),
+        ),
+        "host": Cell(run.host or "-", _nullable(run.host or None)),
+        "step": Cell(step, _nullable(progress)),
+        "reward": Cell(reward, _nullable(run.last_reward)),
+        "started": Cell(format_started(run.started_at), _nullable(started)),
+        "duration": Cell(format_duration(duration), _nullable(duration)),
+    }
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What the filter box asks for: words to find and status / variant / tag constraints.
+
+    Syntax: space-separated terms; `status:running`, `variant:dapo`, `tag:ablation` (comma-separated
+    values allowed, case-insensitive) constrain those fields; any other term must appear in the run's
+    id, name, variant, host, status or tags.
+    """
+
+    words: tuple[str, ...] = ()
+    statuses: frozenset[str] = frozenset()
+    variants: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def parse(cls, text: str) -> RunFilter:
+        words: list[str] = []
+        fields: dict[str, set[str]] = {"status": set(), "variant": set(), "tag": set()}
+        problems: list[str] = []
+        for term in text.lower().split():
+            name, colon, values = term.partition(":")
+            if colon and name in fields:
+                fields[name].update(value for value in values.split(",") if value)
+            else:
+                words.append(term)
+        unknown = sorted(fields["status"] - set(STATUSES))
+        if unknown:
+            problems.append(f"unknown status {', '.join(unknown)} (allowed: {', '.join(STATUSES)})")
+        return cls(
+            tuple(words),
+            frozenset(fields["status"]),
+            frozenset(fields["variant"]),
+            frozenset(fields["tag"]),
+            tuple(problems),
+        )
+
+    def matches(self, run: RunInfo) -> bool:
+        if self.statuses and run.status not in self.statuses:
+            return False
+        if self.variants and (run.variant or "").lower() not in self.variants:
+            return False
+        tags = {tag.lower() for tag in run.tags}
+        if self.tags and not self.tags & tags:
+            return False
+        haystack = " ".join([run.id, run.name or "", run.variant or "", run.host or "", run.status, *tags]).lower()
+        return all(word in haystack for word in self.words)
+
+
+class RunsLoaded(Message):
+    """A fresh read of every run; a burst collapses to the newest read."""
+
+    def __init__(self, runs: list[RunInfo]) -> None:
+        self.runs = runs
+        super().__init__()
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunsLoaded)
+
+
+class RegistryUnavailable(Message):
+    """The registry could not be read: `missing` when the file does not exist yet."""
+
+    def __init__(self, path: Path, cause: str, missing: bool) -> None:
+        self.path = path
+        self.cause = cause
+        self.missing = missing
+        super().__init__()
+
+
+class RunsChanged(Message):
+    """A stop or delete finished: the table should re-read the registry now."""
+
+
+class RunsTable(DataTable):
+    """The runs table; its enter key (open the run) is shown in the footer."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+
+
+RUNS_HELP = (
+    'Filter: words match id, name, variant, host, status and tags; status:running, variant:dapo and '
+    'tag:x restrict those fields (comma-separated values allowed). Click a column header or press o / '
+    'O to sort. Space marks runs for compare (2-8).'
+)
+
+
+class RunsScreen(ReportsWorkerErrors, Screen):
+    """All runs of the registry, refreshed live."""
+
+    BINDINGS = [
+        Binding("n", "new_run", "New"),
+        Binding("c", "compare", "Compare"),
+        Binding("s", "stop_run", "Stop"),
+        Binding("d", "delete_run", "Delete"),
+        Binding("l", "logs", "Logs"),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("space", "toggle_selected", "Select", show=False),
+        Binding("o", "cycle_sort(1)", "Sort", show=False),
+        Binding("O", "reverse_sort", "Reverse sort", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    sort_column: reactive[str] = reactive("started")
+    sort_reverse: reactive[bool] = reactive(True)
+    run_filter: reactive[RunFilter] = reactive(RunFilter, always_update=True)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: dict[str, RunInfo] = {}
+        self.selected: set[str] = set()
+        self.rows: dict[str, dict[str, Cell]] = {}
+        self.columns: tuple[Column, ...] = ()
+        self.shown_count = 0
+        self.loaded = False
+        self.registry_problem: str | None = None
+        self._poll_in_flight = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with Horizontal(id="filter-bar"):
+            yield Static("/", id="filter-label")
+            yield Input(placeholder="filter: words, status:running, variant:dapo, tag:x", id="filter")
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("Reading the registry…", id="runs-summary")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.layout_columns(self.app.size.width)
+        self.refresh_runs()
+        self.set_interval(self.app.poll_interval, self.refresh_runs)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_runs()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.layout_columns(event.size.width)
+
+    def layout_columns(self, width: int) -> None:
+        """Show the columns that fit `width`; rebuilds the rows when the set changes."""
+        wanted = columns_for(width)
+        if wanted == self.columns:
+            return
+        self.columns = wanted
+        table = self.table
+        table.clear(columns=True)
+        for column in wanted:
+            table.add_column(column.label, width=column.width, key=column.key)
+        self.rows.clear()
+        self._update_header_labels()
+        self.apply_runs(list(self.runs.values()))
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#runs-table", DataTable)
+
+    @property
+    def now(self) -> float:
+        return self.app.clock()
+
+    def refresh_runs(self) -> None:
+        """Start a registry read unless one is still in flight (a slow disk never piles up reads)."""
+        if self._poll_in_flight:
+            return
+        self._poll_in_flight = True
+        self.read_runs()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="runs-read", name="reading runs")
+    def read_runs(self) -> None:
+        path = self.app.registry_path
+        try:
+            if not path.exists():
+                self.post_message(RegistryUnavailable(path, f"no registry at {path} yet", missing=True))
+                return
+            with self.app.open_registry() as registry:
+                runs = registry.list_runs()
+        except RegistryError as error:
+            self.post_message(RegistryUnavailable(path, str(error), missing=False))
+            return
+        finally:
+            self._poll_in_flight = False
+        self.post_message(RunsLoaded(runs))
+
+    @on(RegistryUnavailable)
+    def show_registry_problem(self, event: RegistryUnavailable) -> None:
+        first_time = event.cause != self.registry_problem
+        self.registry_problem = event.cause
+        self.loaded = True
+        self.apply_runs([])
+        if first_time and not event.missing:
+            self.app.show_error("Cannot read the registry", event.cause)
+
+    @on(RunsLoaded)
+    def runs_loaded(self, event: RunsLoaded) -> None:
+        self.registry_problem = None
+        self.loaded = True
+        self.apply_runs(event.runs)
+
+    @on(RunsChanged)
+    def runs_changed(self) -> None:
+        self.refresh_runs()
+
+    def theme_colours(self) -> dict[str, str]:
+        variables = self.app.theme_variables
+        return {name: variables.get(name, "") for name in ("accent", "success", "error", "warning", "foreground")}
+
+    def apply_runs(self, runs: list[RunInfo]) -> None:
+        """Patch the table to show `runs` through the filter: only changed cells are rewritten."""
+        self.runs = {run.id: run for run in runs}
+        self.selected &= self.runs.keys()
+        now, colours, flt = self.now, self.theme_colours(), self.run_filter
+        wanted = {run.id: run_cells(run, now, run.id in self.selected, colours) for run in runs if flt.matches(run)}
+        self.shown_count = len(wanted)
+        if not self.rows and len(wanted) > FIRST_BATCH_ROWS:
+            self.fill_empty_table(wanted)
+            return
+        table = self.table
+        cursor_key = self.cursor_run_id()
+        reorder = False
+        for run_id in list(self.rows):
+            if run_id not in wanted:
+                table.remove_row(run_id)
+                del self.rows[run_id]
+                reorder = True
+        for run_id, cells in wanted.items():
+            old = self.rows.get(run_id)
+            if old is None:
+                table.add_row(*(cells[column.key] for column in self.columns), key=run_id)
+                reorder = True
+            else:
+                for column in self.columns:
+                    if old[column.key] != cells[column.key]:
+                        table.update_cell(run_id, column.key, cells[column.key])
+                for key in cells:
+                    reorder = reorder or (key == self.sort_column and old[key] != cells[key])
+            self.rows[run_id] = cells
+        if reorder:
+            self.sort_rows(cursor_key)
+        self.update_summary()
+
+    def fill_empty_table(self, wanted: dict[str, dict[str, Cell]]) -> None:
+        """First fill of a long list: rows already in order, the first screenful before the first paint.
+
+        The table measures every cell it is given, so the rest is added after that paint.
+        """
+        ordered = self.ordered(wanted)
+        self._add_rows(ordered[:FIRST_BATCH_ROWS], wanted)
+        self.update_summary()
+        self.call_after_refresh(self._add_rows, ordered[FIRST_BATCH_ROWS:], wanted)
+
+    def _add_rows(self, run_ids: list[str], cells_of: dict[str, dict[str, Cell]]) -> None:
+        table = self.table
+        for run_id in run_ids:
+            if run_id not in self.rows and run_id in self.runs:
+                cells = self.rows[run_id] = cells_of[run_id]
+                table.add_row(*(cells[column.key] for column in self.columns), key=run_id)
+
+    def ordered(self, rows: dict[str, dict[str, Cell]]) -> list[str]:
+        """Run ids of `rows` in the current sort order (missing values last either way)."""
+        reverse = self.sort_reverse
+
+        def order(run_id: str) -> tuple:
+            missing, *value = rows[run_id][self.sort_column].sort_value
+            return (missing != reverse, *value)
+
+        return sorted(rows, key=order, reverse=reverse)
+
+    def sort_rows(self, keep_cursor_on: str | None = None) -> None:
+        table = self.table
+        # Sorted here rather than by the table, so a column hidden in a narrow terminal still sorts.
+        rank = {run_id: index for index, run_id in enumerate(self.ordered(self.rows))}
+        table.sort("selected", key=lambda cell: rank[cell.run_id])
+        if keep_cursor_on in self.rows:
+            table.move_cursor(row=table.get_row_index(keep_cursor_on), scroll=False)
+
+    def update_summary(self) -> None:
+        summary = self.query_one("#runs-summary", Static)
+        if self.registry_problem:
+            hint = " Press n to start a run." if not self.runs else ""
+            summary.update(Content(f"{self.registry_problem}.{hint}"))
+            return
+        if not self.loaded:
+            return
+        statuses = [run.status for run in self.runs.values()]
+        shown, total = self.shown_count, len(self.runs)
+        parts = [f"{shown} of {total} runs" if shown != total else f"{total} runs"]
+        parts += [f"{statuses.count(status)} {status}" for status in ("running", "queued") if status in statuses]
+        if self.selected:
+            parts.append(f"{len(self.selected)} selected")
+        parts.append(f"sort {self.sort_column} {'↓' if self.sort_reverse else '↑'}")
+        parts += self.run_filter.problems
+        if not self.runs:
+            parts.append("no runs yet: press n to start one")
+        summary.update(Content(" · ".join(parts)))
+
+    def cursor_run_id(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        try:
+            row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return row_key.value
+
+    def _update_header_labels(self) -> None:
+        table = self.table
+        for column in self.columns:
+            label = column.label
+            if column.key == self.sort_column:
+                label = f"{label}{'↓' if self.sort_reverse else '↑'}"
+            table.columns[ColumnKey(column.key)].label = Text(label)
+        table.refresh()
+
+    def watch_sort_column(self) -> None:
+        self._resort()
+
+    def watch_sort_reverse(self) -> None:
+        self._resort()
+
+    def _resort(self) -> None:
+        if not self.is_mounted:
+            return
+        self._update_header_labels()
+        if self.rows:
+            self.sort_rows(self.cursor_run_id())
+        self.update_summary()
+
+    def watch_run_filter(self) -> None:
+        if self.is_mounted:
+            self.apply_runs(list(self.runs.values()))
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.run_filter = RunFilter.parse(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def filter_submitted(self) -> None:
+        self.table.focus()
+
+    @on(DataTable.HeaderSelected, "#runs-table")
+    def header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key not in SORTABLE:
+            return
+        if key == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column = key
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        self.open_run(event.row_key.value, tab="curves")
+
+    def action_clear_filter(self) -> None:
+        filter_input = self.query_one("#filter", Input)
+        if filter_input.has_focus or filter_input.value:
+            filter_input.value = ""
+            self.table.focus()
+
+    def require_cursor_run(self) -> RunInfo | None:
+        run_id = self.cursor_run_id()
+        if run_id is None:
+            self.notify("No run under the cursor.", severity="warning")
+            return None
+        return self.runs[run_id]
+
+    def open_run(self, run_id: str | None, tab: str) -> None:
+        if run_id is None:
+            return
+        from workbench.tui.screens.run import RunScreen  # imported on first use: keeps first paint fast
+
+        self.app.push_screen(RunScreen(run_id, tab=tab))
+
+    def action_logs(self) -> None:
+        self.open_run(self.cursor_run_id(), tab="logs")
+
+    def action_new_run(self) -> None:
+        from workbench.tui.screens.new_run import NewRunScreen  # imported on first use
+
+        self.app.push_screen(NewRunScreen())
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_toggle_selected(self) -> None:
+        run_id = self.cursor_run_id()
+        if run_id is None:
+            return
+        self.selected ^= {run_id}
+        self.apply_runs(list(self.runs.values()))
+
+    def action_cycle_sort(self, step: int) -> None:
+        index = SORTABLE.index(self.sort_column) if self.sort_column in SORTABLE else -1
+        self.sort_column = SORTABLE[(index + step) % len(SORTABLE)]
+
+    def action_reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+
+    def selected_in_table_order(self) -> list[str]:
+        table = self.table
+        return sorted(self.selected, key=lambda run_id: table.get_row_index(run_id) if run_id in self.rows else 1 << 30)
+
+    def action_compare(self) -> None:
+        chosen = self.selected_in_table_order()
+        if not 2 <= len(chosen) <= 8:
+            self.notify(
+                f"Select 2 to 8 runs to compare with space ({len(chosen)} selected).", severity="warning"
+            )
+            return
+        from workbench.tui.screens.compare import CompareScreen  # imported on first use
+
+        self.app.push_screen(CompareScreen(chosen))
+
+    def action_stop_run(self) -> None:
+        run = self.require_cursor_run()
+        if run is None:
+            return
+        if run.status not in ("running", "queued"):
+            self.notify(f"Run {run.id} is {run.status}: nothing to stop.", severity="warning")
+            return
+        question = f"Stop run {run.name} ({run.id})? The trainer saves a checkpoint and records 'stopped'."
+        self.app.push_screen(ConfirmModal(question, "Stop"), self._stop_confirmed(run.id))
+
+    def _stop_confirmed(self, run_id: str) -> Callable[[bool | None], None]:
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self.notify(f"Stopping {run_id}…")
+                self.stop_run(run_id)
+
+        return confirmed
+
+    @work(thread=True, exit_on_error=False, group="runs-write", name="stopping a run")
+    def stop_run(self, run_id: str) -> None:
+        from workbench.launch import stop  # the launch layer loads process control only when asked
+
+        stop(run_id, registry_path=self.app.registry_path)
+        self.app.call_from_thread(self.notify, f"Run {run_id} stopped.")
+        self.post_message(RunsChanged())
+
+    def action_delete_run(self) -> None:
+        run = self.require_cursor_run()
+        if run is None:
+            return
+        if run.status in ("running", "queued"):
+            self.notify(f"Run {run.id} is {run.status}: stop it first (s).", severity="warning")
+            return
+        question = f"Delete run {run.name} ({run.id}) with its metrics, samples and files? This cannot be undone."
+        self.app.push_screen(ConfirmModal(question, "Delete"), self._delete_confirmed(run.id))
+
+    def _delete_confirmed(self, run_id: str) -> Callable[[bool | None], None]:
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self.delete_run(run_id)
+
+        return confirmed
+
+    @work(thread=True, exit_on_error=False, group="runs-write", name="deleting a run")
+    def delete_run(self, run_id: str) -> None:
+        with self.app.open_registry() as registry:
+            registry.delete_run(run_id)
+        self.app.call_from_thread(self.notify, f"Run {run_id} deleted.")
+        self.post_message(RunsChanged())
+
+    def action_help(self) -> None:
+        keys = [
+            ("enter", "open the run (curves)"),
+            ("l", "open the run's logs"),
+            ("n", "new run"),
+            ("space", "select / unselect for compare"),
+            ("c", "compare the selected runs (2-8)"),
+            ("s", "stop the run (asks first)"),
+            ("d", "delete the run (asks first)"),
+            ("/", "filter; esc clears"),
+            ("o / O", "sort by the next column / reverse"),
+            ("ctrl+t", "dark / light theme"),
+            ("ctrl+p", "command palette"),
+            ("?", "this help"),
+            ("q", "quit"),
+        ]
+        self.app.push_screen(HelpModal("Runs", keys, RUNS_HELP))
