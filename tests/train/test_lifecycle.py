@@ -1,0 +1,147 @@
+"""Resume, failure and stop paths of the trainer process, each recorded in a real registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from tests.train.helpers import ROOT, stable_metrics, train, trainer_process
+from workbench.registry import Registry
+
+
+@pytest.mark.slow
+def test_resumed_run_reproduces_the_uninterrupted_run_step_for_step(registry_path):
+    code, parent = train(registry_path, "grpo", "run.max_steps=4", "run.save_steps=2", "run.eval_steps=2",
+                         fast=False, name="whole")
+    assert code == 0
+    with Registry.open(registry_path) as registry:
+        checkpoints = registry.run_dir(parent) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-2", "step-4"]
+    # As if the run had been interrupted right after step 2: only step-2 is left to resume from.
+    shutil.rmtree(checkpoints / "step-4")
+
+    code, resumed = train(registry_path, "grpo", resume=parent, fast=False)
+    assert code == 0 and resumed != parent
+    with Registry.open(registry_path) as registry:
+        run = registry.get_run(resumed)
+        assert (run.status, run.parent_id, run.last_step) == ("finished", parent, 4)
+        whole, continued = stable_metrics(registry, parent), stable_metrics(registry, resumed)
+        assert set(continued) == set(whole)
+        for key, by_step in continued.items():
+            expected_steps = [4] if key.startswith("eval/") else [3, 4]   # eval runs every 2 steps
+            assert sorted(by_step) == expected_steps, key
+            assert by_step == {step: whole[key][step] for step in expected_steps}, key
+        assert "eval/accuracy" in continued
+        texts = [[r.text for g in registry.groups(run_id, 4) for r in g.responses] for run_id in (parent, resumed)]
+        assert texts[0] == texts[1]
+        assert any("resuming run" in e.message for e in registry.events(resumed))
+
+
+def _reward_module(tmp_path, monkeypatch, body: str, name: str) -> str:
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return f"{name}:reward"
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(registry_path, tmp_path, monkeypatch):
+    reward = _reward_module(tmp_path, monkeypatch, """
+        CALLS = []
+
+        def reward(prompts, completions, **columns):
+            CALLS.append(1)
+            first = float("inf") if len(CALLS) == 3 else 1.0   # a diverging reward on the third step
+            return [first] + [1.0] * (len(completions) - 1)
+        """, "inf_on_third_step")
+    code, run_id = train(registry_path, "grpo", "run.max_steps=5", "run.save_steps=1", "run.eval_steps=0",
+                         f'task.reward_funcs=["exact_match", "{reward}"]', fast=False)
+    assert code == 1
+    with Registry.open(registry_path) as registry:
+        run = registry.get_run(run_id)
+        assert run.status == "failed"
+        assert "NonFiniteLoss: loss is nan" in run.error
+        assert run.last_step == 2
+        assert any(e.level == "error" and "loss is nan" in e.message for e in registry.events(run_id))
+        checkpoints = registry.run_dir(run_id) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-1", "step-2"]
+    reloaded = AutoModelForCausalLM.from_pretrained(checkpoints / "step-2")
+    assert all(p.isfinite().all() for p in reloaded.parameters())
+
+
+@pytest.mark.slow
+def test_exception_in_a_reward_function_fails_with_its_traceback(registry_path, tmp_path, monkeypatch):
+    reward = _reward_module(tmp_path, monkeypatch, """
+        def reward(prompts, completions, **columns):
+            raise KeyError("no column named solution")
+        """, "broken_reward")
+    code, run_id = train(registry_path, "quickstart", f'task.reward_funcs=["{reward}"]')
+    assert code == 1
+    with Registry.open(registry_path) as registry:
+        run = registry.get_run(run_id)
+        assert run.status == "failed" and run.ended_at is not None
+        assert "Traceback (most recent call last)" in run.error
+        assert "broken_reward.py" in run.error and "no column named solution" in run.error
+        assert run.last_step is None
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_then_stops(registry_path):
+    process = trainer_process("--registry", str(registry_path), "--recipe", "quickstart",
+                              "--set", "run.max_steps=100000", "--set", "run.save_steps=0", "--no-progress")
+    first_line = process.stdout.readline()
+    assert first_line.startswith("run: ")
+    run_id = first_line.split()[1]
+    deadline = time.monotonic() + 60
+    with Registry.open(registry_path) as registry:
+        while (registry.last_step(run_id) or 0) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        run = registry.get_run(run_id)
+        assert run.status == "stopped"
+        assert run.last_step >= 2
+        checkpoint = registry.run_dir(run_id) / "checkpoints" / f"step-{run.last_step}"
+        assert (checkpoint / "model.safetensors").exists() and (checkpoint / "trainer_state.pt").exists()
+        assert any("SIGTERM" in e.message for e in registry.events(run_id))
+    process.stdout.close()
+    process.stderr.close()
+
+
+def test_bad_recipe_override_exits_2_before_registering(registry_path):
+    process = trainer_process("--registry", str(registry_path), "--recipe", "grpo",
+                              "--set", "algorithm.epsilon_high=-0.1")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "grpo.toml" in err and "algorithm.epsilon_high" in err and "-0.1" in err
+    assert not out.startswith("run:")
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_recorded_run(registry_path):
+    """torchrun starts two trainer processes (gloo on CPU); the main one registers and records."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "workbench.train", "--registry", str(registry_path),
+         "--recipe", "grpo", "--set", "run.max_steps=2", "--set", "run.eval_steps=0", "--no-progress"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("run: ") == 1
+    with Registry.open(registry_path) as registry:
+        (run,) = registry.list_runs()
+        assert (run.status, run.last_step) == ("finished", 2)
+        last = {key: value for key, (_, value) in registry.last_metrics(run.id).items()}
+        per_process = run.recipe["rollout"]["prompts_per_step"]
+        assert last["groups/generated"] == 2 * per_process
+        assert len(registry.groups(run.id, 1)) == run.recipe["run"]["log_groups_per_step"]
+        assert (registry.run_dir(run.id) / "checkpoints" / "step-2" / "model.safetensors").exists()

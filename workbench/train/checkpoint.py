@@ -1,0 +1,101 @@
+"""Checkpoints: `checkpoints/step-<N>/` holds the policy (save_pretrained, safetensors; LoRA: the adapters),
+the tokenizer, the critic (critic.safetensors) and `trainer_state.pt` (optimizers, schedulers, RNG
+states, prompt position, step counters). A checkpoint is written to a temporary directory and renamed,
+so a crash never leaves a half-written `step-<N>`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from workbench.errors import UserError
+from workbench.train.engine import Engine
+
+STATE_FILE = "trainer_state.pt"
+CRITIC_FILE = "critic.safetensors"
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(UserError):
+    """A run to resume that has no usable checkpoint."""
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step-{step}"
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    root = run_dir / "checkpoints"
+    found = [(int(m.group(1)), p) for p in root.glob("step-*") if (m := STEP_DIR.match(p.name))
+             and (p / STATE_FILE).exists()] if root.is_dir() else []
+    return max(found)[1] if found else None
+
+
+def save_checkpoint(engine: Engine, run_dir: Path) -> Path:
+    """Write everything a resume needs after `engine.state.step` completed steps."""
+    accelerator = engine.accelerator
+    target = checkpoint_dir(run_dir, engine.state.step)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    accelerator.unwrap_model(engine.policy).save_pretrained(staging, safe_serialization=True)
+    engine.tokenizer.save_pretrained(staging)
+    if engine.models.critic is not None:
+        from safetensors.torch import save_file
+
+        critic = accelerator.unwrap_model(engine.models.critic)
+        save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, staging / CRITIC_FILE)
+    state = {
+        "step": engine.state.step,
+        "tokens_total": engine.state.tokens_total,
+        "elapsed_s": engine.state.elapsed_s,
+        "difficulty_history": list(engine.state.difficulty_history),
+        "sampler_position": engine.sampler.position,
+        "initial_model": str(engine.initial_model),
+        "optimizer": engine.optimizer.state_dict(),
+        "scheduler": engine.scheduler.state_dict(),
+        "critic_optimizer": engine.critic_optimizer.state_dict() if engine.critic_optimizer else None,
+        "critic_scheduler": engine.critic_scheduler.state_dict() if engine.critic_scheduler else None,
+        "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    torch.save(state, staging / STATE_FILE)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def read_state(directory: Path) -> dict:
+    try:
+        return torch.load(directory / STATE_FILE, weights_only=False)
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {directory}: cannot read {STATE_FILE} ({exc})") from exc
+
+
+def restore_checkpoint(engine: Engine, directory: Path, state: dict) -> None:
+    """Load optimizer, schedules, critic, counters and RNG states (the policy weights are loaded by
+    build_engine from the same directory)."""
+    engine.optimizer.load_state_dict(state["optimizer"])
+    engine.scheduler.load_state_dict(state["scheduler"])
+    if engine.models.critic is not None:
+        from safetensors.torch import load_file
+
+        critic = engine.accelerator.unwrap_model(engine.models.critic)
+        critic.load_state_dict(load_file(directory / CRITIC_FILE, device=str(engine.accelerator.device)))
+        engine.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        engine.critic_scheduler.load_state_dict(state["critic_scheduler"])
+    engine.state.step = state["step"]
+    engine.state.tokens_total = state["tokens_total"]
+    engine.state.elapsed_s = state["elapsed_s"]
+    engine.state.difficulty_history = list(state["difficulty_history"])
+    engine.sampler.position = state["sampler_position"]
+    random.setstate(state["rng"]["python"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -1,0 +1,133 @@
+"""Reward functions: built-ins and user functions by import path, with TRL's signature.
+
+Every reward function is called as `f(prompts, completions, **columns) -> list[float]`, exactly like a
+TRL reward function: `prompts` and `completions` are lists of strings (one entry per completion), and
+`columns` holds every dataset column (for built-in tasks: `answer`) repeated per completion, plus
+`completion_ids` (token ids per completion) and `max_completion_length`. A function may return None
+for a completion it does not apply to; that component then adds nothing to its total (TRL's rule).
+
+Several functions combine as a weighted sum (`task.reward_weights`); each component is kept so the
+registry records `rewards/<name>/mean`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.errors import UserError
+from workbench.recipe import TaskSpec
+
+RewardFunc = Callable[..., list[float | None]]
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+class RewardError(UserError):
+    """A reward function that cannot be imported, or that returns something other than one float each."""
+
+
+def exact_match(prompts, completions, answer, **_) -> list[float]:
+    """1.0 when the completion, stripped, equals the reference answer."""
+    return [float(c.strip() == str(a).strip()) for c, a in zip(completions, answer, strict=True)]
+
+
+def numeric(prompts, completions, answer, **_) -> list[float]:
+    """1.0 when the first number in the completion equals the numeric answer (within 1e-6)."""
+    scores = []
+    for completion, reference in zip(completions, answer, strict=True):
+        found = NUMBER.search(completion)
+        scores.append(float(found is not None and abs(float(found.group()) - float(reference)) < 1e-6))
+    return scores
+
+
+def format_reward(pattern: str) -> RewardFunc:
+    """1.0 when the whole stripped completion matches `pattern` (task.format_pattern)."""
+    compiled = re.compile(pattern)
+
+    def format(prompts, completions, **_) -> list[float]:  # noqa: A001 - the component's recorded name
+        return [float(compiled.fullmatch(c.strip()) is not None) for c in completions]
+
+    return format
+
+
+def math_verify(prompts, completions, answer, **_) -> list[float]:
+    """1.0 when math-verify finds the completion's final answer equivalent to the reference."""
+    from math_verify import parse, verify
+
+    return [float(verify(parse(str(a)), parse(c))) for c, a in zip(completions, answer, strict=True)]
+
+
+def length_penalty(prompts, completions, completion_ids, max_completion_length, **_) -> list[float]:
+    """-(completion tokens) / max_completion_length: in [-1, 0], shorter is better."""
+    return [-len(ids) / max_completion_length[0] for ids in completion_ids]
+
+
+@dataclass(frozen=True)
+class RewardComponent:
+    name: str
+    weight: float
+    func: RewardFunc
+
+
+def build_rewards(spec: TaskSpec) -> list[RewardComponent]:
+    """The weighted reward functions named in [task] (built-in names or 'module:function')."""
+    weights = spec.reward_weights or (1.0,) * len(spec.reward_funcs)
+    builtins: dict[str, RewardFunc] = {
+        "exact_match": exact_match, "numeric": numeric, "format": format_reward(spec.format_pattern),
+        "math_verify": math_verify, "length_penalty": length_penalty,
+    }
+    return [RewardComponent(name=name.rpartition(":")[2] if ":" in name else name, weight=weight,
+                            func=builtins[name] if name in builtins else import_reward(name))
+            for name, weight in zip(spec.reward_funcs, weights, strict=True)]
+
+
+def import_reward(path: str) -> RewardFunc:
+    """'package.module:function' -> the function (the module is imported from sys.path / the cwd)."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RewardError(f"task.reward_funcs = {path!r}: cannot import module {module_name!r} ({exc}); "
+                          "it must be importable from the working directory or PYTHONPATH") from exc
+    func = getattr(module, attribute, None)
+    if not callable(func):
+        raise RewardError(f"task.reward_funcs = {path!r}: module {module_name!r} has no function {attribute!r}")
+    return func
+
+
+@dataclass(frozen=True)
+class Scores:
+    """total [N] (weighted sum of the components that apply) and each component's raw scores [N]."""
+
+    total: list[float]
+    components: dict[str, list[float]]
+
+
+def score_completions(components: list[RewardComponent], prompts: list[str], completions: list[str],
+                      columns: dict[str, list[Any]]) -> Scores:
+    """Call every reward function on the batch; None entries become NaN and count 0 in the total."""
+    per_component: dict[str, list[float]] = {}
+    for component in components:
+        raw = component.func(prompts=prompts, completions=completions, **columns)
+        per_component[component.name] = _checked_scores(component.name, raw, len(completions))
+    total = []
+    for i in range(len(completions)):
+        terms = [c.weight * per_component[c.name][i] for c in components
+                 if not math.isnan(per_component[c.name][i])]
+        total.append(float(sum(terms)))
+    return Scores(total=total, components=per_component)
+
+
+def _checked_scores(name: str, raw: Any, expected: int) -> list[float]:
+    if not isinstance(raw, list | tuple) or len(raw) != expected:
+        got = f"{type(raw).__name__} of length {len(raw)}" if isinstance(raw, list | tuple) else repr(raw)[:80]
+        raise RewardError(f"reward function {name!r} returned {got}; expected a list of {expected} floats "
+                          "(one per completion)")
+    try:
+        return [math.nan if value is None else float(value) for value in raw]
+    except (TypeError, ValueError) as exc:
+        raise RewardError(f"reward function {name!r} returned a non-number: {exc}") from exc

@@ -1,0 +1,255 @@
+"""The trainer process's life: register, run the steps, record every outcome (docs/internals.md
+"The trainer process").
+
+Exit paths: normal end -> finished (exit 0); an exception (a failing reward function, a NaN/inf loss,
+a bad dataset) -> failed with the message and traceback in the registry (exit 1); SIGTERM or SIGINT ->
+checkpoint, then stopped (exit 0). A bad recipe given on the command line exits 2 before registering.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import UserError
+from workbench.recipe import Recipe, find_recipe, load_recipe, parse_override, recipe_from_dict
+from workbench.registry import Registry, RunInfo
+
+FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the command line asked for (exactly one of run_id-only, recipe, resume)."""
+
+    registry: Path
+    run_id: str | None = None
+    recipe: str | None = None
+    overrides: tuple[str, ...] = ()
+    name: str | None = None
+    resume: str | None = None
+    progress: bool = False
+
+
+class StopSignal:
+    """Set by SIGTERM / SIGINT; the loop checkpoints and stops after the current step. A second
+    signal falls back to the default action (terminate)."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.received = signal.Signals(signum).name
+        signal.signal(signum, signal.SIG_DFL)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to train, read from the command line and the registry before anything is written."""
+
+    recipe: Recipe
+    recipe_path: Path | None = None        # --recipe
+    parent: RunInfo | None = None          # --resume
+    resume_from: Path | None = None        # the parent's latest checkpoint
+    run_id: str | None = None              # --run-id: the run is already registered
+
+
+def main(request: Request) -> int:
+    """Run the trainer for `request`; returns the process exit code.
+
+    Under `accelerate launch` every process trains on its own share of the prompts; the main process
+    registers the run, records, evaluates and checkpoints, the others only train.
+    """
+    stop = StopSignal()
+    stop.install()
+    try:
+        registry = Registry.open(request.registry, create=True)
+        plan = make_plan(registry, request)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT_EXIT
+    from workbench.train.engine import make_accelerator, share_object
+
+    accelerator = make_accelerator(plan.recipe)
+    run_id = None
+    if accelerator.is_main_process:
+        try:
+            run_id = register(registry, request, plan)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return BAD_INPUT_EXIT
+        print(f"run: {run_id}", flush=True)
+    run_id = share_object(accelerator, run_id)
+    if not accelerator.is_main_process:
+        registry.close()
+        train(None, run_id, plan, accelerator, stop, live_progress=False)
+        return 0
+    with registry:
+        try:
+            registry.update_run(run_id, pid=os.getpid())
+            registry.set_status(run_id, "running")
+            with registry.heartbeat_thread(run_id):
+                status = train(registry, run_id, plan, accelerator, stop, request.progress)
+        except Exception as exc:  # every failure is recorded, then the process exits non-zero
+            trace = traceback.format_exc()
+            message = f"{type(exc).__name__}: {exc}" + _last_checkpoint_note(registry, run_id)
+            registry.add_event(run_id, "failed", message, level="error", step=registry.last_step(run_id))
+            registry.set_status(run_id, "failed", error=f"{message}\n\n{trace}")
+            print(trace, file=sys.stderr, flush=True)
+            return FAILED_EXIT
+        registry.set_status(run_id, status)
+    return 0
+
+
+def _last_checkpoint_note(registry: Registry, run_id: str) -> str:
+    from workbench.train.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(registry.run_dir(run_id))
+    return f" (last good checkpoint: {checkpoint})" if checkpoint else ""
+
+
+def make_plan(registry: Registry, request: Request) -> Plan:
+    """The recipe to train and where to start from; reads only (every process calls it)."""
+    from workbench.train.checkpoint import CheckpointError, latest_checkpoint
+
+    if request.resume:
+        parent = registry.get_run(request.resume)
+        recipe = _with_overrides(parent.recipe, request.overrides, f"run {parent.id}")
+        checkpoint = latest_checkpoint(registry.run_dir(parent.id))
+        if checkpoint is None:
+            raise CheckpointError(f"run {parent.id} has no checkpoint to resume from "
+                                  f"(looked in {registry.run_dir(parent.id) / 'checkpoints'})")
+        return Plan(recipe=recipe, parent=parent, resume_from=checkpoint, run_id=request.run_id)
+    if request.recipe:
+        path = find_recipe(request.recipe)
+        return Plan(recipe=load_recipe(path, request.overrides), recipe_path=path)
+    if request.run_id:
+        info = registry.get_run(request.run_id)
+        return Plan(recipe=_with_overrides(info.recipe, request.overrides, f"run {info.id}"), run_id=info.id)
+    raise UserError("nothing to train: give --run-id, --recipe or --resume")
+
+
+def register(registry: Registry, request: Request, plan: Plan) -> str:
+    """The run's id: the given one, or a new run registered for the recipe or the resume."""
+    recipe = plan.recipe
+    if plan.parent is not None:
+        parent = plan.parent
+        run_id = plan.run_id or registry.create_run(
+            name=request.name or parent.name, variant=recipe.preset, recipe=recipe.to_dict(), seed=recipe.run.seed,
+            git_rev=git_revision(), tags=parent.tags, parent_id=parent.id, total_steps=recipe.run.max_steps)
+        registry.add_event(run_id, "resumed", f"resuming run {parent.id} from {plan.resume_from.name}")
+        return run_id
+    if plan.run_id is not None:
+        return plan.run_id
+    return registry.create_run(name=request.name or plan.recipe_path.stem, variant=recipe.preset,
+                               recipe=recipe.to_dict(), seed=recipe.run.seed, git_rev=git_revision(),
+                               total_steps=recipe.run.max_steps)
+
+
+def _with_overrides(stored: dict, overrides: tuple[str, ...], source: str) -> Recipe:
+    raw = {section: dict(values) for section, values in stored.items()}
+    for item in overrides:
+        section, key, value = parse_override(item)
+        raw.setdefault(section, {})[key] = value
+    return recipe_from_dict(raw, source=source)
+
+
+def git_revision() -> str | None:
+    """The workbench checkout's commit, when it is one."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop: StopSignal,
+          live_progress: bool) -> str:
+    """Build the engine, run the remaining steps, checkpoint; returns 'finished' or 'stopped'.
+
+    `registry` is None in the processes that only train (not the main one): they record nothing.
+    """
+    from accelerate.utils import set_seed
+    from transformers.utils import logging as hf_logging
+
+    from workbench.train.checkpoint import read_state, restore_checkpoint, save_checkpoint
+    from workbench.train.engine import build_engine, combine_metrics, share_object
+    from workbench.train.evaluate import evaluate, should_evaluate
+    from workbench.train.loop import train_step
+    from workbench.train.models import create_initial_model, initial_model_path
+    from workbench.train.progress import TrainingProgress
+
+    hf_logging.disable_progress_bar()
+    recipe, resume_from = plan.recipe, plan.resume_from
+    run_dir = Path(share_object(accelerator, str(registry.run_dir(run_id)) if registry else None))
+    set_seed(recipe.run.seed, device_specific=True)   # each process samples its own completions
+    if resume_from is not None:
+        state = read_state(resume_from)
+        engine = build_engine(recipe, Path(state["initial_model"]), accelerator, weights=resume_from)
+        restore_checkpoint(engine, resume_from, state)
+    else:
+        if accelerator.is_main_process:
+            create_initial_model(recipe.model, run_dir / "model", recipe.run.seed)
+        accelerator.wait_for_everyone()
+        engine = build_engine(recipe, initial_model_path(recipe.model, run_dir / "model"), accelerator)
+    if registry and recipe.updates_per_step == 1:
+        registry.add_event(run_id, "clip_stats_trivial",
+                           "one optimizer update per rollout: the ratio stays 1, so clip fractions are trivially 0 "
+                           "(raise optim.num_iterations or lower optim.minibatch_size)", level="warning")
+    started, elapsed_before = time.monotonic(), engine.state.elapsed_s
+    saved_step = engine.state.step if resume_from is not None else None
+    first_step = engine.state.step + 1
+    stopped = False
+    with TrainingProgress(recipe.run.max_steps, first_step, live_progress and registry is not None) as progress:
+        for step in range(first_step, recipe.run.max_steps + 1):
+            stopped = any(share_object(accelerator, bool(stop.received), gather=True))
+            if stopped:
+                break
+            record = train_step(engine, step)
+            engine.state.step = step
+            engine.state.elapsed_s = elapsed_before + time.monotonic() - started
+            metrics = combine_metrics(share_object(accelerator, record.metrics, gather=True))
+            metrics["time/elapsed_s"] = engine.state.elapsed_s
+            if registry is not None:
+                groups = record.groups
+                if should_evaluate(engine, step):
+                    eval_metrics, eval_groups = evaluate(engine)
+                    metrics |= eval_metrics
+                    groups = groups + eval_groups
+                registry.record_step(run_id, step, metrics, groups, record.events)
+                progress.update(step, metrics)
+            if recipe.run.save_steps and step % recipe.run.save_steps == 0:
+                _checkpoint(engine, run_dir, save_checkpoint)
+                saved_step = step
+        if saved_step != engine.state.step:
+            path = _checkpoint(engine, run_dir, save_checkpoint)
+            if registry is not None:
+                registry.add_event(run_id, "checkpoint", f"saved {path.name}", step=engine.state.step)
+        if stopped and registry is not None:
+            registry.add_event(run_id, "stopped", f"{stop.received or 'a stop signal'} received: stopped after "
+                               f"step {engine.state.step}, checkpoint saved", step=engine.state.step)
+    status = "stopped" if stopped else "finished"
+    if registry is not None:
+        progress.summary(run_id, status)
+    return status
+
+
+def _checkpoint(engine, run_dir: Path, save_checkpoint) -> Path:
+    """The main process writes the checkpoint; every process waits for it."""
+    from workbench.train.checkpoint import checkpoint_dir
+
+    if engine.accelerator.is_main_process:
+        save_checkpoint(engine, run_dir)
+    engine.accelerator.wait_for_everyone()
+    return checkpoint_dir(run_dir, engine.state.step)
