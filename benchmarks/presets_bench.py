@@ -62,7 +62,7 @@ def main_bench() -> None:
                     cells.append(" / ".join(f"{series[s]:.2f}" for s in checkpoints))
                 step_times = registry.series(run_id, "time/step_s")[1]
             table.add_row(preset, *cells, f"{sum(step_times) / len(step_times):.3f}")
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ def first_reaching(values: list[float], window: int) -> int | None:
     return None
 
 
+def when(index: int | None, steps: list[int], elapsed: list[float]) -> str:
+    return "never" if index is None else f"step {steps[index]} ({elapsed[index]:.0f} s)"
+
+
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0")
@@ -60,14 +64,10 @@ def main_bench() -> None:
                 steps, rewards = registry.series(run_id, "reward")
                 elapsed = registry.series(run_id, "time/elapsed_s")[1]
                 step_times = registry.series(run_id, "time/step_s")[1]
-
-            def at(index: int | None) -> str:
-                return "never" if index is None else f"step {steps[index]} ({elapsed[index]:.0f} s)"
-
-            table.add_row(str(seed), f"{rewards[0]:.3f}", at(first_reaching(rewards, 1)),
-                          at(first_reaching(rewards, WINDOW)), f"{rewards[-1]:.3f}",
+            table.add_row(str(seed), f"{rewards[0]:.3f}", when(first_reaching(rewards, 1), steps, elapsed),
+                          when(first_reaching(rewards, WINDOW), steps, elapsed), f"{rewards[-1]:.3f}",
                           f"{sum(step_times) / len(step_times):.3f}")
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,10 @@ def collect_batch(engine: Engine) -> Batch:
         if algorithm.group_filter != "dynamic_sampling":
             kept = groups
             break
-        varied = A.dynamic_sampling_keep(rewards, G).view(len(examples), G)[:, 0].tolist()
+        # DAPO eq. 11 filters on the answers (0 < correct < G), not on the overlong-shaped total: a group
+        # whose answers all agree carries no signal even if some of them fall in the length buffer.
+        task_rewards = rewards - components[OVERLONG] if OVERLONG in components else rewards
+        varied = A.dynamic_sampling_keep(task_rewards, G).view(len(examples), G)[:, 0].tolist()
         kept.extend(group for group, ok in zip(groups, varied, strict=True) if ok)
         rejected.extend(group for group, ok in zip(groups, varied, strict=True) if not ok)
         if len(kept) >= wanted:
