@@ -34,6 +34,8 @@ lint: setup
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/registry_bench.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/presets_bench.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quickstart_bench.py --seeds 0,1,2,3,4
+	$(BIN)/python benchmarks/tui_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
