@@ -36,6 +36,7 @@ from workbench.launch.spec import (
 )
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.system import git_revision
 
 DEFAULT_GRACE_S = 30.0
 STOP_POLL_S = 0.2
@@ -87,7 +88,7 @@ def launch(
             host="local",
             status="queued",
             seed=resolved.run.seed,
-            git_rev=_git_revision(),
+            git_rev=git_revision(),
             tags=tuple(tags),
             total_steps=resolved.run.max_steps,
         )
@@ -124,7 +125,7 @@ def resume(
             host="local",
             status="queued",
             seed=parent.seed,
-            git_rev=_git_revision(),
+            git_rev=git_revision(),
             tags=tuple(parent.tags),
             parent_id=parent.id,
             total_steps=parent.total_steps,
@@ -334,13 +335,3 @@ def _launch_spec(
 
 def _outcome(run: RunInfo, was_active: bool, killed: bool, message: str) -> StopOutcome:
     return StopOutcome(run.id, run.status, was_active, killed, run.last_step, message)
-
-
-def _git_revision() -> str | None:
-    """The commit of the workbench checkout the trainer will run, when it is one."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

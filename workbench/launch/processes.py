@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from workbench.system import pid_alive
+
 PROC = Path("/proc")
 
 
@@ -32,19 +34,6 @@ def start_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str], 
             start_new_session=True,
             close_fds=True,
         )
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True while `pid` exists and is not a zombie (a zombie has exited; only its exit code is left)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _state(pid) not in ("Z", "X", None)
 
 
 def group_alive(pgid: int) -> bool:
@@ -107,11 +96,6 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     return text[text.rindex(")") + 2 :].split()
-
-
-def _state(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    return fields[0] if fields else None
 
 
 def _ppid(pid: int) -> int | None:

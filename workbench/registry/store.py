@@ -41,6 +41,7 @@ from workbench.registry.records import (
     TokenStats,
 )
 from workbench.registry.schema import APPLICATION_ID, SCHEMA_VERSION, migrate
+from workbench.system import pid_alive
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -77,21 +78,6 @@ def default_stale_after() -> float:
 
 def new_run_id() -> str:
     return "".join(secrets.choice(RUN_ID_ALPHABET) for _ in range(RUN_ID_LENGTH))
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -20,6 +19,7 @@ from pathlib import Path
 from workbench.errors import UserError
 from workbench.recipe import Recipe, find_recipe, load_recipe, parse_override, recipe_from_dict
 from workbench.registry import Registry, RunInfo
+from workbench.system import git_revision
 
 FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
 
@@ -162,16 +162,6 @@ def _with_overrides(stored: dict, overrides: tuple[str, ...], source: str) -> Re
         section, key, value = parse_override(item)
         raw.setdefault(section, {})[key] = value
     return recipe_from_dict(raw, source=source)
-
-
-def git_revision() -> str | None:
-    """The workbench checkout's commit, when it is one."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop: StopSignal,

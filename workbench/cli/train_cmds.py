@@ -1,1 +1,0 @@
-"""Commands: train_cmds (being written)."""
