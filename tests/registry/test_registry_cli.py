@@ -164,3 +164,14 @@ def test_rm_deletes_after_yes(tmp_path):
     assert result.returncode == 0 and f"deleted run {run_ids[0]}" in result.stdout
     assert not (path.parent / run_ids[0]).exists()
     assert {run["id"] for run in json_of(run_cli("runs", "--json", registry=path))} == set(run_ids[1:])
+
+
+def test_runs_shows_last_committed_step_over_planned(tmp_path):
+    path = tmp_path / "registry.db"
+    with Registry.open(path, create=True) as registry:
+        run_id = registry.create_run(name="progress", variant="grpo", recipe={}, total_steps=10)
+        for step in (1, 2, 3, 4):  # the trainer numbers steps from 1
+            registry.record_step(run_id, step, {"reward": 0.1 * step})
+    human = run_cli("runs", registry=path)
+    row = next(line for line in human.stdout.splitlines() if run_id in line)
+    assert " 4/10 " in row

@@ -78,7 +78,8 @@ def _status(run: RunInfo) -> Text:
 
 
 def _progress(run: RunInfo) -> str:
-    done = "-" if run.last_step is None else str(run.last_step + 1)
+    """The last step committed over the steps planned; the trainer numbers steps from 1."""
+    done = "-" if run.last_step is None else str(run.last_step)
     return f"{done}/{run.total_steps}" if run.total_steps else done
 
 
