@@ -1,21 +1,34 @@
-"""Regenerate docs/screenshots/*.svg: every screen of the TUI on a fixture registry.
+"""Regenerate docs/screenshots/*.svg: every screen of the TUI.
 
-    python docs/make_screenshots.py [--png DIR]
+    python docs/make_screenshots.py [--runs DIR] [--png DIR] [--browser]
 
-The registry comes from tests/fixtures/make_registry.py (deterministic runs, a clock frozen at the
-fixture's "now"), so the pictures change only when the screens do. --png also renders each SVG to a
-PNG in DIR (with cairosvg) for looking at them.
+The Run and Compare screens show real runs: the first time, four short runs of the built-in tiny
+model are launched through the launch layer into DIR/registry.db (quickstart, DAPO and GSPO with
+several updates per rollout, and quickstart with one update per rollout; a few minutes on a CPU),
+and later calls reuse them. The Runs screen, the New run form, the dialogs and the full-size Tokens
+tab (the tiny model answers in a few characters; the fixture's responses fill the view) use the
+fixture registry of tests/fixtures/make_registry.py, whose runs show every status. Each registry is read
+with a clock frozen at its latest timestamp, so durations do not move between calls. --png also
+renders each SVG to a PNG in DIR (with cairosvg) for looking at them. --browser also serves the app
+with `textual serve` (textual-dev), opens it in headless Chromium, opens the DAPO run and saves what
+the browser shows as browser.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import math
 import os
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,11 +40,12 @@ os.environ["WORKBENCH_STALE_AFTER"] = "inf"
 time.tzset()
 
 from textual.pilot import Pilot  # noqa: E402
-from textual.widgets import DataTable, Input  # noqa: E402
+from textual.widgets import DataTable, Input, TabbedContent  # noqa: E402
 
 from tests.fixtures.make_registry import STATUS_CYCLE, fixture_clock, make_registry  # noqa: E402
+from workbench.launch import launch  # noqa: E402
 from workbench.recipe import find_recipe, load_recipe  # noqa: E402
-from workbench.registry import Registry  # noqa: E402
+from workbench.registry import TERMINAL_STATUSES, Registry  # noqa: E402
 from workbench.tui.app import WorkbenchApp  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -41,9 +55,16 @@ LOG_TEXT = "".join(
     f"entropy {0.4 + 1.8 * math.exp(-2.5 * step / 200):.3f}  {1.5:.2f} s/step\n"
     for step in range(0, 120, 4)
 )
+# (name, recipe, overrides): the real runs the Run and Compare screenshots show
+REAL_RUNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("quickstart", "quickstart", ("run.max_steps=100",)),
+    ("dapo", "dapo", ("run.max_steps=60", "run.eval_steps=20")),
+    ("gspo", "gspo", ("run.max_steps=60", "run.eval_steps=20")),
+    ("quickstart-1-update", "quickstart", ("run.max_steps=60", "optim.num_iterations=1", "optim.minibatch_size=0")),
+)
 
 
-def build_registry(directory: Path) -> tuple[Path, list[str]]:
+def build_fixture_registry(directory: Path) -> tuple[Path, list[str]]:
     """The fixture registry, each run given the resolved recipe a launch of its preset would store."""
     path = directory / "registry" / "registry.db"
     run_ids = make_registry(path, runs=12, steps=200, seed=0, group_every=20)
@@ -60,7 +81,138 @@ def build_registry(directory: Path) -> tuple[Path, list[str]]:
     return path, run_ids
 
 
-async def settle(pilot: Pilot, condition: Callable[[], object], seconds: float = 10.0) -> None:
+def real_registry(directory: Path) -> dict[str, str]:
+    """The real runs (run name -> id) in directory/registry.db: the newest run of each name, launched
+    when there is none (or only failed ones), awaited while it trains."""
+    path = directory / "registry.db"
+    directory.mkdir(parents=True, exist_ok=True)
+    ids: dict[str, str] = {}
+    with Registry.open(path, create=True) as registry:
+        for run in registry.list_runs():  # newest first
+            if run.name not in ids and run.status in ("finished", "running", "queued"):
+                ids[run.name] = run.id
+    missing = [(name, recipe, overrides) for name, recipe, overrides in REAL_RUNS if name not in ids]
+    if missing:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        print(f"training {len(missing)} runs into {path} (one at a time)...", file=sys.stderr)
+    for name, recipe, overrides in missing:
+        ids[name] = launch(recipe, overrides, name=name, registry_path=path, max_runs=1)
+    while True:
+        with Registry.open(path) as registry:
+            runs = [registry.get_run(ids[name]) for name, _, _ in REAL_RUNS]
+        if all(run.status in TERMINAL_STATUSES for run in runs):
+            break
+        time.sleep(2.0)
+    failed = [f"{run.name}: {run.status} {run.error or ''}" for run in runs if run.status != "finished"]
+    if failed:
+        raise SystemExit("a screenshot run did not finish:\n" + "\n".join(failed))
+    return {name: ids[name] for name, _, _ in REAL_RUNS}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DevTools:
+    """Headless Chromium driven over its DevTools protocol (aiohttp, which textual-serve brings).
+
+    Chromium's own --screenshot cannot wait for the app: with --virtual-time-budget it shoots
+    before the app's first frame arrives over the page's websocket. Here the page is loaded,
+    waited for in real time, given keys, then shot.
+    """
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.port = free_port()
+        self.profile = tempfile.mkdtemp(prefix="chromium-")
+        self.process = subprocess.Popen(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={self.profile}", f"--window-size={size[0]},{size[1]}",
+             f"--remote-debugging-port={self.port}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.calls = 0
+
+    def page_socket(self) -> str:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json") as answer:
+                    targets = json.load(answer)
+                return next(target["webSocketDebuggerUrl"] for target in targets if target["type"] == "page")
+            except (OSError, StopIteration):
+                if time.monotonic() > deadline:
+                    raise SystemExit("chromium did not start") from None
+                time.sleep(0.1)
+
+    async def call(self, socket_, method: str, **params) -> dict:
+        self.calls += 1
+        await socket_.send_json({"id": self.calls, "method": method, "params": params})
+        async for message in socket_:
+            data = json.loads(message.data)
+            if data.get("id") == self.calls:
+                return data.get("result", {})
+        raise SystemExit(f"chromium closed the connection during {method}")
+
+    async def shoot(self, url: str, keys: list[str], target: Path) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.page_socket(), max_msg_size=0) as page:
+            await self.call(page, "Page.navigate", url=url)
+            # textual-serve marks the page "-first-byte" once the app has drawn its first frame
+            for _ in range(300):
+                answer = await self.call(page, "Runtime.evaluate", expression="document.body.classList.contains('-first-byte')")
+                if answer.get("result", {}).get("value"):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"the app at {url} drew nothing within 30 s")
+            await asyncio.sleep(2.0)
+            await self.call(page, "Emulation.setFocusEmulationEnabled", enabled=True)
+            await self.call(page, "Runtime.evaluate", expression="document.querySelector('textarea').focus()")
+            for key in keys:
+                if key == "enter":
+                    for kind in ("rawKeyDown", "char", "keyUp"):
+                        await self.call(page, "Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
+                                        windowsVirtualKeyCode=13, **({"text": "\r"} if kind == "char" else {}))
+                else:
+                    await self.call(page, "Input.insertText", text=key)
+                await asyncio.sleep(1.5)
+            shot = await self.call(page, "Page.captureScreenshot", format="png")
+        target.write_bytes(base64.b64decode(shot["data"]))
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+async def browser_screenshot(registry: Path, run_name: str, target: Path) -> None:
+    """Serve `workbench tui` with textual serve, open it in Chromium, open `run_name`, save a PNG."""
+    port = free_port()
+    workbench = Path(sys.executable).with_name("workbench")
+    textual = Path(sys.executable).with_name("textual")
+    server = subprocess.Popen(
+        [str(textual), "serve", "--host", "localhost", "--port", str(port),
+         "--command", f"{workbench} tui --registry {registry}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | {"TZ": "UTC"},
+    )
+    browser = DevTools((1280, 760))
+    try:
+        time.sleep(1.0)  # the server listens
+        # "/" focuses the filter, the run's name narrows the table to it, enter returns to the table,
+        # enter opens the run
+        await browser.shoot(f"http://localhost:{port}", ["/", run_name, "enter", "enter"], target)
+    finally:
+        browser.close()
+        server.terminate()
+        server.wait()
+    print(target.relative_to(ROOT))
+
+
+async def settle(pilot: Pilot, condition: Callable[[], object], seconds: float = 15.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
@@ -74,8 +226,18 @@ async def settle(pilot: Pilot, condition: Callable[[], object], seconds: float =
 async def shoot(
     path: Path, name: str, prepare: Callable[[WorkbenchApp, Pilot], Awaitable[None]], *, size=SIZE, theme="dark"
 ) -> Path:
-    """Open the app on `path`, run `prepare`, save OUT/<name>.svg."""
-    app = WorkbenchApp(Path(path.parent.name) / path.name, clock=fixture_clock(path), poll_interval=60, theme=theme)
+    """Open the app on `path`, run `prepare`, save OUT/<name>.svg.
+
+    The fixture registry is opened from its directory, so the Runs screen's header names no temp dir;
+    the real one from the repository, so the Config tab's preset reads recipes/<preset>.toml.
+    """
+    if path.name == "registry.db" and path.parent.name == "registry":  # the fixture's
+        os.chdir(path.parent.parent)
+        opened = Path(path.parent.name) / path.name
+    else:
+        os.chdir(ROOT)
+        opened = path
+    app = WorkbenchApp(opened, clock=fixture_clock(path), poll_interval=60, theme=theme)
     async with app.run_test(size=size) as pilot:
         await settle(pilot, lambda: app.screen.query("#runs-table") and app.screen.query_one(DataTable).row_count)
         await prepare(app, pilot)
@@ -84,34 +246,83 @@ async def shoot(
     return target
 
 
-async def runs_screen(app: WorkbenchApp, pilot: Pilot) -> None:
-    await pilot.press("down", "space", "down", "down", "space", "up")
+def most_clipped_response(path: Path, run_id: str) -> tuple[int, int, int, int]:
+    """(step, group, response, token) of the run's response with the most clipped tokens, token being
+    its clipped token nearest the middle (the one the screenshot selects)."""
+    best: tuple[int, int, int, int, int] | None = None
+    with Registry.open(path) as registry:
+        for step in registry.group_steps(run_id):
+            for group in registry.groups(run_id, step, with_tokens=True):
+                for index, response in enumerate(group.responses):
+                    stats = response.tokens
+                    if stats is None:
+                        continue
+                    marks = [low or high for low, high in zip(stats.clipped_low, stats.clipped_high, strict=True)]
+                    count = sum(marks)
+                    if count and (best is None or (count, len(marks)) > (best[0], best[1])):
+                        middle = min((i for i, mark in enumerate(marks) if mark), key=lambda i: abs(i - len(marks) / 2))
+                        best = (count, len(marks), step, group.index, index, middle)
+    if best is None:
+        raise SystemExit(f"run {run_id} has no clipped token to show")
+    return best[2:]
 
 
-async def main(png_dir: Path | None) -> None:
+async def main(runs_dir: Path, png_dir: Path | None, browser: bool) -> None:
     from workbench.tui.screens.compare import CompareScreen
     from workbench.tui.screens.modals import HelpModal
     from workbench.tui.screens.new_run import NewRunScreen
     from workbench.tui.screens.run import RunScreen
 
     OUT.mkdir(parents=True, exist_ok=True)
+    real = real_registry(runs_dir)
+    real_path = runs_dir / "registry.db"
     with tempfile.TemporaryDirectory() as scratch:
-        os.chdir(scratch)
-        path, run_ids = build_registry(Path(scratch))
-        running, finished = run_ids[STATUS_CYCLE.index("running")], run_ids[0]
+        fixture_path, run_ids = build_fixture_registry(Path(scratch))
+        running = run_ids[STATUS_CYCLE.index("running")]
 
-        def run_tab(tab: str, run_id: str) -> Callable[[WorkbenchApp, Pilot], Awaitable[None]]:
+        def run_tab(tab: str, run_id: str, then: Callable[[WorkbenchApp, Pilot], Awaitable[None]] | None = None):
             async def prepare(app: WorkbenchApp, pilot: Pilot) -> None:
                 app.push_screen(RunScreen(run_id, tab=tab))
                 await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
                 await pilot.pause(1.5)  # the pane reads and draws its data
+                if then is not None:
+                    await then(app, pilot)
 
             return prepare
 
-        async def compare(app: WorkbenchApp, pilot: Pilot) -> None:
-            app.push_screen(CompareScreen([run_ids[0], run_ids[1], run_ids[8]]))
-            await settle(pilot, lambda: isinstance(app.screen, CompareScreen))
+        async def groups_on_dropped(app: WorkbenchApp, pilot: Pilot) -> None:
+            # the cursor on the first response of the zero-variance group dynamic sampling dropped
+            pane = app.screen.query_one("#groups-pane")
+            await settle(pilot, lambda: pane.groups)
+            table = app.screen.query_one("#groups-table", DataTable)
+            dropped = next(g for g in pane.groups if g.zero_variance)
+            table.move_cursor(row=table.get_row_index(f"r{dropped.index}:0"))
+            await pilot.pause(0.3)
+
+        def tokens_of_clipped(path: Path, run_id: str) -> Callable[[WorkbenchApp, Pilot], Awaitable[None]]:
+            step, group, response, token = most_clipped_response(path, run_id)
+
+            async def then(app: WorkbenchApp, pilot: Pilot) -> None:
+                app.screen.query_one("#run-tabs", TabbedContent).active = "groups"
+                pane = app.screen.query_one("#groups-pane")
+                await settle(pilot, lambda: pane.steps)
+                pane.post_message(pane.ResponseOpened(step, group, response))
+                tokens = app.screen.query_one("#tokens-pane")
+                await settle(pilot, lambda: tokens.stats is not None and tokens.run_aggregates is not None)
+                for _ in range(token):
+                    await pilot.press("right")
+                await pilot.pause(0.3)
+
+            return run_tab("tokens", run_id, then)
+
+        async def compare(app: WorkbenchApp, pilot: Pilot, tab: str = "compare-curves") -> None:
+            app.push_screen(CompareScreen([real[name] for name, _, _ in REAL_RUNS]))
+            await settle(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.runs)
+            app.screen.query_one("#compare-tabs", TabbedContent).active = tab
             await pilot.pause(1.5)
+
+        async def compare_summary(app: WorkbenchApp, pilot: Pilot) -> None:
+            await compare(app, pilot, "compare-summary")
 
         async def new_run(app: WorkbenchApp, pilot: Pilot) -> None:
             app.push_screen(NewRunScreen(preset="dapo"))
@@ -126,6 +337,9 @@ async def main(png_dir: Path | None) -> None:
             app.screen.query_one("#field-algorithm-epsilon", Input).value = "-0.1"
             await settle(pilot, lambda: app.screen.validation.error is not None)
 
+        async def runs_screen(app: WorkbenchApp, pilot: Pilot) -> None:
+            await pilot.press("down", "space", "down", "down", "space", "up")
+
         async def help_modal(app: WorkbenchApp, pilot: Pilot) -> None:
             await pilot.press("question_mark")
             await settle(pilot, lambda: isinstance(app.screen, HelpModal))
@@ -137,21 +351,24 @@ async def main(png_dir: Path | None) -> None:
             await pilot.pause(0.3)
 
         shots = [
-            ("runs", runs_screen, {}),
-            ("runs-light", runs_screen, {"theme": "light"}),
-            ("runs-80x24", runs_screen, {"size": (80, 24)}),
-            ("run-curves", run_tab("curves", running), {}),
-            ("run-groups", run_tab("groups", finished), {}),
-            ("run-tokens", run_tab("tokens", finished), {}),
-            ("run-config", run_tab("config", running), {}),
-            ("run-logs", run_tab("logs", running), {}),
-            ("compare", compare, {}),
-            ("new-run", new_run, {}),
-            ("new-run-invalid", new_run_invalid, {"size": (80, 24)}),
-            ("help", help_modal, {}),
-            ("confirm-stop", confirm_stop, {}),
+            ("runs", fixture_path, runs_screen, {}),
+            ("runs-light", fixture_path, runs_screen, {"theme": "light"}),
+            ("runs-80x24", fixture_path, runs_screen, {"size": (80, 24)}),
+            ("run-curves", real_path, run_tab("curves", real["dapo"]), {}),
+            ("run-groups", real_path, run_tab("groups", real["dapo"], groups_on_dropped), {}),
+            # the fixture's responses are longer than the tiny model's answers of a few characters
+            ("run-tokens", fixture_path, tokens_of_clipped(fixture_path, run_ids[0]), {}),
+            ("run-tokens-80x24", real_path, tokens_of_clipped(real_path, real["quickstart"]), {"size": (80, 24)}),
+            ("run-config", real_path, run_tab("config", real["dapo"]), {}),
+            ("run-logs", real_path, run_tab("logs", real["gspo"]), {}),
+            ("compare", real_path, compare, {}),
+            ("compare-summary", real_path, compare_summary, {}),
+            ("new-run", fixture_path, new_run, {}),
+            ("new-run-invalid", fixture_path, new_run_invalid, {"size": (80, 24)}),
+            ("help", fixture_path, help_modal, {}),
+            ("confirm-stop", fixture_path, confirm_stop, {}),
         ]
-        for name, prepare, options in shots:
+        for name, path, prepare, options in shots:
             target = await shoot(path, name, prepare, **options)
             print(target.relative_to(ROOT))
             if png_dir is not None:
@@ -159,10 +376,17 @@ async def main(png_dir: Path | None) -> None:
 
                 png_dir.mkdir(parents=True, exist_ok=True)
                 cairosvg.svg2png(url=str(target), write_to=str(png_dir / f"{name}.png"), output_width=1400)
+    if browser:
+        await browser_screenshot(real_path, "dapo", OUT / "browser.png")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--runs", type=Path, default=Path(tempfile.gettempdir()) / "workbench-screenshot-runs",
+        help="directory of the real runs' registry (trained there when missing, reused after)",
+    )
     parser.add_argument("--png", type=Path, default=None, help="also write PNG renderings into this directory")
-    png = parser.parse_args().png
-    asyncio.run(main(png.resolve() if png else None))
+    parser.add_argument("--browser", action="store_true", help="also shoot the app served in headless Chromium")
+    args = parser.parse_args()
+    asyncio.run(main(args.runs.resolve(), args.png.resolve() if args.png else None, args.browser))

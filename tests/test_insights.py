@@ -136,6 +136,15 @@ def test_summarize_run():
     assert I.summarize_run({}, 5, None) == I.RunSummary(None, None, None, None, None)
 
 
+def test_summarize_run_drops_a_clip_fraction_that_is_zero_by_construction():
+    clip = ([1, 2, 3], [0.0, 0.0, 0.0])
+    one_update = I.summarize_run({"clip_ratio/region_mean": clip, "clip_stats_trivial": ([1, 2, 3], [1.0] * 3)}, 5, None)
+    assert one_update.clip_trivial and one_update.mean_clip_fraction is None
+    # a run that switched to several updates per rollout part way measured something
+    mixed = I.summarize_run({"clip_ratio/region_mean": clip, "clip_stats_trivial": ([1, 2, 3], [1.0, 0.0, 0.0])}, 5, None)
+    assert not mixed.clip_trivial and mixed.mean_clip_fraction == 0.0
+
+
 def test_default_threshold_is_reached_by_every_run():
     runs = [([1, 2, 3], [0.0, 0.5, 1.0]), ([1, 2, 3], [0.2, 0.2, 0.2])]
     finals = [I.final_mean(r, 2) for r in runs]

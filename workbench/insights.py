@@ -185,13 +185,18 @@ Series = tuple[Sequence[int], Sequence[float]]
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One run's column of the compare summary table; None where the run logged no such metric."""
+    """One run's column of the compare summary table; None where the run logged no such metric.
+
+    clip_trivial: the run's clip fraction is 0 by construction (one update per rollout at every
+    step); its mean_clip_fraction is then None, so a 0 that measures nothing never wins the row.
+    """
 
     final_reward: float | None
     steps_to_threshold: int | None
     peak_kl: float | None
     mean_clip_fraction: float | None
     mean_length: float | None
+    clip_trivial: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,11 +249,14 @@ def summarize_run(metrics: dict[str, Series], last_k: int, reward_threshold: flo
     """The compare summary of one run from its metric series ({key: (steps, values)}).
 
     final reward = mean `reward` over the last K steps; steps to threshold = steps_to_threshold
-    with a K-step window; peak KL = max `kl`; mean clip fraction = mean `clip_ratio/region_mean`;
-    mean length = mean `completions/mean_length`.
+    with a K-step window; peak KL = max `kl`; mean clip fraction = mean `clip_ratio/region_mean`
+    (None when `clip_stats_trivial` is 1 at every step: see clip_stats_trivial); mean length =
+    mean `completions/mean_length`.
     """
     reward = metrics.get("reward")
     kl = metrics.get("kl")
+    flags = metrics.get("clip_stats_trivial")
+    trivial = bool(flags and flags[1]) and all(flag >= 1.0 for flag in flags[1])
     return RunSummary(
         final_reward=final_mean(reward, last_k) if reward else None,
         steps_to_threshold=(
@@ -257,8 +265,9 @@ def summarize_run(metrics: dict[str, Series], last_k: int, reward_threshold: flo
             else None
         ),
         peak_kl=max(kl[1]) if kl and kl[1] else None,
-        mean_clip_fraction=_mean(metrics.get("clip_ratio/region_mean")),
+        mean_clip_fraction=None if trivial else _mean(metrics.get("clip_ratio/region_mean")),
         mean_length=_mean(metrics.get("completions/mean_length")),
+        clip_trivial=trivial,
     )
 
 

@@ -90,7 +90,7 @@ def make_app() -> Callable[..., WorkbenchApp]:
     def factory(path: Path, **options) -> WorkbenchApp:
         if "clock" not in options and path.exists():
             options["clock"] = fixture_clock(path)
-        options.setdefault("poll_interval", 0.2)
+        options.setdefault("poll_interval", 0.5)
         return WorkbenchApp(path, **options)
 
     return factory

@@ -55,7 +55,7 @@ class PaneHost(App):
     def open_response(self, event: GroupsPane.ResponseOpened) -> None:
         self.opened.append((event.step, event.group_index, event.response_index))
         self.query_one(TabbedContent).active = "tokens"
-        self.query_one(TokensPane).show_response(event.step, event.group_index, event.response_index)
+        self.query_one(TokensPane).show_response(event.step, event.group_index, event.response_index, event.kind)
 
 
 def read(path: Path, method: str, *args, **kwargs):
@@ -246,12 +246,18 @@ async def test_groups_marks_gfpo_filtered_responses(registry, run_of, wait_for):
         assert len(filtered) == sum(r.dropped_by == "gfpo" for g in groups for r in g.responses) > 0
 
 
-def marked_tokens(stats: TokenStats) -> str:
-    """The token text with the pane's clip glyphs, built independently of the pane's code."""
-    out = ""
-    for token, low, high in zip(stats.tokens, stats.clipped_low, stats.clipped_high, strict=True):
-        out += token.replace("\n", "⏎\n") + ("↓" if low else "") + ("↑" if high else "")
-    return out
+def token_layout(stats: TokenStats) -> tuple[str, list[tuple[int, int]]]:
+    """The token text as the pane shows it (one space between tokens, none after a line break, a
+    token of spaces as ␣, clip glyphs after clipped tokens), and each token's (start, end) in it;
+    built independently of the pane's code."""
+    out, extents = "", []
+    for index, (token, low, high) in enumerate(zip(stats.tokens, stats.clipped_low, stats.clipped_high, strict=True)):
+        if index and not stats.tokens[index - 1].endswith("\n"):
+            out += " "
+        shown = "␣" * len(token) if token and not token.strip(" ") else token.replace("\n", "⏎\n")
+        extents.append((len(out), len(out) + len(shown)))
+        out += shown + ("↓" if low else "") + ("↑" if high else "")
+    return out, extents
 
 
 async def test_tokens_ratios_clip_marks_cursor_and_aggregates(registry, run_of, wait_for):
@@ -271,7 +277,7 @@ async def test_tokens_ratios_clip_marks_cursor_and_aggregates(registry, run_of, 
         await wait_for(pilot, lambda: pane.stats is not None and pane.step_aggregates is not None)
         view = app.query_one(TokenView)
         rendered = view.render()
-        assert rendered.plain == marked_tokens(stats)
+        assert rendered.plain == token_layout(stats)[0]
         underlined = [span for span in rendered.spans if "underline" in str(span.style)]
         assert len(underlined) == sum(lo or hi for lo, hi in zip(stats.clipped_low, stats.clipped_high, strict=True))
 
@@ -339,14 +345,77 @@ async def test_tokens_note_when_clip_stats_are_trivial(tmp_path, wait_for):
         assert pane.step_aggregates.trivial
 
 
-async def test_tokens_missing_response_becomes_a_notification(registry, run_of, wait_for):
+async def test_tokens_of_a_response_without_token_stats_say_so(registry, run_of, wait_for):
     app = PaneHost(registry, run_of("finished"), initial="tokens")
     async with app.run_test(size=(100, 30)) as pilot:
         pane = app.query_one(TokensPane)
         pane.show_response(9999, 0, 0)
-        await wait_for(pilot, lambda: app.failures)
-        assert "no token stats for train step 9999" in str(app.failures[0])
-        assert pane.stats is None
+        await wait_for(pilot, lambda: "no token stats" in static_text(app, "#tokens-header"))
+        assert static_text(app, "#tokens-header") == (
+            "step 9999 · group 0 · response 0 · no token stats were recorded for this response"
+        )
+        assert pane.stats is None and not app.failures
+        assert str(app.query_one(TokenView).render()) == ""
+
+
+def eval_and_train_registry(path: Path) -> str:
+    """A run with train groups (token stats included) at steps 1 and 10, and one eval group at step 10
+    recorded the way the trainer records evaluation: greedy answer first, no token stats."""
+    tokens = TokenStats(
+        tokens=["7", "<eos>"], logp_old=[-0.4, -0.1], logp_new=[-0.3, -0.1], ratio=[1.105, 1.0],
+        entropy=[1.2, 0.3], clipped_low=[False, False], clipped_high=[False, False], advantage=[0.7, 0.7],
+    )
+
+    def train_group(answer: str) -> GroupRecord:
+        responses = [
+            ResponseRecord("7", 1.0, {"exact_match": 1.0}, 0.7, 2, False, tokens=tokens),
+            ResponseRecord("9", 0.0, {"exact_match": 0.0}, -0.7, 2, False, tokens=tokens),
+        ]
+        return GroupRecord(0, "3+4=", responses, answer=answer)
+
+    evaluation = GroupRecord(
+        0, "5+2=", [ResponseRecord("7", 1.0, {"exact_match": 1.0}, 0.0, 2, False),
+                    ResponseRecord("8", 0.0, {"exact_match": 0.0}, 0.0, 2, False)],
+        answer="7", kind="eval",
+    )
+    with Registry.open(path, create=True) as registry:
+        run_id = registry.create_run(name="with-eval", variant="grpo", recipe={}, status="running")
+        registry.record_step(run_id, 1, {"reward": 0.5}, groups=[train_group("7")])
+        registry.record_step(run_id, 10, {"reward": 0.5, "eval/accuracy": 0.5}, groups=[train_group("7"), evaluation])
+    return run_id
+
+
+async def test_groups_key_e_switches_to_eval_groups(tmp_path, wait_for):
+    path = tmp_path / "eval.db"
+    run_id = eval_and_train_registry(path)
+    app = PaneHost(path, run_id, initial="groups")
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = app.query_one(GroupsPane)
+        picker = app.query_one("#groups-step-picker", OptionList)
+        await wait_for(pilot, lambda: pane.groups and pane.step == 10 and picker.option_count == 2)
+        assert static_text(app, "#groups-summary").startswith("train step 10 · 1 prompts × 2")
+
+        await pilot.press("e")
+        await wait_for(pilot, lambda: pane.kind == "eval" and pane.groups and picker.option_count == 1)
+        assert static_text(app, "#groups-steps-title") == "eval steps"
+        assert static_text(app, "#groups-summary").startswith("eval step 10 · 1 prompts × 2")
+        rows = group_rows(app)
+        assert rows[0][-1] == "5+2=  → 7" and [row[0] for row in rows[1:]] == ["0·0", "0·1"]
+
+        app.query_one("#groups-table", DataTable).move_cursor(row=1)
+        await pilot.press("enter")
+        assert app.opened == [(10, 0, 0)]
+        tokens = app.query_one(TokensPane)
+        await wait_for(pilot, lambda: "no token stats" in static_text(app, "#tokens-header"))
+        assert static_text(app, "#tokens-header") == (
+            "eval step 10 · group 0 · response 0 · reward 1 · no token stats were recorded for this response"
+        )
+        assert tokens.stats is None and not app.failures
+
+        app.query_one(TabbedContent).active = "groups"
+        await pilot.press("e")
+        await wait_for(pilot, lambda: pane.kind == "train" and picker.option_count == 2 and pane.groups)
+        assert group_rows(app)[0][-1] == "3+4=  → 7"
 
 
 # ---------------------------------------------------------------- snapshot

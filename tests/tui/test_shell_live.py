@@ -41,11 +41,11 @@ async def test_runs_table_follows_new_steps_and_new_runs(registry, run_of, make_
     async with app.run_test(size=(120, 36)) as pilot:
         table = app.screen.query_one("#runs-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 12)
-        assert app.screen.rows[target]["step"].text == f"{first}/40"
+        assert app.screen.rows[target]["step"].text == f"{first - 1}/40"  # the last step recorded
 
         trainer = Trainer(registry, target, first, steps=5)
         trainer.start()
-        await wait_for(pilot, lambda: app.screen.rows[target]["step"].text == f"{first + 5}/40", timeout=8)
+        await wait_for(pilot, lambda: app.screen.rows[target]["step"].text == f"{first + 4}/40", timeout=8)
         trainer.join()
         assert trainer.error is None
         assert app.screen.rows[target]["reward"].text == "0.900"
@@ -80,4 +80,4 @@ async def test_run_header_and_logs_follow_a_live_run(registry, run_of, log_lines
             events.get_row_at(index)[-1].plain == f"step {first + 3} done" for index in range(events.row_count)
         ))
         where = app.screen.query_one("#run-where", Static)
-        await wait_for(pilot, lambda: f"steps {first + 4}/40" in str(where.render()))
+        await wait_for(pilot, lambda: f"steps {first + 3}/40" in str(where.render()))

@@ -49,7 +49,7 @@ async def settled(pilot, wait_for, screen) -> None:
 
 def diff_rows(screen) -> list[tuple[str, str, str]]:
     table = screen.query_one("#new-run-diff", DataTable)
-    return [tuple(cell.plain for cell in table.get_row_at(index)) for index in range(table.row_count)]
+    return [tuple(str(cell) for cell in table.get_row_at(index)) for index in range(table.row_count)]
 
 
 async def test_form_has_every_schema_key_with_the_preset_values(registry, make_app, wait_for):
@@ -100,37 +100,43 @@ async def test_a_change_is_marked_and_diffed_against_the_preset(registry, make_a
         assert diff_rows(screen) == []
 
 
-@pytest.mark.parametrize(
-    ("dotted", "text"),
-    [("rollout.num_generations", "1"), ("algorithm.epsilon", "-0.1"), ("optim.learning_rate", "fast")],
-)
-async def test_inline_errors_are_the_cli_messages(registry, make_app, wait_for, dotted, text):
-    override = f"{dotted}={text}"
+INVALID_VALUES = (("rollout.num_generations", "1"), ("algorithm.epsilon", "-0.1"), ("optim.learning_rate", "fast"))
+
+
+async def test_inline_errors_are_the_cli_messages(registry, make_app, wait_for):
     preset_path = find_recipe("dapo")
-    with pytest.raises(RecipeError) as expected:
-        load_recipe(preset_path, [override])
-    # the CLI raises the same error for the same --set (main() prints it and exits 2)
-    cli = CliRunner().invoke(workbench_cli, ["launch", str(preset_path), "--set", override, "--registry", str(registry)])
-    assert cli.exit_code != 0 and str(cli.exception) == str(expected.value)
+    expected = {}
+    for dotted, text in INVALID_VALUES:
+        override = f"{dotted}={text}"
+        with pytest.raises(RecipeError) as error:
+            load_recipe(preset_path, [override])
+        expected[dotted] = str(error.value)
+        # the CLI raises the same error for the same --set (main() prints it and exits 2)
+        cli = CliRunner().invoke(workbench_cli, ["launch", str(preset_path), "--set", override, "--registry", str(registry)])
+        assert cli.exit_code != 0 and str(cli.exception) == expected[dotted]
 
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_form(app, pilot, wait_for)
-        await set_field(pilot, screen, dotted, text)
-        await settled(pilot, wait_for, screen)
-        row = rows(screen)[dotted]
-        assert row.has_class("-invalid")
-        assert row.error_text == str(expected.value)
-        section = dotted.split(".")[0]
-        assert str(screen.query_one("#new-run-form", TabbedContent).get_tab(f"section-{section}").label) == f"{section} !"
-        assert str(screen.query_one("#new-run-status", Static).render()) == str(expected.value)
-        await pilot.press("ctrl+l")
-        await pilot.pause()
-        assert isinstance(app.screen, NewRunScreen)
-        assert any(note.message == f"Cannot launch: {expected.value}" for note in app._notifications)
+        for dotted, text in INVALID_VALUES:  # one at a time, the form reset (ctrl+r) in between
+            await set_field(pilot, screen, dotted, text)
+            await settled(pilot, wait_for, screen)
+            row = rows(screen)[dotted]
+            assert row.has_class("-invalid")
+            assert row.error_text == expected[dotted]
+            section = dotted.split(".")[0]
+            assert str(screen.query_one("#new-run-form", TabbedContent).get_tab(f"section-{section}").label) == f"{section} !"
+            assert str(screen.query_one("#new-run-status", Static).render()) == expected[dotted]
+            await pilot.press("ctrl+l")
+            await pilot.pause()
+            assert isinstance(app.screen, NewRunScreen)
+            assert any(note.message == f"Cannot launch: {expected[dotted]}" for note in app._notifications)
+            await pilot.press("ctrl+r")
+            await settled(pilot, wait_for, screen)
+            assert not rows(screen)[dotted].has_class("-invalid")
 
 
-async def test_focused_field_shows_its_help(registry, make_app, wait_for):
+async def test_focused_field_shows_its_help_f1_the_keys_and_escape_goes_back(registry, make_app, wait_for):
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_form(app, pilot, wait_for)
@@ -140,6 +146,11 @@ async def test_focused_field_shows_its_help(registry, make_app, wait_for):
         assert str(screen.query_one("#field-help", Static).render()) == (
             f"rollout.num_generations: {SCHEMA['rollout']['num_generations'].help}"
         )
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpModal))
+        assert "ctrl+l" in str(app.screen.query_one("#help-text", Static).render())
+        await pilot.press("escape", "escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
 
 
 async def test_choosing_another_preset_reloads_the_form(registry, make_app, wait_for):
@@ -217,17 +228,6 @@ async def test_a_failed_launch_opens_a_modal_with_the_cause(tmp_path, make_app, 
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
         assert not screen.query_one("#launch", Button).disabled
-
-
-async def test_help_and_escape(registry, make_app, wait_for):
-    app = make_app(registry)
-    async with app.run_test(size=SIZE) as pilot:
-        await open_form(app, pilot, wait_for)
-        await pilot.press("f1")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpModal))
-        assert "ctrl+l" in str(app.screen.query_one("#help-text", Static).render())
-        await pilot.press("escape", "escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
 
 
 def test_value_text_uses_the_override_syntax():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.widgets import DataTable, Log, Static, TabbedContent
 
 from workbench.insights import config_diff
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import Registry
-from workbench.tui.panes.config import recipe_toml
+from workbench.tui.panes.config import recipe_toml, shown_path
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.logs import read_log_after
 from workbench.tui.screens.modals import HelpModal
@@ -38,7 +40,7 @@ async def test_header_names_the_run_and_where_it_stands(registry, run_of, make_a
         who, where = text_of(screen, "#run-who"), text_of(screen, "#run-where")
         assert who.startswith(f"{run.name}  ·  {run.id}  ·  {run.variant}  ·  local")
         assert "#ablation #long" in who
-        assert where.startswith(f"✗ failed  ·  steps {run.last_step + 1}/40  ·  reward {run.last_reward:.3f}")
+        assert where.startswith(f"✗ failed  ·  steps {run.last_step}/40  ·  reward {run.last_reward:.3f}")
         assert where.endswith("ZeroDivisionError: float division by zero")
         assert screen.query_one("#run-where").has_class("status-failed")
 
@@ -82,17 +84,25 @@ async def test_config_tab_shows_the_recipe_and_its_diff_against_the_preset(regis
         pane = screen.query_one("#config-pane")
         await wait_for(pilot, lambda: pane.view is not None)
         table = pane.query_one("#config-diff", DataTable)
-        shown = [tuple(cell.plain for cell in table.get_row_at(index)) for index in range(table.row_count)]
+        shown = [tuple(str(cell) for cell in table.get_row_at(index)) for index in range(table.row_count)]
         assert [key for key, _, _ in shown] == [key for key, _, _ in expected] and shown
         # the fixture's recipe names its model "builtin:tiny" under a key the schema does not have
         assert ("model.name", "(absent)", "builtin:tiny") in shown
         assert ("algorithm.epsilon_high", "0.28", "0.28") not in shown
         title = text_of(pane, "#config-diff-title")
-        assert title == f"{len(expected)} keys differ from preset {run.variant} ({preset_path})"
+        assert title == f"{len(expected)} keys differ from preset {run.variant} ({shown_path(preset_path)})"
         recipe_text = text_of(pane, "#config-recipe")
         for line in recipe_toml(run.recipe).splitlines():
             assert line in recipe_text
         assert "[algorithm]" in recipe_text and f'preset = "{run.variant}"' in recipe_text
+
+
+def test_shown_path_is_relative_inside_the_working_directory(tmp_path, monkeypatch):
+    inside = tmp_path / "recipes" / "dapo.toml"
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(inside) == "recipes/dapo.toml"
+    assert shown_path(Path("/elsewhere/dapo.toml")) == "/elsewhere/dapo.toml"
+    assert shown_path(None) == "-"
 
 
 def test_recipe_toml_writes_sections_and_off_values():
@@ -123,7 +133,7 @@ async def test_logs_tab_of_a_run_without_output(registry, run_of, make_app, wait
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_run(app, pilot, wait_for, run_of("queued"), tab="logs")
-        await wait_for(pilot, lambda: "not written yet" in text_of(screen, "#log-title"))
+        await wait_for(pilot, lambda: "output.log: none yet (written by runs started with" in text_of(screen, "#log-title"))
         assert screen.query_one("#output-log", Log).line_count == 0
 
 

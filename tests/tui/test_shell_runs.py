@@ -47,7 +47,7 @@ async def test_table_shows_every_run_with_its_registry_values(registry, run_of, 
             assert row["variant"] == run.variant
             assert row["status"].split()[1] == run.status
             assert row["host"] == "local"
-            done = 0 if run.last_step is None else run.last_step + 1
+            done = 0 if run.last_step is None else run.last_step  # the trainer numbers steps from 1
             assert row["step"] == f"{done}/{FIXTURE_STEPS}"
             assert row["reward"] == ("-" if run.last_reward is None else f"{run.last_reward:.3f}")
         finished = runs[run_of("finished")]
@@ -311,12 +311,13 @@ async def test_corrupt_registry_opens_an_error_modal(tmp_path, make_app, wait_fo
     corrupt.write_bytes(b"this is not a database at all" * 100)
     app = make_app(corrupt, clock=lambda: 0.0)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal) and app.screen.query("#error-cause"))
         cause = str(app.screen.query_one("#error-cause", Static).render())
         assert str(corrupt) in cause
         await pilot.press("escape")
-        await pilot.pause(0.5)  # later polls fail the same way: no second modal
-        assert isinstance(app.screen, RunsScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.pause(1.2)  # later polls fail the same way: no second modal
+        assert isinstance(app.screen, RunsScreen), str(app.screen.query_one("#error-cause", Static).render())
     assert corrupt.read_bytes() == b"this is not a database at all" * 100
 
 

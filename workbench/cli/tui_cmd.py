@@ -23,7 +23,7 @@ def open_tui(registry: Path | None, theme: str = "dark") -> None:
         raise ThemeError(f"--theme {theme!r} is not a theme; allowed: {', '.join(THEME_NAMES)}")
     from workbench.tui.app import WorkbenchApp  # Textual loads only when the app opens
 
-    WorkbenchApp(registry_path(registry), theme=theme).run()
+    WorkbenchApp(registry_path(registry), theme=theme, own_process=True).run()
 
 
 @app.command("tui")

@@ -22,6 +22,9 @@ from workbench.errors import UserError
 from workbench.insights import config_diff, flatten_config
 from workbench.recipe import SCHEMA, SECTIONS, find_recipe, load_recipe
 from workbench.tui import ReportsWorkerErrors
+from workbench.tui.widgets.cells import Line, fill_table
+
+DIFF_LABELS = ("key", "preset", "this run")
 
 
 def toml_value(value: object) -> str:
@@ -37,6 +40,16 @@ def toml_value(value: object) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
     return json.dumps(str(value), ensure_ascii=False)
+
+
+def shown_path(path: Path | None) -> str:
+    """A path as shown: relative to the working directory when it lies inside it."""
+    if path is None:
+        return "-"
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def value_text(value: object) -> str:
@@ -149,9 +162,7 @@ class ConfigPane(ReportsWorkerErrors, VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("Diff against the preset", id="config-diff-title", classes="pane-title")
         diff = DataTable(id="config-diff", cursor_type="row", zebra_stripes=True)
-        diff.add_column("key", key="key")
-        diff.add_column("preset", key="preset")
-        diff.add_column("this run", key="run")
+        diff.add_columns(*DIFF_LABELS)
         yield diff
         yield Static("Resolved recipe", id="config-recipe-title", classes="pane-title")
         yield Static("reading…", id="config-recipe")
@@ -173,14 +184,15 @@ class ConfigPane(ReportsWorkerErrors, VerticalScroll):
             title.update(Content(f"No diff: {view.problem}"))
         elif view.diff:
             count = len(view.diff)
-            title.update(Content(f"{count} key{'s' if count != 1 else ''} differ from preset {view.preset} ({view.preset_path})"))
+            title.update(Content(
+                f"{count} key{'s' if count != 1 else ''} differ from preset {view.preset} ({shown_path(view.preset_path)})"
+            ))
         else:
-            title.update(Content(f"Same as preset {view.preset} ({view.preset_path})"))
+            title.update(Content(f"Same as preset {view.preset} ({shown_path(view.preset_path)})"))
         table = self.query_one("#config-diff", DataTable)
-        table.clear()
         table.display = bool(view.diff)
-        for key, preset_value, run_value in diff_rows(view):
-            table.add_row(Text(key, style="bold"), Text(preset_value), Text(run_value), key=key)
+        rows = [(key, [Line(key, "bold"), Line(preset_value), Line(run_value)]) for key, preset_value, run_value in diff_rows(view)]
+        fill_table(table, DIFF_LABELS, rows)
         self.query_one("#config-recipe", Static).update(self.recipe_text(view))
 
     def recipe_text(self, view: ConfigView) -> Text:

@@ -5,15 +5,15 @@ run is live); on the right one header row per prompt and one row per response: r
 components, the advantage (sign always printed, coloured by sign, bold when large, faint when
 small), length, truncation, and whether a filter threw the response away (DAPO's dynamic
 sampling, GFPO's group filter). Zero-variance groups (every reward equal, so every advantage 0)
-are marked "≡". Enter on a response posts GroupsPane.ResponseOpened for the Tokens tab.
+are marked "≡". Key e switches between the groups trained on and the evaluation groups (held-out
+prompts: the greedy answer, then the pass@k samples). Enter on a response posts
+GroupsPane.ResponseOpened for the Tokens tab.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rich.cells import cell_len
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,16 +26,21 @@ from textual.widgets.option_list import Option
 
 from workbench.registry import GroupRecord, Registry, ResponseRecord
 from workbench.tui import ReportsWorkerErrors
+from workbench.tui.widgets.cells import Line, fill_table
 
 STEP_POLL_SECONDS = 1.0
 FILTER_LABELS = {"dynamic_sampling": "✗ dyn", "gfpo": "✗ gfpo"}
 FILTER_NAMES = {"dynamic_sampling": "dynamic sampling (DAPO)", "gfpo": "the GFPO group filter"}
 # |advantage| at or above LARGE is bold, below SMALL faint: advantages are group z-scores, so 1 is one std
 LARGE_ADVANTAGE, SMALL_ADVANTAGE = 1.0, 0.25
+# narrower than this (the pane's cells), the table leaves out the reward components column
+NARROW_WIDTH = 90
+# the components header spells each name out up to this width, then cuts names to a few letters
+COMPONENTS_LABEL_WIDTH, COMPONENT_NAME_LETTERS = 16, 5
 COLUMNS = ("g·r", "reward", "components", "adv", "len", "✂", "filter", "text")
 
 
-def advantage_text(advantage: float) -> Text:
+def advantage_text(advantage: float) -> Line:
     """The advantage with its sign, green when it pushes the response up, red when down."""
     style = "green" if advantage > 0 else "red" if advantage < 0 else ""
     size = abs(advantage)
@@ -43,51 +48,57 @@ def advantage_text(advantage: float) -> Text:
         style += " bold"
     elif size < SMALL_ADVANTAGE:
         style += " dim"
-    return Text(f"{advantage:+.2f}", style=style.strip(), justify="right")
-
-
-def cell_width(cell: Text | str) -> int:
-    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
+    return Line(f"{advantage:+.2f}", style.strip(), right=True)
 
 
 def component_names(groups: list[GroupRecord]) -> list[str]:
     return sorted({name for group in groups for r in group.responses for name in r.reward_components})
 
 
-def response_cells(group: GroupRecord, index: int, response: ResponseRecord, names: list[str]) -> list[Text | str]:
+def response_cells(group: GroupRecord, index: int, response: ResponseRecord, names: list[str]) -> list[Line]:
     dropped = response.dropped_by is not None
     components = "/".join(f"{response.reward_components.get(name, float('nan')):.2g}" for name in names)
-    text = Text(response.text.replace("\n", "⏎"), style="dim strike" if dropped else "", no_wrap=True)
     return [
-        f"{group.index}·{index}",
-        Text(f"{response.reward:.3g}", justify="right"),
-        components,
-        advantage_text(response.advantage),
-        Text(str(response.length), justify="right"),
-        "✂" if response.truncated else "",
-        FILTER_LABELS.get(response.dropped_by or "", response.dropped_by or ""),
-        text,
+        Line(f"{group.index}·{index}"),
+        Line(f"{response.reward:.3g}", right=True),
+        Line(components),
+        # evaluation trains nothing: its advantages are not shown
+        advantage_text(response.advantage) if group.kind == "train" else Line(""),
+        Line(str(response.length), right=True),
+        Line("✂" if response.truncated else ""),
+        Line(FILTER_LABELS.get(response.dropped_by or "", response.dropped_by or "")),
+        Line(one_line(response.text), "dim strike" if dropped else ""),
     ]
 
 
-def group_cells(group: GroupRecord) -> list[Text | str]:
+def group_cells(group: GroupRecord) -> list[Line]:
     """The prompt row: its index ("≡" when every reward is equal), mean reward, prompt and answer."""
     rewards = [r.reward for r in group.responses]
     mean = sum(rewards) / len(rewards) if rewards else float("nan")
     answer = f"  → {group.answer}" if group.answer is not None else ""
-    prompt = Text(f"{group.prompt}{answer}".replace("\n", "⏎"), style="bold", no_wrap=True)
+    prompt = one_line(f"{group.prompt}{answer}")
     if group.zero_variance:
-        prompt.append("   ≡ zero variance: no learning signal", style="bold")
+        prompt += "   ≡ zero variance"
     return [
-        Text(f"G{group.index}{' ≡' if group.zero_variance else ''}", style="bold"),
-        Text(f"{mean:.3g}", style="dim", justify="right"),
-        "",
-        "",
-        "",
-        "",
-        "",
-        prompt,
+        Line(f"G{group.index}{' ≡' if group.zero_variance else ''}", "bold"),
+        Line(f"{mean:.3g}", "dim", right=True),
+        *(Line("") for _ in range(5)),
+        Line(prompt, "bold"),
     ]
+
+
+def components_label(names: list[str]) -> str:
+    """The components column's header: the names in value order, each cut to a few letters when
+    all of them would make the column much wider than its values."""
+    label = "/".join(names) or "components"
+    if len(label) > COMPONENTS_LABEL_WIDTH:
+        label = "/".join(name[:COMPONENT_NAME_LETTERS] for name in names)
+    return label
+
+
+def one_line(text: str) -> str:
+    """Text for a one-line cell: newlines shown as ⏎."""
+    return text.replace("\n", "⏎")
 
 
 class GroupsPane(ReportsWorkerErrors, Horizontal):
@@ -96,21 +107,24 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
     BINDINGS = [
         Binding("p", "step(-1)", "Prev step"),
         Binding("n", "step(1)", "Next step"),
+        Binding("e", "toggle_kind", "Train/eval"),
     ]
 
     class ResponseOpened(Message):
-        """The user opened one response to read its tokens."""
+        """The user opened one response to read its tokens; kind: "train" or "eval" groups."""
 
-        def __init__(self, step: int, group_index: int, response_index: int) -> None:
+        def __init__(self, step: int, group_index: int, response_index: int, kind: str = "train") -> None:
             self.step = step
             self.group_index = group_index
             self.response_index = response_index
+            self.kind = kind
             super().__init__()
 
     class StepsRead(Message):
-        """The steps that have logged groups."""
+        """The steps that have logged groups of one kind."""
 
-        def __init__(self, steps: list[int]) -> None:
+        def __init__(self, kind: str, steps: list[int]) -> None:
+            self.kind = kind
             self.steps = steps
             super().__init__()
 
@@ -118,22 +132,26 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
             return isinstance(message, GroupsPane.StepsRead)
 
     class GroupsRead(Message):
-        def __init__(self, step: int, groups: list[GroupRecord]) -> None:
+        def __init__(self, kind: str, step: int, groups: list[GroupRecord]) -> None:
+            self.kind = kind
             self.step = step
             self.groups = groups
             super().__init__()
 
     step: reactive[int | None] = reactive(None)
+    #: which groups are shown: "train" (the groups trained on) or "eval" (held-out prompts)
+    kind: reactive[str] = reactive("train", init=False)
 
     def __init__(self, run_id: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.run_id = run_id
         self.steps: list[int] = []
         self.groups: list[GroupRecord] = []
+        self._narrow = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="groups-steps"):
-            yield Static(Content("steps"), id="groups-steps-title")
+            yield Static(Content("train steps"), id="groups-steps-title")
             yield OptionList(id="groups-step-picker")
         with Vertical(id="groups-main"):
             yield Static(Content("reading groups…"), id="groups-summary")
@@ -153,23 +171,36 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
     # ---------------------------------------------------------------- reading
 
     def poll_steps(self) -> None:
-        self.read_steps(self.app.registry_path)
+        self.read_steps(self.app.registry_path, self.kind)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="groups-steps", name="reading group steps")
-    def read_steps(self, path: Path) -> None:
+    def read_steps(self, path: Path, kind: str) -> None:
         with Registry.open(path, create=False) as registry:
-            steps = registry.group_steps(self.run_id)
-        self.post_message(self.StepsRead(steps))
+            steps = registry.group_steps(self.run_id, kind=kind)
+        self.post_message(self.StepsRead(kind, steps))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="groups-read", name="reading groups")
-    def read_groups(self, path: Path, step: int) -> None:
+    def read_groups(self, path: Path, kind: str, step: int) -> None:
         with Registry.open(path, create=False) as registry:
-            groups = registry.groups(self.run_id, step)
-        self.post_message(self.GroupsRead(step, groups))
+            groups = registry.groups(self.run_id, step, kind=kind)
+        self.post_message(self.GroupsRead(kind, step, groups))
+
+    def watch_kind(self, kind: str) -> None:
+        self.steps, self.groups = [], []
+        self.step = None
+        self.query_one("#groups-steps-title", Static).update(Content(f"{kind} steps"))
+        self.query_one("#groups-step-picker", OptionList).clear_options()
+        self.query_one("#groups-table", DataTable).clear(columns=True)
+        self.query_one("#groups-detail", Static).update("")
+        self.query_one("#groups-summary", Static).update(Content(f"reading {kind} groups…"))
+        self.poll_steps()
+
+    def action_toggle_kind(self) -> None:
+        self.kind = "eval" if self.kind == "train" else "train"
 
     @on(StepsRead)
     def _take_steps(self, event: StepsRead) -> None:
-        if event.steps == self.steps:
+        if event.kind != self.kind or (event.steps == self.steps and self.steps):
             return
         follow_latest = self.step is None or (bool(self.steps) and self.step == self.steps[-1])
         self.steps = event.steps
@@ -177,7 +208,8 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         picker.clear_options()
         picker.add_options(Option(Content(f"step {s}"), id=str(s)) for s in self.steps)
         if not self.steps:
-            self.query_one("#groups-summary", Static).update(Content("no groups logged yet"))
+            hint = "  ·  e: train groups" if self.kind == "eval" else "  ·  e: eval groups"
+            self.query_one("#groups-summary", Static).update(Content(f"no {self.kind} groups logged yet{hint}"))
             return
         # while the user sits on the newest step, follow the run; otherwise stay where they are
         target = self.steps[-1] if follow_latest or self.step not in self.steps else self.step
@@ -192,45 +224,57 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
 
     def watch_step(self, step: int | None) -> None:
         if step is not None:
-            self.read_groups(self.app.registry_path, step)
+            self.read_groups(self.app.registry_path, self.kind, step)
 
     @on(GroupsRead)
     def _take_groups(self, event: GroupsRead) -> None:
-        if event.step != self.step:
+        if event.step != self.step or event.kind != self.kind:
             return
         self.groups = event.groups
+        self._fill_table()
+        self._show_summary()
+
+    def on_resize(self) -> None:
+        if self.groups and self._narrow != self.is_narrow:
+            self._fill_table()
+            self._show_summary()
+
+    @property
+    def is_narrow(self) -> bool:
+        """Too narrow for the components column: the detail line under the table still has them."""
+        return self.size.width < NARROW_WIDTH
+
+    def _fill_table(self) -> None:
+        self._narrow = self.is_narrow
         table = self.query_one("#groups-table", DataTable)
         cursor = table.cursor_row
-        names = component_names(event.groups)
-        rows: list[tuple[str, list[Text | str]]] = []
-        for group in event.groups:
+        names = component_names(self.groups)
+        rows: list[tuple[str, list[Line]]] = []
+        for group in self.groups:
             rows.append((f"g{group.index}", group_cells(group)))
             rows.extend(
                 (f"r{group.index}:{index}", response_cells(group, index, response, names))
                 for index, response in enumerate(group.responses)
             )
-        labels = [("/".join(names) or "components") if c == "components" else c for c in COLUMNS]
-        # columns are rebuilt (the components header names this step's components) with widths fixed
-        # up front: DataTable's own content widths arrive a frame late and can leave stale rows drawn
-        table.clear(columns=True)
-        for column, label in enumerate(labels):
-            width = max([cell_len(label), *(cell_width(cells[column]) for _, cells in rows)])
-            table.add_column(label, width=width)
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
+        shown = [c for c, name in enumerate(COLUMNS) if not (self._narrow and name == "components")]
+        labels = [components_label(names) if name == "components" else name for name in COLUMNS]
+        # columns are rebuilt too: the components header names this step's components
+        fill_table(table, [labels[c] for c in shown], [(key, [cells[c] for c in shown]) for key, cells in rows])
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
-        self._show_summary()
 
     def _show_summary(self) -> None:
         responses = [r for g in self.groups for r in g.responses]
         zero = sum(g.zero_variance for g in self.groups)
         dropped = sum(r.dropped_by is not None for r in responses)
         size = len(self.groups[0].responses) if self.groups else 0
-        text = (
-            f"step {self.step}  ·  {len(self.groups)} prompts × {size}  ·  {zero} zero-variance ≡  ·  "
-            f"{dropped} filtered ✗  ·  enter: tokens"
-        )
+        if self.is_narrow:
+            text = f"{self.kind} step {self.step} · {len(self.groups)}×{size} · {zero} ≡ · {dropped} ✗ · enter: tokens"
+        else:
+            text = (
+                f"{self.kind} step {self.step} · {len(self.groups)} prompts × {size} · {zero} zero-variance ≡ · "
+                f"{dropped} filtered ✗ · enter: tokens"
+            )
         self.query_one("#groups-summary", Static).update(Content(text))
 
     # ---------------------------------------------------------------- selection
@@ -272,7 +316,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         target = self._row_target(event.row_key.value)
         if target is None or target[1] is None or self.step is None:
             return
-        self.post_message(self.ResponseOpened(self.step, target[0].index, target[1]))
+        self.post_message(self.ResponseOpened(self.step, target[0].index, target[1], self.kind))
 
     def action_step(self, direction: int) -> None:
         if not self.steps:

@@ -90,7 +90,7 @@ class LogsPane(ReportsWorkerErrors, Vertical):
         events.add_column("time", width=8, key="time")
         events.add_column("step", width=6, key="step")
         events.add_column("level", width=7, key="level")
-        events.add_column("kind", width=10, key="kind")
+        events.add_column("kind", width=20, key="kind")
         events.add_column("message", key="message")
         yield events
 
@@ -123,7 +123,7 @@ class LogsPane(ReportsWorkerErrors, Vertical):
         if first:
             title = f"{event.log_path}" + (" (tail)" if event.chunk.truncated else "")
             if not event.log_path.exists():
-                title = f"{event.log_path} (not written yet)"
+                title = f"{event.log_path}: none yet (written by runs started with workbench launch or the New run screen)"
             self.query_one("#log-title", Static).update(Text(title))
         if event.chunk.lines:
             log.write_lines(event.chunk.lines)

@@ -33,7 +33,7 @@ from workbench.insights import (
     diverging_position,
     most_clipped_tokens,
 )
-from workbench.registry import GroupRecord, Registry, TokenStats
+from workbench.registry import GroupRecord, RecordNotFound, Registry, TokenStats
 from workbench.tui import ReportsWorkerErrors
 
 # ratio RATIO_SPAN (or 1 / RATIO_SPAN) is the end of the colour scale: just past a typical clip range of 0.2
@@ -45,14 +45,15 @@ RATIO_SHADES: tuple[tuple[float, str, str, str], ...] = (
     (0.15, "#d1e5f0", "#fddbc7", "#000000"),
 )
 CLIPPED_LOW_MARK, CLIPPED_HIGH_MARK = "↓", "↑"
+TOKEN_GAP = " "
 POSITION_BUCKETS = 8
 TOP_TOKENS = 8
 # the run aggregate reads the most recent logged steps only, so a long run costs a bounded read
 RUN_AGGREGATE_STEPS = 20
 TRIVIAL_CLIP_NOTE = (
-    "ⓘ Clip stats are 0 by construction here: with one policy update per rollout the update starts from "
-    "the sampling policy, so every ratio π_new/π_old is exactly 1 and no token can be clipped. "
-    "Clipping shows only with several updates per rollout."
+    "Note: clip stats are 0 by construction here. With one policy update per rollout every ratio "
+    "π_new/π_old is exactly 1, so no token can be clipped; clipping shows only with several updates "
+    "per rollout (optim.num_iterations > 1, or minibatches)."
 )
 
 
@@ -66,16 +67,23 @@ def ratio_style(ratio: float) -> str:
 
 
 def visible_token(token: str) -> str:
-    """Token text as shown: newlines as ⏎ (then a real line break), an empty token as ∅."""
+    """Token text as shown: newlines as ⏎ (then a real line break), a token of spaces as ␣ each, an
+    empty token as ∅."""
     if not token:
         return "∅"
+    if token.strip(" ") == "":
+        return "␣" * len(token)
     return token.replace("\n", "⏎\n")
 
 
 def render_tokens(stats: TokenStats, cursor: int | None) -> Text:
-    """The response as styled text: ratio colour, underline plus ↓/↑ after clipped tokens, cursor reversed."""
+    """The response as styled text: ratio colour, underline plus ↓/↑ after clipped tokens, cursor
+    reversed; tokens are one space apart (none after a line break), so each one's extent shows even
+    where its ratio is 1 and it has no colour, and one-character tokens stay readable."""
     text = Text()
     for index, token in enumerate(stats.tokens):
+        if index and not stats.tokens[index - 1].endswith("\n"):
+            text.append(TOKEN_GAP)
         style = ratio_style(stats.ratio[index])
         clipped_low, clipped_high = stats.clipped_low[index], stats.clipped_high[index]
         if clipped_low or clipped_high:
@@ -132,6 +140,18 @@ def token_detail(stats: TokenStats, index: int) -> str:
     )
 
 
+def response_title(kind: str, step: int, group_index: int, response_index: int) -> str:
+    """Which response is shown: "step 3 · group 0 · response 2", eval ones prefixed "eval"."""
+    title = f"step {step} · group {group_index} · response {response_index}"
+    return title if kind == "train" else f"{kind} {title}"
+
+
+def bucket_label(bucket: PositionBucket) -> str:
+    """Token positions of a bucket: "4–7", or "4" for a bucket of one position."""
+    last = bucket.end - 1
+    return str(bucket.start) if last == bucket.start else f"{bucket.start}–{last}"
+
+
 def bucket_size_for(stats: list[TokenStats]) -> int:
     """A power of two that splits the longest response into at most POSITION_BUCKETS buckets."""
     longest = max((len(s.tokens) for s in stats), default=1)
@@ -186,9 +206,13 @@ class TokenView(Static, can_focus=True):
         super().__init__(id=id)
         self.stats: TokenStats | None = None
 
-    def show(self, stats: TokenStats) -> None:
+    def show(self, stats: TokenStats | None) -> None:
+        """Show these tokens with the cursor on the first; None: nothing."""
         self.stats = stats
         self.set_reactive(TokenView.cursor, 0)
+        if stats is None:
+            self.update("")
+            return
         self._render_tokens()
         self.post_message(self.CursorMoved(0))
 
@@ -206,20 +230,20 @@ class TokenView(Static, can_focus=True):
 
 
 class TokensPane(ReportsWorkerErrors, Vertical):
-    """The Tokens tab of one run: call show_response(step, group_index, response_index)."""
+    """The Tokens tab of one run: call show_response(step, group_index, response_index, kind)."""
 
     BINDINGS = [Binding("a", "toggle_scope", "Step/run stats")]
 
     class ResponseRead(Message):
-        """One response's token stats, the step's groups (with tokens) and the step's clip flag."""
+        """One response's token stats (None when none were recorded for it), the step's groups of
+        its kind (with tokens) and the step's clip flag."""
 
         def __init__(
-            self, step: int, group_index: int, response_index: int, stats: TokenStats,
+            self, opened: tuple[str, int, int, int], stats: TokenStats | None,
             groups: list[GroupRecord], flag: float | None,
         ) -> None:
-            self.step = step
-            self.group_index = group_index
-            self.response_index = response_index
+            self.opened = opened
+            self.kind, self.step, self.group_index, self.response_index = opened
             self.stats = stats
             self.groups = groups
             self.flag = flag
@@ -236,6 +260,7 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         super().__init__(id=id)
         self.run_id = run_id
         self.opened: tuple[int, int, int] | None = None
+        self.opened_kind = "train"
         self.stats: TokenStats | None = None
         self.step_aggregates: Aggregates | None = None
         self.run_aggregates: Aggregates | None = None
@@ -265,23 +290,27 @@ class TokensPane(ReportsWorkerErrors, Vertical):
 
     # ---------------------------------------------------------------- reading
 
-    def show_response(self, step: int, group_index: int, response_index: int) -> None:
-        """Load and show one response's tokens (and the step's aggregates)."""
-        self.opened = (step, group_index, response_index)
+    def show_response(self, step: int, group_index: int, response_index: int, kind: str = "train") -> None:
+        """Load and show one response's tokens (and the step's aggregates); kind: its groups' kind."""
+        self.opened, self.opened_kind = (step, group_index, response_index), kind
         self.query_one("#tokens-header", Static).update(
-            Content(f"step {step} · group {group_index} · response {response_index} · reading…")
+            Content(f"{response_title(kind, step, group_index, response_index)} · reading…")
         )
-        self.read_response(self.app.registry_path, step, group_index, response_index)
+        self.read_response(self.app.registry_path, (kind, step, group_index, response_index))
         if self.run_aggregates is None:
             self.read_run_aggregates(self.app.registry_path)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="tokens-read", name="reading token stats")
-    def read_response(self, path: Path, step: int, group_index: int, response_index: int) -> None:
+    def read_response(self, path: Path, opened: tuple[str, int, int, int]) -> None:
+        kind, step, group_index, response_index = opened
         with Registry.open(path, create=False) as registry:
-            stats = registry.token_stats(self.run_id, step, group_index, response_index)
-            groups = registry.groups(self.run_id, step, with_tokens=True)
+            try:
+                stats: TokenStats | None = registry.token_stats(self.run_id, step, group_index, response_index, kind=kind)
+            except RecordNotFound:
+                stats = None  # said on screen: a response logged without token stats is no failure
+            groups = registry.groups(self.run_id, step, kind=kind, with_tokens=True)
             flag = _flag_at(registry, self.run_id, step)
-        self.post_message(self.ResponseRead(step, group_index, response_index, stats, groups, flag))
+        self.post_message(self.ResponseRead(opened, stats, groups, flag))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="tokens-run", name="reading run token stats")
     def read_run_aggregates(self, path: Path) -> None:
@@ -295,7 +324,7 @@ class TokensPane(ReportsWorkerErrors, Vertical):
 
     @on(ResponseRead)
     def _take_response(self, event: ResponseRead) -> None:
-        if self.opened != (event.step, event.group_index, event.response_index):
+        if (self.opened_kind, *(self.opened or ())) != event.opened:
             return
         self.stats = event.stats
         response = next(
@@ -303,13 +332,18 @@ class TokensPane(ReportsWorkerErrors, Vertical):
              if g.index == event.group_index and event.response_index < len(g.responses)),
             None,
         )
-        header = f"step {event.step} · group {event.group_index} · response {event.response_index}"
+        header = response_title(event.kind, event.step, event.group_index, event.response_index)
         if response is not None:
-            sign = "▲ pushed up" if response.advantage > 0 else "▼ pushed down" if response.advantage < 0 else "= no push"
-            header += f" · reward {response.reward:.3g} · advantage {response.advantage:+.3f} {sign}"
+            header += f" · reward {response.reward:.3g}"
+            if event.kind == "train":  # evaluation updates nothing: its advantages mean nothing
+                sign = "▲ pushed up" if response.advantage > 0 else "▼ pushed down" if response.advantage < 0 else "= no push"
+                header += f" · advantage {response.advantage:+.3f} {sign}"
             if response.dropped_by:
                 header += f" · dropped by {response.dropped_by}"
+        if event.stats is None:
+            header += " · no token stats were recorded for this response"
         self.query_one("#tokens-header", Static).update(Content(header))
+        self.query_one("#tokens-detail", Static).update("")
         self.query_one(TokenView).show(event.stats)
         self.step_aggregates = aggregate(f"step {event.step}", _all_token_stats(event.groups), event.flag)
         self._show_aggregates()
@@ -346,7 +380,7 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         positions.clear()
         for bucket in shown.buckets:
             positions.add_row(
-                f"{bucket.start}–{bucket.end - 1}",
+                bucket_label(bucket),
                 bucket.tokens,
                 bucket.clipped_low,
                 bucket.clipped_high,

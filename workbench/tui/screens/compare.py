@@ -42,7 +42,9 @@ from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
 Series = tuple[list[int], list[float]]
 MIN_RUNS, MAX_RUNS = 2, len(SERIES_COLOURS)
 LAST_K_CHOICES: tuple[int, ...] = (5, 10, 20, 50, 100)
-SUMMARY_KEYS = ("reward", "kl", "clip_ratio/region_mean", "completions/mean_length")
+SUMMARY_KEYS = ("reward", "kl", "clip_ratio/region_mean", "clip_stats_trivial", "completions/mean_length")
+# what a clip fraction that is 0 by construction reads (see insights.clip_stats_trivial)
+TRIVIAL_CLIP_TEXT = "0 (ratio ≡ 1)"
 BEST_MARK = "★ "
 
 
@@ -63,13 +65,21 @@ def format_value(value: object) -> str:
 
 
 def summary_cells(summaries: list[RunSummary], row_field: str, better: str) -> list[Text]:
-    """One summary row: each run's value, the best ones marked with ★ and bold (not by colour alone)."""
+    """One summary row: each run's value, the best ones marked with ★ and bold (not by colour alone).
+
+    A clip fraction that is 0 by construction (one update per rollout) says so and never wins.
+    """
     values = [getattr(s, row_field) for s in summaries]
     best = best_indices(values, better) if len(values) > 1 else set()
-    return [
-        Text(BEST_MARK + format_value(v), style="bold reverse") if i in best else Text(format_value(v))
-        for i, v in enumerate(values)
-    ]
+    cells = []
+    for index, (summary, value) in enumerate(zip(summaries, values, strict=True)):
+        if row_field == "mean_clip_fraction" and summary.clip_trivial:
+            cells.append(Text(TRIVIAL_CLIP_TEXT, style="dim"))
+        elif index in best:
+            cells.append(Text(BEST_MARK + format_value(value), style="bold reverse"))
+        else:
+            cells.append(Text(format_value(value)))
+    return cells
 
 
 class CompareScreen(ReportsWorkerErrors, Screen):

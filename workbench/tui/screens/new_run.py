@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -43,9 +42,11 @@ from workbench.recipe import SCHEMA, SECTIONS, RecipeError, find_recipe, load_re
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.panes.config import recipe_toml, value_text
 from workbench.tui.screens.modals import HelpModal, PromptModal
+from workbench.tui.widgets.cells import Line, fill_table
 
 LOCAL_TARGET = "local"
 BOOL_TEXT = ("true", "false")
+DIFF_LABELS = ("key", "preset", "new")
 
 
 @dataclass(frozen=True)
@@ -286,9 +287,7 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
                 yield Static("Loading the preset…", id="new-run-status")
                 yield Static("Diff against the preset", id="new-run-diff-title", classes="pane-title")
                 diff = DataTable(id="new-run-diff", cursor_type="row", zebra_stripes=True)
-                diff.add_column("key", key="key")
-                diff.add_column("preset", key="preset")
-                diff.add_column("new", key="new")
+                diff.add_columns(*DIFF_LABELS)
                 yield diff
                 with Horizontal(id="new-run-buttons"):
                     yield Button("Launch", id="launch", variant="success")
@@ -408,10 +407,9 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
         else:
             count = len(validation.diff)
             status.update(Content(f"Valid: {self.preset} with {count} change{'s' if count != 1 else ''}."))
-        table = self.query_one("#new-run-diff", DataTable)
-        table.clear()
-        for key, before, after in validation.diff:
-            table.add_row(Text(key, style="bold"), Text(value_text(before)), Text(value_text(after)), key=key)
+        rows = [(key, [Line(key, "bold"), Line(value_text(before)), Line(value_text(after))])
+                for key, before, after in validation.diff]
+        fill_table(self.query_one("#new-run-diff", DataTable), DIFF_LABELS, rows)
 
     def form_problem(self) -> str | None:
         """Why the form cannot be launched or saved now, or None."""

@@ -127,7 +127,9 @@ class RunScreen(ReportsWorkerErrors, Screen):
     @on(GroupsPane.ResponseOpened)
     def open_response(self, event: GroupsPane.ResponseOpened) -> None:
         self.action_show_tab("tokens")
-        self.query_one("#tokens-pane", TokensPane).show_response(event.step, event.group_index, event.response_index)
+        self.query_one("#tokens-pane", TokensPane).show_response(
+            event.step, event.group_index, event.response_index, event.kind
+        )
 
     def action_help(self) -> None:
         keys = [(str(number), f"{label} tab") for number, (_, label) in enumerate(TABS, 1)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
-from workbench.registry import STATUSES, RegistryError, RunInfo
+from workbench.registry import STATUSES, Registry, RegistryError, RunInfo
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.screens.modals import ConfirmModal, HelpModal
+from workbench.tui.widgets.cells import Line
 
 #: seconds without a heartbeat after which a running run's marker turns hollow (the registry's own
 #: reconcile decides when it becomes crashed; this only tells the user the trainer has gone quiet).
@@ -76,31 +78,27 @@ NARROW_WIDTH = 100
 #: rows added before the first paint of a long list; the rest follow right after it
 FIRST_BATCH_ROWS = 60
 NARROW_HIDDEN = frozenset({"host", "started"})
+#: the name column's width when narrow: 80 cells then hold every column and the vertical scrollbar
+NARROW_NAME_WIDTH = 16
 
 
 def columns_for(width: int) -> tuple[Column, ...]:
     """The columns shown in a terminal `width` cells wide."""
     if width >= NARROW_WIDTH:
         return COLUMNS
-    return tuple(column for column in COLUMNS if column.key not in NARROW_HIDDEN)
+    return tuple(
+        Column(column.key, column.label, NARROW_NAME_WIDTH) if column.key == "name" else column
+        for column in COLUMNS
+        if column.key not in NARROW_HIDDEN
+    )
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One table cell: the text shown, the value it sorts by, and its style (a Rich style string)."""
+class Cell(Line):
+    """One runs-table cell: a Line (text, style) plus the value it sorts by and the row's run id."""
 
-    text: str
     sort_value: tuple = (False,)
-    style: str = ""
     run_id: str = field(default="", compare=False)
-    rendered: Text = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        # Built once: the table measures and renders every cell, 500 rows make that the first paint's cost.
-        object.__setattr__(self, "rendered", Text(self.text, style=self.style, no_wrap=True, end=""))
-
-    def __rich__(self) -> Text:
-        return self.rendered
 
 
 def format_duration(seconds: float | None) -> str:
@@ -146,8 +144,8 @@ def status_text(run: RunInfo, now: float) -> str:
 
 
 def steps_done(run: RunInfo) -> int:
-    """Steps the run has committed (steps count from 0, so the last step index plus one)."""
-    return 0 if run.last_step is None else run.last_step + 1
+    """Steps the run has committed: the trainer numbers steps from 1, so the last step recorded."""
+    return 0 if run.last_step is None else run.last_step
 
 
 def _nullable(value: object) -> tuple:
@@ -164,19 +162,21 @@ def run_cells(run: RunInfo, now: float, selected: bool, colours: dict[str, str])
     started = run.started_at if run.started_at is not None else run.created_at
     duration = run_duration(run, now)
     return {
-        "selected": Cell("✓" if selected else " ", _nullable(not selected), f"bold {colours.get('accent', '')}", run.id),
-        "name": Cell(run.name or run.id, _nullable((run.name or run.id).lower()), "bold"),
-        "variant": Cell(run.variant or "-", _nullable(run.variant or None)),
+        "selected": Cell(
+            "✓" if selected else " ", f"bold {colours.get('accent', '')}", sort_value=_nullable(not selected), run_id=run.id
+        ),
+        "name": Cell(run.name or run.id, "bold", sort_value=_nullable((run.name or run.id).lower())),
+        "variant": Cell(run.variant or "-", sort_value=_nullable(run.variant or None)),
         "status": Cell(
             status_text(run, now),
-            _nullable(STATUSES.index(run.status) if run.status in STATUSES else len(STATUSES)),
             colours.get(STATUS_COLOURS.get(run.status, "foreground"), ""),
+            sort_value=_nullable(STATUSES.index(run.status) if run.status in STATUSES else len(STATUSES)),
         ),
-        "host": Cell(run.host or "-", _nullable(run.host or None)),
-        "step": Cell(step, _nullable(progress)),
-        "reward": Cell(reward, _nullable(run.last_reward)),
-        "started": Cell(format_started(run.started_at), _nullable(started)),
-        "duration": Cell(format_duration(duration), _nullable(duration)),
+        "host": Cell(run.host or "-", sort_value=_nullable(run.host or None)),
+        "step": Cell(step, sort_value=_nullable(progress)),
+        "reward": Cell(reward, sort_value=_nullable(run.last_reward)),
+        "started": Cell(format_started(run.started_at), sort_value=_nullable(started)),
+        "duration": Cell(format_duration(duration), sort_value=_nullable(duration)),
     }
 
 
@@ -227,6 +227,17 @@ class RunFilter:
             return False
         haystack = " ".join([run.id, run.name or "", run.variant or "", run.host or "", run.status, *tags]).lower()
         return all(word in haystack for word in self.words)
+
+
+def read_run_list(path: Path, open_registry: Callable[[], Registry]) -> Message:
+    """RunsLoaded with every run of the registry, or RegistryUnavailable with the cause (any thread)."""
+    if not path.exists():
+        return RegistryUnavailable(path, f"no registry at {path} yet", missing=True)
+    try:
+        with open_registry() as registry:
+            return RunsLoaded(registry.list_runs())
+    except RegistryError as error:
+        return RegistryUnavailable(path, str(error), missing=False)
 
 
 class RunsLoaded(Message):
@@ -312,7 +323,12 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     def on_mount(self) -> None:
         self.table.focus()
         self.layout_columns(self.app.size.width)
-        self.refresh_runs()
+        first = getattr(self.app, "first_run_list", None)  # WorkbenchApp's; other hosts have none
+        if first is not None:
+            self.app.first_run_list = None  # type: ignore[attr-defined]
+            self.take_first_read(first)
+        else:
+            self.refresh_runs()
         self.set_interval(self.app.poll_interval, self.refresh_runs)
 
     def on_screen_resume(self) -> None:
@@ -344,27 +360,47 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         return self.app.clock()
 
     def refresh_runs(self) -> None:
-        """Start a registry read unless one is still in flight (a slow disk never piles up reads)."""
-        if self._poll_in_flight:
+        """Start a registry read unless one is still in flight (a slow disk never piles up reads) or
+        the screen is hidden under another (it reads again when it is shown: on_screen_resume)."""
+        if self._poll_in_flight or not self.is_current:
             return
         self._poll_in_flight = True
         self.read_runs()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-read", name="reading runs")
     def read_runs(self) -> None:
-        path = self.app.registry_path
         try:
-            if not path.exists():
-                self.post_message(RegistryUnavailable(path, f"no registry at {path} yet", missing=True))
-                return
-            with self.app.open_registry() as registry:
-                runs = registry.list_runs()
-        except RegistryError as error:
-            self.post_message(RegistryUnavailable(path, str(error), missing=False))
-            return
+            self.post_message(read_run_list(self.app.registry_path, self.app.open_registry))
         finally:
             self._poll_in_flight = False
-        self.post_message(RunsLoaded(runs))
+
+    def take_first_read(self, first: Future[Message]) -> None:
+        """Show the run list the app started reading before this screen existed.
+
+        Already read: shown now, so the first paint has the rows. Still reading: shown when it
+        arrives, and the regular polls wait for it.
+        """
+        if first.done():
+            if first.exception() is None:
+                self._show_read(first.result())
+            else:  # read again in a worker, whose failure the app reports
+                self.refresh_runs()
+            return
+        self._poll_in_flight = True
+
+        def arrived(future: Future[Message]) -> None:
+            # a read that raised is repeated by the next poll, in a worker whose failure is reported
+            self._poll_in_flight = False
+            if future.exception() is None:
+                self.post_message(future.result())
+
+        first.add_done_callback(arrived)
+
+    def _show_read(self, message: Message) -> None:
+        if isinstance(message, RunsLoaded):
+            self.runs_loaded(message)
+        elif isinstance(message, RegistryUnavailable):
+            self.show_registry_problem(message)
 
     @on(RegistryUnavailable)
     def show_registry_problem(self, event: RegistryUnavailable) -> None:
