@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ GROUP_ESTIMATORS = ("group", "rloo", "reinforce_pp_baseline")
 # Variant fields that describe a preset rather than choose an axis: not settable from a recipe.
 _VARIANT_LABELS = ("name", "paper", "description")
 _OFF_WORDS = ("off", "none")
+# Every integer key fits here: larger values are typing slips, and SQLite and torch take no more.
+INT_RANGE = (-(2**31), 2**31 - 1)
 
 
 class RecipeError(UserError):
@@ -255,9 +258,16 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read, override (`section.key=value`, value as a TOML scalar) and validate a recipe file."""
     source = str(path)
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise RecipeError(f"{source}: no such recipe file") from exc
+    except IsADirectoryError as exc:
+        raise RecipeError(f"{source}: a directory, not a recipe file (.toml)") from exc
+    except OSError as exc:
+        raise RecipeError(f"{source}: cannot read the recipe ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{source}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          "a recipe is a TOML file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{source}: not valid TOML: {exc}") from exc
     for item in overrides:
@@ -276,11 +286,17 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     if not sep or not dot or not key:
         raise RecipeError(f"--set {item!r}: expected section.key=value, e.g. algorithm.epsilon_high=0.28; "
                           f"allowed sections: {', '.join(SECTIONS)}")
+    several = RecipeError(f"--set {item!r}: the value holds a line break followed by more keys or tables; "
+                          "give one value per --set")
     try:
-        value = tomllib.loads(f"value = {text.strip()}")["value"]
+        parsed = tomllib.loads(f"value = {text.strip()}")
     except tomllib.TOMLDecodeError:
-        value = text.strip()
-    return section, key, value
+        if "\n" in text.strip() or "\r" in text.strip():
+            raise several from None
+        parsed = {"value": text.strip()}
+    if set(parsed) != {"value"}:
+        raise several
+    return section, key, parsed["value"]
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Recipe:
@@ -332,6 +348,8 @@ def _checked(source: str, section: str, key: Key, value: Any) -> Any:
         item_type = str if kind == "list[str]" else float
         if not isinstance(value, list | tuple) or not all(_is_type(v, item_type) for v in value):
             raise RecipeError(f"{where}: must be a list of {item_type.__name__}")
+        for item in value:
+            _check_number(where, item)
         if key.allowed:
             bad = [v for v in value if v not in key.allowed]
             if bad:
@@ -344,7 +362,17 @@ def _checked(source: str, section: str, key: Key, value: Any) -> Any:
                           + (f"; allowed values: {', '.join(map(repr, key.allowed))}" if key.allowed else ""))
     if key.allowed and value not in key.allowed:
         raise RecipeError(f"{where}: not allowed; allowed values: {', '.join(map(repr, key.allowed))}")
+    _check_number(where, value)
     return float(value) if python_type is float else value
+
+
+def _check_number(where: str, value: Any) -> None:
+    """Refuse NaN and infinities (every comparison with NaN is false, so no later bound catches it) and
+    integers outside INT_RANGE."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecipeError(f"{where}: must be a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise RecipeError(f"{where}: out of range; allowed: {INT_RANGE[0]} to {INT_RANGE[1]}")
 
 
 def _is_type(value: Any, python_type: type) -> bool:
@@ -371,6 +399,7 @@ def _build_algorithm(values: dict[str, Any], source: str) -> Variant:
         axis = keys[key]
         if axis.optional and (value is None or (isinstance(value, str) and value.lower() in _OFF_WORDS)):
             value = None
+        _check_number(f"{source}: algorithm.{key} = {value!r}", value)
         overrides[key] = value
     try:
         return variant(preset, **overrides)

@@ -71,7 +71,8 @@ def test_jsonl_layout(source):
     assert group["step"] == 4 and len(group["responses"]) == 8
     tokens = group["responses"][0]["tokens"]
     assert len(tokens["tokens"]) == group["responses"][0]["length"] == len(tokens["ratio"])
-    assert types == sorted(types, key=["run", "step", "group", "event"].index)
+    assert types == sorted(types, key=["run", "step", "group", "event", "end"].index)
+    assert records[-1] == {"type": "end", "records": len(records) - 1}
 
 
 def test_import_updates_a_newer_copy_of_a_run(tmp_path):

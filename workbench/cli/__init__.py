@@ -6,7 +6,7 @@ import sys
 
 from workbench.cli import launch_cmds, registry_cmds, tui_cmd, variants  # noqa: F401  (registers commands)
 from workbench.cli.app import app
-from workbench.cli.common import err_console
+from workbench.cli.common import print_error
 from workbench.errors import UserError
 
 
@@ -14,5 +14,5 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except UserError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        print_error(error)
         sys.exit(error.exit_code)

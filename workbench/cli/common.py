@@ -5,6 +5,9 @@ Conventions (every command keeps them):
 - Human output is rich tables on stdout; progress, warnings and errors go to stderr.
 - Bad input raises `workbench.errors.UserError`; `main()` prints it on stderr and exits 2.
 - NO_COLOR is respected (rich reads it).
+- Text that comes from the user or a file (run names, tags, messages, errors) is printed literally:
+  `shown()` makes it safe for a rich markup string (markup escaped, control characters made visible),
+  `error_line()` is the one line `main()` prints for a UserError.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 REGISTRY_ENV = "WORKBENCH_REGISTRY"
 DEFAULT_REGISTRY = Path("runs") / "registry.db"
@@ -46,3 +51,31 @@ def registry_path(value: Path | str | None) -> Path:
 def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def visible(text: object) -> str:
+    """`text` on one line, its control characters (newlines, ESC of ANSI/OSC sequences, bells ...) written
+    as Python escapes: a run name or an error message can neither break a table nor drive the terminal."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(char if char.isprintable() or char == " " else _escaped(char) for char in value)
+
+
+def _escaped(char: str) -> str:
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or ascii(char)[1:-1]
+
+
+def shown(text: object) -> str:
+    """User text inside a rich markup string or table cell: printed exactly as `visible(text)` reads."""
+    return escape(visible(text))
+
+
+def error_line(message: object) -> Text:
+    """`error: <message>` as one unwrapped line, the message literal (no markup, controls visible)."""
+    return Text.assemble(("error:", "bold red"), " ", visible(message))
+
+
+def print_error(message: object) -> None:
+    """Print `error_line(message)` on stderr, never wrapped: one error, one line."""
+    err_console.print(error_line(message), soft_wrap=True, highlight=False)

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from workbench.cli.app import app
-from workbench.cli.common import RegistryOption, console, err_console, registry_path
+from workbench.cli.common import RegistryOption, console, err_console, registry_path, shown
 from workbench.launch import (
     DEFAULT_GRACE_S,
     MAX_RUNS_ENV,
@@ -121,7 +121,7 @@ def stop_command(
     if info.status == "running":
         err_console.print(f"stopping {info.id}: SIGTERM, SIGKILL after {grace:g} s ...", highlight=False)
     outcome = stop(info.id, registry_path=path, grace=grace)
-    console.print(outcome.message, highlight=False, soft_wrap=True)
+    console.print(shown(outcome.message), highlight=False, soft_wrap=True)
 
 
 @app.command("logs")
@@ -176,7 +176,7 @@ def render_watch(snapshot: WatchSnapshot) -> Table:
     """The watch view: one row per quantity, latest values, with the step each was logged at."""
     run = snapshot.run
     table = Table(
-        title=f"{run.id}  {run.name}  ({run.variant})",
+        title=f"{run.id}  {shown(run.name)}  ({shown(run.variant)})",
         title_justify="left",
         caption="q: quit (the run goes on)" if run.status not in TERMINAL_STATUSES else None,
         caption_justify="left",
@@ -189,11 +189,11 @@ def render_watch(snapshot: WatchSnapshot) -> Table:
     table.add_row("status", status, "")
     table.add_row("step", f"{run.last_step if run.last_step is not None else '-'}{total}", "")
     for label, (step, value) in snapshot.metrics.items():
-        table.add_row(label, f"{value:.4g}", str(step))
+        table.add_row(shown(label), f"{value:.4g}", str(step))
     table.add_row("steps/s", f"{snapshot.steps_per_s:.3g}" if snapshot.steps_per_s else "-", "")
     table.add_row("ETA", _duration(snapshot.eta_s) if snapshot.eta_s is not None else "-", "")
     if run.error:
-        table.add_row("error", run.error.splitlines()[-1], "")
+        table.add_row("error", shown(run.error.splitlines()[-1]), "")
     return table
 
 
@@ -203,14 +203,14 @@ def _print_started(registry: Path, run_id: str) -> None:
         run = handle.get_run(run_id)
     if run.status == "queued":
         console.print(
-            f"queued run {run.id} ({run.name}) at position {run.queue_position}: it starts when a running run "
+            f"queued run {run.id} ({shown(run.name)}) at position {run.queue_position}: it starts when a running run "
             "ends (see `workbench runs`)",
             highlight=False,
             soft_wrap=True,
         )
     else:
         console.print(
-            f"started run {run.id} ({run.name}) detached; follow it with `workbench logs -f {run.id}` "
+            f"started run {run.id} ({shown(run.name)}) detached; follow it with `workbench logs -f {run.id}` "
             f"or `workbench watch {run.id}`",
             highlight=False,
             soft_wrap=True,

@@ -18,7 +18,16 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.cli.app import app
-from workbench.cli.common import JsonOption, RegistryOption, console, err_console, print_json, registry_path
+from workbench.cli.common import (
+    JsonOption,
+    RegistryOption,
+    console,
+    err_console,
+    print_json,
+    registry_path,
+    shown,
+    visible,
+)
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
 
@@ -102,8 +111,8 @@ def runs_command(
         err_console.print("no runs match" if any((status, variant, name, tag)) else "no runs yet")
         return
     rows = [
-        (run.id, run.name, run.variant, _status(run), _progress(run), _number(run.last_reward), run.host,
-         _when(run.created_at, seconds=False), ",".join(run.tags))
+        (run.id, shown(run.name), shown(run.variant), _status(run), _progress(run), _number(run.last_reward),
+         shown(run.host), _when(run.created_at, seconds=False), shown(",".join(run.tags)))
         for run in runs
     ]
     table = Table(box=None, header_style="bold")
@@ -137,18 +146,18 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
     facts.add_column()
     ended = info.ended_at if info.ended_at is not None else (info.heartbeat if info.status == "running" else None)
     rows = [
-        ("run", f"{info.id}  {info.name}"),
-        ("variant", info.variant),
+        ("run", f"{info.id}  {shown(info.name)}"),
+        ("variant", shown(info.variant)),
         ("status", _status(info)),
         ("steps", _progress(info)),
-        ("host", f"{info.host}" + (f"  pid {info.pid}" if info.pid else "")),
+        ("host", shown(info.host) + (f"  pid {info.pid}" if info.pid else "")),
         ("created", _when(info.created_at)),
         ("started", _when(info.started_at)),
         ("ended", _when(info.ended_at)),
         ("duration", _duration(ended - info.started_at) if info.started_at and ended else "-"),
         ("seed", "-" if info.seed is None else str(info.seed)),
         ("git", info.git_rev or "-"),
-        ("tags", ", ".join(info.tags) or "-"),
+        ("tags", shown(", ".join(info.tags)) or "-"),
         ("parent", info.parent_id or "-"),
     ]
     for label, value in rows:
@@ -163,7 +172,7 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         recipe.add_column("value")
         for section, values in info.recipe.items():
             for key, value in values.items() if isinstance(values, dict) else [("", values)]:
-                recipe.add_row(f"{section}.{key}" if key else section, str(value))
+                recipe.add_row(shown(f"{section}.{key}" if key else section), shown(value))
         console.print(recipe)
     if last:
         console.print()
@@ -171,7 +180,7 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         for column in ("key", "step", "value"):
             metrics.add_column(column, justify="left" if column == "key" else "right")
         for key, (step, value) in last.items():
-            metrics.add_row(key, str(step), _number(value))
+            metrics.add_row(shown(key), str(step), _number(value))
         console.print(metrics)
     if events:
         console.print()
@@ -181,7 +190,7 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         for event in events[-10:]:
             style = {"error": "red", "warning": "yellow"}.get(event.level, "")
             table.add_row(_when(event.ts), "-" if event.step is None else str(event.step),
-                          Text(event.level, style=style), event.kind, event.message)
+                          Text(event.level, style=style), shown(event.kind), shown(event.message))
         console.print(table)
 
 
@@ -221,7 +230,7 @@ def metrics_command(
             for column in ("key", "step", "value"):
                 table.add_column(column, justify="left" if column == "key" else "right")
             for key, (step, value) in latest.items():
-                table.add_row(key, str(step), _number(value))
+                table.add_row(shown(key), str(step), _number(value))
             console.print(table)
             return
         series = {key: handle.series(info.id, key, after_step=after) for key in _check_keys(handle, info.id, keys)}
@@ -241,7 +250,7 @@ def metrics_command(
     table = Table(box=None, header_style="bold")
     table.add_column("step", justify="right")
     for key in series:
-        table.add_column(key, justify="right")
+        table.add_column(shown(key), justify="right")
     lookup = {key: dict(zip(key_steps, values, strict=True)) for key, (key_steps, values) in series.items()}
     for step in steps:
         table.add_row(str(step), *(_number(lookup[key].get(step)) for key in series))
@@ -297,15 +306,15 @@ def samples_command(
         title = f"group {record.index}  {record.prompt!r}" + (f"  answer {record.answer!r}" if record.answer else "")
         if record.zero_variance:
             title += "  (zero variance)"
-        table = Table(title=Text(title), title_justify="left", header_style="bold", box=None)
+        table = Table(title=Text(visible(title)), title_justify="left", header_style="bold", box=None)
         for column in ("#", "reward", "components", "adv", "len", "trunc", "dropped", "text"):
             table.add_column(column, justify="right" if column in ("#", "reward", "adv", "len") else "left",
                              overflow="fold" if column == "text" else "ellipsis")
         for index, response in enumerate(record.responses):
-            components = " ".join(f"{key}={_number(value)}" for key, value in response.reward_components.items())
+            components = shown(" ".join(f"{key}={_number(value)}" for key, value in response.reward_components.items()))
             table.add_row(str(index), _number(response.reward), components, _number(response.advantage),
                           str(response.length), "yes" if response.truncated else "", response.dropped_by or "",
-                          response.text)
+                          Text(response.text))
         console.print(table)
         if tokens:
             for index, response in enumerate(record.responses):
@@ -323,7 +332,7 @@ def _token_table(title: str, stats: Any) -> Table:
         table.add_column(column, justify="left" if column in ("token", "clip") else "right")
     for position, token in enumerate(stats.tokens):
         clip = "low" if stats.clipped_low[position] else "high" if stats.clipped_high[position] else ""
-        cells = [repr(token), _number(stats.logp_old[position]), _number(stats.logp_new[position])]
+        cells = [shown(repr(token)), _number(stats.logp_old[position]), _number(stats.logp_new[position])]
         if stats.ref_logp is not None:
             cells.append(_number(stats.ref_logp[position]))
         cells += [f"{stats.ratio[position]:.6f}", _number(stats.entropy[position]), clip]
@@ -346,11 +355,11 @@ def rm_command(
         if not yes:
             if not sys.stdin.isatty():
                 raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")
-            if not typer.confirm(f"delete run {info.id} ({info.name}, {info.status}) and its files?", err=True):
+            if not typer.confirm(f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", err=True):
                 err_console.print("kept")
                 raise typer.Exit(1)
         handle.delete_run(info.id)
-    console.print(f"deleted run {info.id} ({info.name})")
+    console.print(f"deleted run {info.id} ({shown(info.name)})", highlight=False, soft_wrap=True)
 
 
 @app.command("export")
@@ -368,8 +377,13 @@ def export_command(
             writer(handle, info.id, sys.stdout)
             sys.stdout.flush()
             return
-        output.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        if output.is_dir():
+            raise RegistryError(f"--output {output} is a directory; give a file path, e.g. {output / (info.id + '.' + format.value)}")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        except OSError as error:
+            raise RegistryError(f"--output {output}: cannot write there ({error.strerror}: {error.filename})") from None
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as out:
                 count = writer(handle, info.id, out)
@@ -378,7 +392,8 @@ def export_command(
             Path(temporary).unlink(missing_ok=True)
             raise
     unit = "lines" if format is ExportFormat.jsonl else "rows"
-    err_console.print(f"exported run {info.id} ({info.name}) to {output}: {count} {unit}")
+    err_console.print(f"exported run {info.id} ({shown(info.name)}) to {shown(output)}: {count} {unit}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command("import")
@@ -391,16 +406,22 @@ def import_command(
     """Import runs from a JSONL export. Importing the same file twice changes nothing."""
     with _open(registry, create=True) as handle:
         if file == "-":
-            run_ids = import_jsonl(handle, "<stdin>", sys.stdin, host=host)
+            run_ids = import_jsonl(handle, "<stdin>", sys.stdin, host=host, warn=_warn)
         else:
             path = Path(file)
             if not path.is_file():
                 raise RegistryError(f"no file {path} to import")
             with path.open(encoding="utf-8") as lines:
-                run_ids = import_jsonl(handle, path, lines, host=host)
+                run_ids = import_jsonl(handle, path, lines, host=host, warn=_warn)
         runs = [handle.get_run(run_id) for run_id in run_ids]
     if as_json:
         print_json(_finite({"imported": [run.to_dict() for run in runs]}))
         return
     for run in runs:
-        console.print(f"imported run {run.id} ({run.name}, {run.status}, {_progress(run)} steps)")
+        console.print(f"imported run {run.id} ({shown(run.name)}, {run.status}, {_progress(run)} steps)",
+                      highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    err_console.print(Text.assemble(("warning:", "bold yellow"), " ", visible(message)), soft_wrap=True,
+                      highlight=False)

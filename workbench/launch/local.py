@@ -34,6 +34,7 @@ from workbench.launch.spec import (
     read_spec,
     write_spec,
 )
+from workbench.preflight import check_inputs
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
 from workbench.system import git_revision
@@ -78,6 +79,7 @@ def launch(
     recipe_path = find_recipe(str(recipe))
     resolved = load_recipe(recipe_path, list(overrides))
     spec = _launch_spec(gpus, num_processes, accelerate_config)
+    check_inputs(resolved, spec.workdir)
     limit = _checked_limit(max_runs)
     registry_path = Path(registry_path).resolve()
     with Registry.open(registry_path, create=True) as registry:
@@ -145,7 +147,7 @@ def run_foreground(
     """Train in the foreground: the trainer shares this terminal (progress bar, Ctrl-C stops it with a
     checkpoint). Validates the recipe first (RecipeError, nothing registered). Returns the exit code."""
     recipe_path = find_recipe(str(recipe))
-    load_recipe(recipe_path, list(overrides))
+    check_inputs(load_recipe(recipe_path, list(overrides)))
     registry_path = Path(registry_path).resolve()
     args = ["--registry", str(registry_path), "--recipe", str(recipe_path)]
     for override in overrides:

@@ -2,11 +2,17 @@
 
 JSONL, one object per line, in this order:
 
-    {"type": "run", "format": "workbench-run", "version": 1, "run": {...every stored run field...}}
+    {"type": "run", "format": "workbench-run", "version": 2, "run": {...every stored run field...}}
     {"type": "step", "step": 0, "ts": 1750000001.5, "metrics": {"reward": 0.1, ...}}      per step
     {"type": "group", "kind": "train", "step": 9, "index": 0, "prompt": ..., "answer": ...,
      "responses": [{"text": ..., "reward": ..., ..., "tokens": {"tokens": [...], "ratio": [...], ...}}]}
     {"type": "event", "seq": 1, "ts": ..., "step": ..., "kind": ..., "level": ..., "message": ...}
+    {"type": "end", "records": 42}         the run's record count, its own run line included
+
+The end record tells a complete export from one cut at a line boundary (a full disk, a copy stopped
+half way): import takes what the file holds and says "truncated export" (a warning, and a warning
+event on the run). Version 1 exports have no end record; they import as before, with a note that
+completeness cannot be checked.
 
 Floats are written with Python's shortest round-trip repr (NaN and infinities as NaN / Infinity), and
 token stats at their stored precision, so export -> import -> export gives the same file. A file may
@@ -23,7 +29,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from itertools import groupby
 from pathlib import Path
@@ -34,7 +41,9 @@ from workbench.registry.records import GroupRecord, ResponseRecord, TokenStats
 from workbench.registry.store import RUN_ID_PATTERN, Registry, _group_rows, _stored_float
 
 EXPORT_FORMAT = "workbench-run"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+# Version 1 (no end record) still imports.
+IMPORT_VERSIONS = (1, 2)
 RUN_FIELDS = (
     "id", "name", "variant", "recipe", "host", "status", "pid", "heartbeat", "created_at", "started_at",
     "ended_at", "git_rev", "seed", "error", "tags", "parent_id", "total_steps",
@@ -82,12 +91,13 @@ def export_records(registry: Registry, run_id: str) -> Iterator[dict[str, Any]]:
 
 
 def export_jsonl(registry: Registry, run_id: str, out: TextIO) -> int:
-    """Write one run as JSONL; returns the number of lines."""
+    """Write one run as JSONL, ending with its end record; returns the number of lines."""
     lines = 0
     for record in export_records(registry, run_id):
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         lines += 1
-    return lines
+    out.write(json.dumps({"type": "end", "records": lines}) + "\n")
+    return lines + 1
 
 
 def export_csv(registry: Registry, run_id: str, out: TextIO) -> int:
@@ -127,14 +137,28 @@ class _Importer:
         self.host = host
         self.run_id: str | None = None
         self.imported: list[str] = []
+        # The current run: its export version, records read, and whether its end record was seen.
+        self.version: int | None = None
+        self.records = 0
+        self.ended = False
+        self.warnings: list[tuple[str, str]] = []
 
     def apply(self, line_number: int, record: dict[str, Any]) -> None:
         kind = record.get("type")
         if kind == "run":
+            self.finish_run()
             self._run(line_number, record)
+            self.version, self.records, self.ended = record["version"], 1, False
             return
         if self.run_id is None:
             raise RegistryError(f"{self.source}:{line_number}: a {kind!r} record before any run record")
+        if self.ended:
+            raise RegistryError(f"{self.source}:{line_number}: a {kind!r} record after the end record of run "
+                                f"{self.run_id}")
+        if kind == "end":
+            self._end(record)
+            return
+        self.records += 1
         if kind == "step":
             self._step(record)
         elif kind == "group":
@@ -143,13 +167,40 @@ class _Importer:
             self._event(record)
         else:
             raise RegistryError(
-                f"{self.source}:{line_number}: unknown record type {kind!r}; allowed: run, step, group, event"
+                f"{self.source}:{line_number}: unknown record type {kind!r}; allowed: run, step, group, event, end"
             )
 
+    def _end(self, record: dict[str, Any]) -> None:
+        self.ended = True
+        expected = int(record["records"])
+        if expected == self.records:
+            # Complete now: warnings left by an earlier import of a truncated copy no longer hold.
+            self.registry.conn.execute("DELETE FROM events WHERE run_id = ? AND kind = 'import'", (self.run_id,))
+        else:
+            self._warn(f"truncated export: run {self.run_id} has {self.records} of the {expected} records its "
+                       "end record counts; imported what the file holds")
+
+    def finish_run(self) -> None:
+        """Called at the next run record and at the end of the file: warn when the run's end is missing."""
+        if self.run_id is None or self.ended:
+            return
+        if self.version == 1:
+            self._warn(f"no end record: run {self.run_id} comes from a version 1 export, which cannot show "
+                       f"whether it is complete; imported {self.records} records", event=False)
+        else:
+            self._warn(f"truncated export: run {self.run_id} has no end record after {self.records} records; "
+                       "imported what the file holds")
+
+    def _warn(self, message: str, event: bool = True) -> None:
+        self.warnings.append((self.run_id, message))
+        if event:
+            self.registry.add_event(self.run_id, "import", f"{self.source}: {message}", level="warning")
+
     def _run(self, line_number: int, record: dict[str, Any]) -> None:
-        if record.get("format") != EXPORT_FORMAT or record.get("version") != EXPORT_VERSION:
+        if record.get("format") != EXPORT_FORMAT or record.get("version") not in IMPORT_VERSIONS:
             raise RegistryError(
-                f"{self.source}:{line_number}: not a {EXPORT_FORMAT} export of version {EXPORT_VERSION} "
+                f"{self.source}:{line_number}: not a {EXPORT_FORMAT} export of version "
+                f"{' or '.join(map(str, IMPORT_VERSIONS))} "
                 f"(format {record.get('format')!r}, version {record.get('version')!r})"
             )
         run = record["run"]
@@ -203,35 +254,71 @@ class _Importer:
         connection.executemany("INSERT OR IGNORE INTO token_stats VALUES (?, ?, ?, ?, ?, ?, ?)", token_rows)
 
     def _event(self, record: dict[str, Any]) -> None:
+        # An earlier import of a truncated copy may hold its own "import" warning at this seq: the
+        # complete file's event takes its place.
         self.registry.conn.execute(
-            """INSERT OR IGNORE INTO events (run_id, seq, ts, step, kind, level, message)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            """INSERT INTO events (run_id, seq, ts, step, kind, level, message)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (run_id, seq) DO UPDATE SET ts = excluded.ts, step = excluded.step,
+                   kind = excluded.kind, level = excluded.level, message = excluded.message
+               WHERE events.kind = 'import'""",
             (self.run_id, record["seq"], record["ts"], record.get("step"), record["kind"], record["level"],
              record["message"]),
         )
 
 
-def import_jsonl(registry: Registry, source: Path | str, lines: TextIO, host: str | None = None) -> list[str]:
+def import_jsonl(registry: Registry, source: Path | str, lines: TextIO, host: str | None = None,
+                 warn: Callable[[str], None] | None = None) -> list[str]:
     """Import every run in a JSONL export (all or nothing); returns the run ids in file order.
 
     `host` replaces the runs' host: a run that was "local" on a remote machine is not local here, and
-    its pid must not be checked against this machine's processes.
+    its pid must not be checked against this machine's processes. `warn` receives each warning (a
+    truncated export, a version 1 export without end record); a truncation is also a warning event on
+    the run.
     """
     importer = _Importer(registry, str(source), host)
-    with registry.bulk():
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RegistryError(f"{source}:{line_number}: not JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise RegistryError(f"{source}:{line_number}: expected a JSON object")
-            try:
-                importer.apply(line_number, record)
-            except (KeyError, TypeError, ValueError) as error:
-                raise RegistryError(f"{source}:{line_number}: malformed {record.get('type')} record ({error!r})") from None
+    try:
+        with registry.bulk():
+            _apply_lines(importer, source, lines)
+    except sqlite3.OperationalError as error:
+        raise RegistryError(f"cannot import into {registry.path}: {error}") from None
+    if warn is not None:
+        for _, message in importer.warnings:
+            warn(f"{source}: {message}")
+    return list(dict.fromkeys(importer.imported))
+
+
+def _decoded(source: Path | str, lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(line number, line), or a RegistryError when the file is not UTF-8 text."""
+    iterator = iter(lines)
+    number = 0
+    while True:
+        try:
+            line = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as error:
+            where = f"after line {number}" if number else "in the first line"
+            raise RegistryError(f"{source}: not UTF-8 text (byte {error.object[error.start]:#04x} {where}); is "
+                                "this a `workbench export` file?") from None
+        number += 1
+        yield number, line
+
+
+def _apply_lines(importer: _Importer, source: Path | str, lines: TextIO) -> None:
+    for line_number, line in _decoded(source, lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise RegistryError(f"{source}:{line_number}: not JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise RegistryError(f"{source}:{line_number}: expected a JSON object")
+        try:
+            importer.apply(line_number, record)
+        except (KeyError, TypeError, ValueError) as error:
+            raise RegistryError(f"{source}:{line_number}: malformed {record.get('type')} record ({error!r})") from None
     if not importer.imported:
         raise RegistryError(f"{source}: no run records found (is this a `workbench export` file?)")
-    return list(dict.fromkeys(importer.imported))
+    importer.finish_run()

@@ -119,6 +119,8 @@ def _check_registry_file(path: Path) -> int | None:
     except sqlite3.DatabaseError as error:
         if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
             raise RegistryError(f"{path} is not a workbench registry (not an SQLite database)") from None
+        if getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+            raise RegistryError(f"cannot open {path}: it or its directory is read-only ({error})") from None
         raise RegistryError(f"{path} is corrupt or not a workbench registry ({error})") from None
     if application_id != APPLICATION_ID:
         if not tables:
@@ -189,7 +191,10 @@ class Registry:
             if version is None and not create:
                 raise RegistryError(f"{path} is empty, not a workbench registry")
         elif create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise RegistryError(f"cannot create the registry {path}: {error.strerror} ({error.filename})") from None
         else:
             raise RegistryError(f"no registry at {path} (start a run to create one, or pass --registry)")
         connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
@@ -444,13 +449,15 @@ class Registry:
             raise RunNotFound("a run id is required")
 
         def find(connection: sqlite3.Connection) -> RunInfo:
+            # Exact id, then exact name, then unique id prefix: a run named "a" is found by "a" even when
+            # some id starts with "a".
             exact = self._run_rows(connection, "runs.id = ?", [wanted.lower()])
             if exact:
                 return exact[0]
-            pattern = wanted.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            matches = self._run_rows(connection, "runs.id LIKE ? ESCAPE '\\'", [pattern])
+            matches, what = self._run_rows(connection, "runs.name = ?", [wanted]), "name"
             if not matches:
-                matches = self._run_rows(connection, "runs.name = ?", [wanted])
+                pattern = wanted.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                matches, what = self._run_rows(connection, "runs.id LIKE ? ESCAPE '\\'", [pattern]), "id prefix"
             if len(matches) == 1:
                 return matches[0]
             if not matches:
@@ -460,7 +467,8 @@ class Registry:
                 )
             listed = ", ".join(f"{run.id} ({run.name})" for run in matches[:10])
             more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
-            raise RunNotFound(f"{wanted!r} matches {len(matches)} runs: {listed}{more}; give more of the id")
+            advice = "they share this name, give the run id" if what == "name" else "give more of the id"
+            raise RunNotFound(f"{wanted!r} matches {len(matches)} runs: {listed}{more}; {advice}")
 
         return self._read(find)
 
