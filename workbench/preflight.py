@@ -172,11 +172,10 @@ def _first_row_columns(where: str, path: Path) -> list[str] | None:
                 if header is None:
                     raise PreflightError(f"{where}: {path} is empty")
                 return header
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    break
-            else:
+            first = next(((number, line) for number, line in enumerate(lines, start=1) if line.strip()), None)
+            if first is None:
                 raise PreflightError(f"{where}: {path} is empty")
+            number, line = first
     except UnicodeDecodeError as exc:
         raise PreflightError(f"{where}: {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x})") from None
     except OSError as exc:

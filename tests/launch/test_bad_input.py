@@ -20,9 +20,10 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return exited.value.code, captured.out, captured.err
 
 
-def unwrapped(text: str) -> str:
-    """The text without whitespace: rich wraps error lines at the console width, even inside a path."""
-    return "".join(text.split())
+def error_line(err: str) -> str:
+    """The one line an error prints on stderr, unwrapped however long it is."""
+    assert err.startswith("error: ") and err.count("\n") == 1 and err.endswith("\n"), repr(err)
+    return err
 
 
 def registered_runs(registry_path) -> list[str]:
@@ -47,7 +48,7 @@ def test_a_bad_launch_exits_2_and_registers_nothing(monkeypatch, capsys, registr
     args = [arg.replace("{recipe}", str(tiny_recipe)) for arg in args]
     code, out, err = run_main(monkeypatch, capsys, *args, "--registry", str(registry_path))
     assert code == 2
-    assert err.startswith("error:") and unwrapped(cause) in unwrapped(err)
+    assert cause in error_line(err)
     assert "Traceback" not in err
     assert registered_runs(registry_path) == []
 
@@ -58,7 +59,7 @@ def test_an_unknown_run_id_exits_2_naming_it(monkeypatch, capsys, registry_path,
         registry.create_run(name="other", variant="grpo", status="finished")
     code, out, err = run_main(monkeypatch, capsys, *command, "zzzzzz", "--registry", str(registry_path))
     assert code == 2
-    assert "norun'zzzzzz'" in unwrapped(err)
+    assert "no run 'zzzzzz'" in error_line(err)
     assert out == ""
     assert len(registered_runs(registry_path)) == 1
 
@@ -67,7 +68,7 @@ def test_a_missing_registry_is_an_error_for_stop_and_logs(monkeypatch, capsys, t
     missing = tmp_path / "nowhere" / "registry.db"
     for command in (["stop", "abc"], ["logs", "abc"], ["watch", "abc"]):
         code, _, err = run_main(monkeypatch, capsys, *command, "--registry", str(missing))
-        assert code == 2 and unwrapped(f"no registry at {missing}") in unwrapped(err)
+        assert code == 2 and f"no registry at {missing}" in error_line(err)
     assert not missing.exists()
 
 

@@ -383,7 +383,8 @@ def export_command(
             output.parent.mkdir(parents=True, exist_ok=True)
             descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
         except OSError as error:
-            raise RegistryError(f"--output {output}: cannot write there ({error.strerror}: {error.filename})") from None
+            cause = "a file, not a directory" if isinstance(error, FileExistsError | NotADirectoryError) else error.strerror
+            raise RegistryError(f"--output {output}: cannot write there; {error.filename}: {cause}") from None
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as out:
                 count = writer(handle, info.id, out)

@@ -149,6 +149,7 @@ def run_foreground(
     recipe_path = find_recipe(str(recipe))
     check_inputs(load_recipe(recipe_path, list(overrides)))
     registry_path = Path(registry_path).resolve()
+    Registry.open(registry_path, create=True).close()  # a registry that cannot be made: one line, here
     args = ["--registry", str(registry_path), "--recipe", str(recipe_path)]
     for override in overrides:
         args += ["--set", override]

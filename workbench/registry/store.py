@@ -194,7 +194,8 @@ class Registry:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise RegistryError(f"cannot create the registry {path}: {error.strerror} ({error.filename})") from None
+                cause = "a file, not a directory" if isinstance(error, FileExistsError | NotADirectoryError) else error.strerror
+                raise RegistryError(f"cannot create the registry {path}: {error.filename}: {cause}") from None
         else:
             raise RegistryError(f"no registry at {path} (start a run to create one, or pass --registry)")
         connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
