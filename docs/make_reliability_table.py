@@ -55,7 +55,6 @@ class Case:
     args: tuple[str, ...]
     expect: int = 2  # the exit code a correct CLI gives
     read_only: bool = False  # run without the power to ignore file permissions
-    parser: bool = False  # refused by the option parser, which prints its own boxed usage error
 
 
 def recipe(name: str, text: str) -> str:
@@ -156,7 +155,9 @@ CASES = [
     # -------------------------------------------------------------------- launching options and registries
     Case("launch", "GPU list with a non-number", launch("--gpus", "0,x")),
     Case("launch", "--max-runs 0", launch("--max-runs", "0")),
-    Case("launch", "--num-processes 0 (option parser)", launch("--num-processes", "0"), parser=True),
+    Case("launch", "--num-processes 0 (option parser)", launch("--num-processes", "0")),
+    Case("launch", "unknown option", ("runs", "--no-such-option")),
+    Case("launch", "missing recipe argument", ("launch",)),
     Case("launch", "accelerate config that does not exist",
          launch("--num-processes", "2", "--accelerate-config", "missing.yaml")),
     Case("registry", "--registry under a file (launch)", ("launch", "tiny.toml", "-r", "tiny.toml/registry.db")),
@@ -309,7 +310,7 @@ def main() -> int:
             if case.expect == 0:
                 seen = seen or out.strip("\n").replace(str(scratch), "<dir>")
             one_line = seen.count("\n") == 0
-            ok = code == case.expect and (case.expect == 0 or case.parser or (one_line and seen.startswith("error: ")))
+            ok = code == case.expect and (case.expect == 0 or (one_line and seen.startswith("error: ")))
             if "Traceback" in err or not ok:
                 failures.append(f"#{number} {case.what}: exit {code}, stderr {err[-300:]!r}")
             shown = seen.splitlines()[:4] if case.expect == 0 else seen.splitlines()
@@ -353,8 +354,8 @@ def render(rows: list, elapsed: float) -> str:
         "- A JSONL export ends with an end record counting its records; an import that lacks it says",
         "  `truncated export` on stderr and as a warning event on the run (exports from before the end",
         "  record import with the note `no end record`).",
-        "- Option-parser errors (a value the option's type refuses) are printed by the command-line",
-        "  parser in its own boxed form, also with exit code 2.",
+        "- Option-parser errors (a missing argument, an unknown option, a value the option's type",
+        "  refuses) are one line too, with a pointer to the command's `--help`.",
         "",
         "| # | area | bad input | command | exit | what the user sees |",
         "|---|---|---|---|---|---|",

@@ -317,3 +317,17 @@ def test_import_into_a_read_only_registry_is_one_line(monkeypatch, capsys, regis
     assert one_error_line(done.stderr) == f"cannot import into {target}: attempt to write a readonly database"
     with Registry.open(target) as registry:
         assert registry.list_runs() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "cause"),
+    [
+        (["launch", "tiny.toml", "--num-processes", "0"], "Invalid value for '--num-processes'"),
+        (["runs", "--no-such-option"], "No such option: --no-such-option"),
+        (["launch"], "Missing argument 'recipe'."),
+    ],
+)
+def test_option_parser_errors_are_one_line_too(monkeypatch, capsys, here, args, cause):
+    code, out, err = cli(monkeypatch, capsys, *args)
+    line = one_error_line(err)
+    assert code == 2 and out == "" and cause in line and line.endswith(f"(see `workbench {args[0]} --help`)")

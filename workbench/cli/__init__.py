@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import sys
 
+from typer.exceptions import TyperException
+
 from workbench.cli import launch_cmds, registry_cmds, tui_cmd, variants  # noqa: F401  (registers commands)
 from workbench.cli.app import app
-from workbench.cli.common import print_error
+from workbench.cli.common import err_console, print_error
 from workbench.errors import UserError
+
+# The option parser's own exceptions (usage errors: a missing argument, an unknown option, a value its
+# type refuses) subclass TyperException; they are printed here as one line like every other error.
+_ABORT_EXIT_CODE = 1
 
 
 def main() -> None:
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False)
     except UserError as error:
         print_error(error)
         sys.exit(error.exit_code)
+    except TyperException as error:
+        if not hasattr(error, "format_message"):  # Abort: Ctrl-C or end of input at a prompt
+            err_console.print("aborted", highlight=False)
+            sys.exit(_ABORT_EXIT_CODE)
+        context = getattr(error, "ctx", None)
+        command = context.command_path if context is not None else "workbench"
+        print_error(f"{error.format_message()} (see `{command} --help`)")
+        sys.exit(getattr(error, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
