@@ -18,7 +18,7 @@ _ABORT_EXIT_CODE = 1
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="workbench")
     except UserError as error:
         print_error(error)
         sys.exit(error.exit_code)
