@@ -161,8 +161,9 @@ def _resume_text(parent: RunInfo, checkpoint_step: int, total_steps: int | None)
     """The resume event: the checkpoint it really starts from, and the steps it trains again."""
     text = f"resumes run {parent.id} from its checkpoint at step {checkpoint_step}"
     if parent.last_step is not None and parent.last_step > checkpoint_step:
-        text += (f" (the parent committed steps up to {parent.last_step}; steps {checkpoint_step + 1}-"
-                 f"{parent.last_step} are trained again)")
+        again = (f"step {parent.last_step} is" if parent.last_step == checkpoint_step + 1
+                 else f"steps {checkpoint_step + 1}-{parent.last_step} are")
+        text += f" (the parent committed steps up to {parent.last_step}; {again} trained again)"
     if total_steps is not None:
         text += f"; trains to step {total_steps}"
     return text

@@ -15,6 +15,9 @@ import sys
 import threading
 import time
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,7 +275,8 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
             stopped = any(share_object(accelerator, bool(stop.received), gather=True))
             if stopped:
                 break
-            record = train_step(engine, step)
+            with reward_warnings() as warned:
+                record = train_step(engine, step)
             engine.state.step = step
             engine.state.elapsed_s = elapsed_before + time.monotonic() - started
             metrics = combine_metrics(share_object(accelerator, record.metrics, gather=True))
@@ -280,10 +284,12 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
             if registry is not None:
                 groups = record.groups
                 if should_evaluate(engine, step):
-                    eval_metrics, eval_groups = evaluate(engine)
+                    with reward_warnings() as eval_warned:
+                        eval_metrics, eval_groups = evaluate(engine)
+                    warned += [(kind, f"evaluation: {text}", level) for kind, text, level in eval_warned]
                     metrics |= eval_metrics
                     groups = groups + eval_groups
-                registry.record_step(run_id, step, metrics, groups, record.events)
+                registry.record_step(run_id, step, metrics, groups, [*record.events, *warned])
                 progress.update(step, metrics)
             if recipe.run.save_steps and step % recipe.run.save_steps == 0:
                 _checkpoint(engine, run_dir, save_checkpoint)
@@ -299,6 +305,23 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
     if registry is not None:
         progress.summary(run_id, status)
     return status
+
+
+@contextmanager
+def reward_warnings() -> Iterator[list[tuple[str, str, str]]]:
+    """Collect the NonFiniteRewardWarnings raised inside the block as step events (kind, message,
+    level); every other warning is shown as usual."""
+    from workbench.train.rewards import NonFiniteRewardWarning
+
+    events: list[tuple[str, str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonFiniteRewardWarning)
+        yield events
+    for warning in caught:
+        if issubclass(warning.category, NonFiniteRewardWarning):
+            events.append(("non_finite_reward", str(warning.message), "warning"))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _checkpoint(engine, run_dir: Path, save_checkpoint) -> Path:
