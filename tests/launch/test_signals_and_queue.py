@@ -6,13 +6,22 @@ Every wait is a bounded poll on a real condition (the registry, a process's exit
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
 
 import pytest
 
-from tests.launch.helpers import CLI, RUN_DEADLINE_S, get_run, run_cli, wait_for, wait_for_status, wait_for_step
+from tests.launch.helpers import (
+    CLI,
+    RUN_DEADLINE_S,
+    get_run,
+    run_cli,
+    wait_for,
+    wait_for_status,
+    wait_for_step,
+)
 from workbench.launch import launch
 from workbench.launch.spec import read_process_record
 from workbench.registry import Registry, RegistryError
@@ -46,10 +55,6 @@ def only_run(registry_path):
     return wait_for(registered, what="the trainer to register its run")
 
 
-def wait_for_step_of(registry_path, run_id, step):
-    return wait_for_step(registry_path, run_id, step)
-
-
 def signal_until_the_trainer_exits(process: subprocess.Popen, trainer_pid: int, sig: signal.Signals) -> int:
     """Send `sig` to the command's whole group every 50 ms until its trainer has exited, as a burst from
     `timeout`, a closing terminal or an impatient Ctrl-C would: only the first may count. Returns how
@@ -71,7 +76,7 @@ def signal_until_the_trainer_exits(process: subprocess.Popen, trainer_pid: int, 
 def test_a_burst_of_signals_to_the_group_stops_the_run_once_with_a_checkpoint(registry_path, tiny_recipe, sig):
     command = foreground_train(registry_path, tiny_recipe, "run.max_steps=100000")
     run = only_run(registry_path)
-    wait_for_step_of(registry_path, run.id, 1)
+    wait_for_step(registry_path, run.id, 1)
 
     sent = signal_until_the_trainer_exits(command, run.pid, sig)
     out, err = command.communicate(timeout=RUN_DEADLINE_S)
@@ -93,7 +98,7 @@ def test_a_burst_of_signals_to_the_group_stops_the_run_once_with_a_checkpoint(re
 def test_a_foreground_trainer_killed_by_a_signal_is_reported_and_marked_crashed(registry_path, tiny_recipe):
     command = foreground_train(registry_path, tiny_recipe, "run.max_steps=100000")
     run = only_run(registry_path)
-    wait_for_step_of(registry_path, run.id, 1)
+    wait_for_step(registry_path, run.id, 1)
 
     os.kill(run.pid, signal.SIGKILL)
     out, err = command.communicate(timeout=RUN_DEADLINE_S)
@@ -109,7 +114,7 @@ def test_a_foreground_trainer_killed_by_a_signal_is_reported_and_marked_crashed(
 def test_killing_the_train_command_stops_its_trainer_cleanly(registry_path, tiny_recipe):
     command = foreground_train(registry_path, tiny_recipe, "run.max_steps=100000")
     run = only_run(registry_path)
-    wait_for_step_of(registry_path, run.id, 1)
+    wait_for_step(registry_path, run.id, 1)
 
     command.kill()      # SIGKILL: the command can pass nothing on; the kernel tells the trainer
     command.communicate(timeout=RUN_DEADLINE_S)
@@ -193,8 +198,6 @@ def test_resume_refuses_a_finished_run_unless_asked_for_more_steps_and_names_the
     assert queued.message == f"resumes run {parent} from its checkpoint at step 4; trains to step 6"
 
     # With its last checkpoint gone, the run resumes from step-3 and says so: step 4 is trained again.
-    import shutil
-
     shutil.rmtree(registry_path.parent / parent / "checkpoints" / "step-4")
     again = run_cli("resume", parent, "--detach", "--registry", str(registry_path))
     assert again.returncode == 0, again.stderr

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from workbench.errors import UserError
 from workbench.launch.limits import MAX_RUNS_ENV, max_concurrent_runs
 from workbench.launch.processes import start_detached
-from workbench.errors import UserError
 from workbench.launch.spec import LOG_FILE, SPEC_FILE, read_spec
 from workbench.registry import Registry, RunInfo, add_crash_listener
 
