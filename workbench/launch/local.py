@@ -48,7 +48,7 @@ CHECKPOINT_STATE_FILE = "trainer_state.pt"
 # The foreground trainer reads this to ask for SIGTERM when its parent, the `workbench train` command, dies.
 PARENT_PID_ENV = "WORKBENCH_PARENT_PID"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-FAILED_EXIT = 1
+FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
 # A run in one of these has (or is about to have) a live process: it cannot be resumed or deleted.
 ACTIVE_STATUSES = ("queued", "running", "unresponsive")
 
@@ -363,7 +363,8 @@ def _run_trainer_in_foreground(trainer_args: list[str], registry_path: Path) -> 
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     code, message = _foreground_ending(registry_path, trainer.pid, started, returncode)
-    print(message, file=sys.stderr, flush=True)
+    if message:
+        print(message, file=sys.stderr, flush=True)
     if registry_path.exists():
         start_queued(registry_path)
     return code
@@ -371,10 +372,13 @@ def _run_trainer_in_foreground(trainer_args: list[str], registry_path: Path) -> 
 
 def _foreground_ending(registry_path: Path, trainer_pid: int, started: float, returncode: int) -> tuple[int, str]:
     """(exit code, one line) for a foreground trainer that ended with `returncode`; a run it left
-    `running` (killed by a signal) is marked crashed here, as a supervisor would."""
+    `running` (killed by a signal) is marked crashed here, as a supervisor would. No line for bad
+    input: the trainer has already named the cause."""
     killed = returncode < 0
     code = 128 - returncode if killed else returncode
     run = _run_of_process(registry_path, trainer_pid, started)
+    if run is None and returncode == BAD_INPUT_EXIT:
+        return code, ""
     if run is None:
         how = f"was killed by {exit_description(returncode)}" if killed else f"exited with code {returncode}"
         return code, f"the trainer {how} before it registered a run"
