@@ -6,9 +6,9 @@ Every wait is a bounded poll on a real condition (the registry, a process's exit
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -176,14 +176,20 @@ def test_a_reader_starts_the_queue_when_the_supervisor_and_trainer_died(registry
     assert (done.status, done.last_step) == ("finished", 2), done.error
 
 
-def test_resume_refuses_a_finished_run_unless_asked_for_more_steps_and_names_the_checkpoint(registry_path, tiny_recipe):
-    parent = launch(tiny_recipe, ["run.max_steps=4", "run.save_steps=3"], registry_path=registry_path)
+def test_resume_refuses_a_finished_run_unless_asked_for_more_steps(registry_path, tiny_recipe):
+    parent = launch(tiny_recipe, ["run.max_steps=4"], registry_path=registry_path)
     assert wait_for_status(registry_path, parent, ENDED).status == "finished"
 
     refused = run_cli("resume", parent, "--detach", "--registry", str(registry_path))
     assert refused.returncode == 2
     assert refused.stderr.strip() == (f"error: run {parent} (finished) already trained all 4 steps (checkpoint "
                                       "step-4); give --steps N to train N more steps")
+    # The trainer refuses too, whoever starts it.
+    trainer = subprocess.run([sys.executable, "-m", "workbench.train", "--registry", str(registry_path), "--resume",
+                              parent], capture_output=True, text=True, timeout=RUN_DEADLINE_S)
+    assert trainer.returncode == 2
+    assert trainer.stderr.strip() == (f"error: run {parent}: its checkpoint step-4 already reached run.max_steps = 4; "
+                                      "nothing left to train (raise it, e.g. --set run.max_steps=14)")
     with Registry.open(registry_path) as registry:
         assert len(registry.list_runs()) == 1, "a refused resume registers nothing"
 
@@ -195,18 +201,6 @@ def test_resume_refuses_a_finished_run_unless_asked_for_more_steps_and_names_the
     with Registry.open(registry_path) as registry:
         assert [step for step, _ in registry.steps(child)] == [5, 6]
         queued = next(event for event in registry.events(child) if event.kind == "queued")
+        resumed = next(event for event in registry.events(child) if event.kind == "resumed")
     assert queued.message == f"resumes run {parent} from its checkpoint at step 4; trains to step 6"
-
-    # With its last checkpoint gone, the run resumes from step-3 and says so: step 4 is trained again.
-    shutil.rmtree(registry_path.parent / parent / "checkpoints" / "step-4")
-    again = run_cli("resume", parent, "--detach", "--registry", str(registry_path))
-    assert again.returncode == 0, again.stderr
-    second = again.stdout.strip().splitlines()[-1]
-    done = wait_for_status(registry_path, second, ENDED)
-    assert (done.status, done.last_step) == ("finished", 4), done.error
-    with Registry.open(registry_path) as registry:
-        queued = next(event for event in registry.events(second) if event.kind == "queued")
-        resumed = next(event for event in registry.events(second) if event.kind == "resumed")
-    assert queued.message == (f"resumes run {parent} from its checkpoint at step 3 (the parent committed steps up "
-                              "to 4; step 4 is trained again); trains to step 4")
-    assert resumed.message == f"resuming run {parent} from its checkpoint at step 3 (step-3)"
+    assert resumed.message == f"resuming run {parent} from its checkpoint at step 4 (step-4)"
