@@ -31,7 +31,8 @@ def test_fixture_covers_statuses_variants_and_shapes(tmp_path):
     with Registry.open(path, clock=fixture_clock(path)) as registry:
         runs = {run.id: run for run in registry.list_runs()}
         assert set(runs) == set(run_ids)
-        assert {run.status for run in runs.values()} == set(STATUSES)
+        # `unresponsive` needs a live process with a stale heartbeat: a fixture file has no process.
+        assert {run.status for run in runs.values()} == set(STATUSES) - {"unresponsive"}
         assert [runs[run_id].status for run_id in run_ids] == [STATUS_CYCLE[i % 8] for i in range(10)]
         assert len({run.variant for run in runs.values()}) == 9
         assert sorted(run.queue_position for run in runs.values() if run.status == "queued") == [1, 2]

@@ -13,8 +13,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def _restore_signal_handlers():
-    """The trainer installs SIGTERM/SIGINT handlers; give pytest its own back after each test."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    """The trainer installs SIGTERM/SIGINT/SIGHUP handlers; give pytest its own back after each test."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)

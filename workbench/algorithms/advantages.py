@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from workbench.algorithms._checks import (
+    AlgorithmArgumentError,
     check_choice,
     check_floating,
     check_group_size,
@@ -99,13 +100,23 @@ def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def reinforce_pp_advantages(
-    rewards: torch.Tensor, group_size: int | None = None, eps: float = 1e-8
+    rewards: torch.Tensor,
+    group_size: int | None = None,
+    eps: float = 1e-8,
+    *,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """REINFORCE++ advantages: rewards whitened over the whole batch. rewards [N] -> [N].
 
-    A_i = (r_i - mean_batch) / (std_batch + eps)                  REINFORCE++, arXiv:2501.03262
-    with group_size: r'_i = r_i - mean_g first, then A_i = (r'_i - mean(r')) / (std(r') + eps)
-    (REINFORCE++-baseline: group-mean baseline, global advantage normalisation). std is unbiased.
+    with group_size: r'_i = r_i - mean_g first (REINFORCE++-baseline: group-mean baseline, then
+    global normalisation), else r'_i = r_i.
+    mask [N, T] given: the batch statistics run over every valid token, each token carrying its
+    response's r'_i (arXiv:2501.03262 eq. 10, as verl and OpenRLHF compute it): a response weighs by
+    its length, and the std counts tokens:
+        mean = sum_i L_i r'_i / sum_i L_i,   var = sum_i L_i (r'_i - mean)^2 / (sum_i L_i - 1)
+    mask None: one value per response (every response weighs the same).
+    A_i = (r'_i - mean) / (std + eps), the same for each token of response i; std unbiased (0 with
+    fewer than two entries).
     """
     rewards = _float_rewards(rewards)
     check_range("eps", eps, low=0.0)
@@ -114,7 +125,18 @@ def reinforce_pp_advantages(
         num_groups = check_group_size(rewards.shape[0], group_size)
         grouped = rewards.view(num_groups, group_size)
         centred = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
-    return _standardize(centred, eps)
+    if mask is None:
+        return _standardize(centred, eps)
+    check_ndim("mask", mask, (2,), "[N, T], 1 on valid completion tokens")
+    if mask.shape[0] != rewards.shape[0]:
+        raise AlgorithmArgumentError(
+            f"mask has {mask.shape[0]} rows but rewards has {rewards.shape[0]}; expected one mask row per response"
+        )
+    weights = mask.to(device=rewards.device, dtype=torch.bool).sum(dim=1).to(rewards.dtype)
+    count = weights.sum()
+    mean = (weights * centred).sum() / count.clamp(min=1)
+    variance = (weights * (centred - mean).square()).sum() / (count - 1).clamp(min=1)
+    return (centred - mean) / (variance.sqrt() + eps)
 
 
 def masked_whiten(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

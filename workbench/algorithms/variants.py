@@ -26,6 +26,7 @@ from workbench.algorithms._checks import AlgorithmArgumentError, allowed_text, c
 # same tuples, so a preset can never name a choice the math does not implement.
 ADVANTAGE_ESTIMATORS = ("group", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae")
 SCALE_REWARDS = ("group", "batch", "none")
+ADVANTAGE_WHITENINGS = ("token", "response")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 LOSS_MODES = ("ppo", "cispo")
 LOSS_TYPES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
@@ -83,7 +84,8 @@ AXES: tuple[Axis, ...] = (
         allowed=ADVANTAGE_ESTIMATORS,
         help=(
             "group: r - group mean, scaled per scale_rewards; rloo: leave-one-out mean; reinforce_pp: "
-            "batch-whitened reward; reinforce_pp_baseline: group mean, then batch-whitened; gae: critic + "
+            "batch-whitened reward; reinforce_pp_baseline: group mean, then batch-whitened (see "
+            "advantage_whitening); gae: critic + "
             "GAE(gamma, lam)"
         ),
     ),
@@ -94,6 +96,17 @@ AXES: tuple[Axis, ...] = (
         default="group",
         allowed=SCALE_REWARDS,
         help="advantage_estimator=group only: divide by the group std, the batch std, or not at all",
+    ),
+    Axis(
+        name="advantage_whitening",
+        component="advantage",
+        kind="choice",
+        default="token",
+        allowed=ADVANTAGE_WHITENINGS,
+        help=(
+            "reinforce_pp estimators only: whiten over every valid token of the batch (arXiv:2501.03262 "
+            "eq. 10; a response weighs by its length), or over one value per response"
+        ),
     ),
     Axis(
         name="importance_sampling_level",
@@ -277,6 +290,7 @@ class Variant:
     description: str = ""
     advantage_estimator: str = "group"
     scale_rewards: str = "group"
+    advantage_whitening: str = "token"
     importance_sampling_level: str = "token"
     loss_mode: str = "ppo"
     epsilon: float = 0.2
@@ -341,6 +355,12 @@ class Variant:
                 f"whiten_advantages=True with advantage_estimator={self.advantage_estimator!r}; "
                 "allowed only with advantage_estimator='gae'"
             )
+        if self.advantage_whitening != "token" and not self.advantage_estimator.startswith("reinforce_pp"):
+            raise AlgorithmArgumentError(
+                f"advantage_whitening={self.advantage_whitening!r} with advantage_estimator="
+                f"{self.advantage_estimator!r}; allowed only with advantage_estimator='reinforce_pp' or "
+                "'reinforce_pp_baseline'"
+            )
         if self.dual_clip is not None and self.loss_mode == "cispo":
             raise AlgorithmArgumentError(
                 f"dual_clip={self.dual_clip} with loss_mode='cispo': CISPO has no clipped surrogate to cap; "
@@ -385,10 +405,11 @@ class Variant:
             return {"group": "group z-score", "batch": "group mean, batch std", "none": "group mean"}[
                 self.scale_rewards
             ]
+        over = "tokens" if self.advantage_whitening == "token" else "responses"
         return {
             "rloo": "leave-one-out",
-            "reinforce_pp": "batch-whitened",
-            "reinforce_pp_baseline": "group mean, batch-whitened",
+            "reinforce_pp": f"whitened over {over}",
+            "reinforce_pp_baseline": f"group mean, whitened over {over}",
             "gae": f"GAE γ={self.gamma:g} λ={self.lam:g}" + (" whitened" if self.whiten_advantages else ""),
         }[self.advantage_estimator]
 
@@ -567,8 +588,8 @@ _PRESETS: tuple[Variant, ...] = (
         paper="arXiv:2501.03262 REINFORCE++: A Simple and Efficient Approach for Aligning Large Language Models",
         description=(
             "REINFORCE++ with baseline, the paper's variant for group sampling: subtract the group mean, then "
-            "whiten over the whole batch (global advantage normalisation); PPO clip 0.2; k2 KL in the loss "
-            "with beta 0.001; token-level loss."
+            "whiten over every valid token of the batch (global advantage normalisation, eq. 10: a response "
+            "weighs by its length); PPO clip 0.2; k2 KL in the loss with beta 0.001; token-level loss."
         ),
         advantage_estimator="reinforce_pp_baseline",
         scale_rewards="none",

@@ -96,14 +96,17 @@ def launch_command(
 def resume_command(
     run: str = RunArgument,
     detach: bool = typer.Option(False, "--detach", "-d", help="Continue detached, like `launch`, instead of here."),
+    steps: int | None = typer.Option(
+        None, "--steps", min=1, help="Train this many steps past the checkpoint (needed for a finished run)."
+    ),
     max_runs: int | None = MaxRunsOption,
     registry: Path | None = RegistryOption,
 ) -> None:
     """Continue a stopped or crashed run from its last checkpoint, as a new run linked to it."""
     path = registry_path(registry)
     if not detach:
-        raise typer.Exit(resume_foreground(run, registry_path=path))
-    _print_started(path, resume(run, registry_path=path, max_runs=_limit(max_runs)))
+        raise typer.Exit(resume_foreground(run, registry_path=path, steps=steps))
+    _print_started(path, resume(run, registry_path=path, max_runs=_limit(max_runs), steps=steps))
 
 
 @app.command("stop")
@@ -118,7 +121,7 @@ def stop_command(
     path = registry_path(registry)
     with Registry.open(path) as handle:
         info = handle.get_run(run)
-    if info.status == "running":
+    if info.status in ("running", "unresponsive"):
         err_console.print(f"stopping {info.id}: SIGTERM, SIGKILL after {grace:g} s ...", highlight=False)
     outcome = stop(info.id, registry_path=path, grace=grace)
     console.print(shown(outcome.message), highlight=False, soft_wrap=True)

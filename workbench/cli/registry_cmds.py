@@ -35,6 +35,7 @@ RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name
 STATUS_STYLES = {
     "queued": "cyan",
     "running": "bold green",
+    "unresponsive": "bold yellow",
     "finished": "green",
     "failed": "bold red",
     "crashed": "red",
@@ -94,7 +95,7 @@ def _progress(run: RunInfo) -> str:
 
 @app.command("runs")
 def runs_command(
-    status: str = typer.Option(None, "--status", help="Only runs with this status (queued, running, finished, failed, crashed, stopped)."),
+    status: str = typer.Option(None, "--status", help="Only runs with this status (queued, running, unresponsive, finished, failed, crashed, stopped)."),
     variant: str = typer.Option(None, "--variant", help="Only runs of this variant (grpo, dapo ...)."),
     name: str = typer.Option(None, "--name", help="Only runs whose name contains this text."),
     tag: str = typer.Option(None, "--tag", help="Only runs with this tag."),
@@ -144,7 +145,7 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    ended = info.ended_at if info.ended_at is not None else (info.heartbeat if info.status == "running" else None)
+    ended = info.ended_at if info.ended_at is not None else (info.heartbeat if info.status in ("running", "unresponsive") else None)
     rows = [
         ("run", f"{info.id}  {shown(info.name)}"),
         ("variant", shown(info.variant)),
@@ -350,8 +351,8 @@ def rm_command(
     """Delete a run: its rows and its directory (logs, checkpoints)."""
     with _open(registry) as handle:
         info = handle.get_run(run)
-        if info.status == "running" and not force:
-            raise RegistryError(f"run {info.id} ({info.name}) is running: stop it first, or pass --force")
+        if info.status in ("running", "unresponsive") and not force:
+            raise RegistryError(f"run {info.id} ({info.name}) is {info.status}: stop it first, or pass --force")
         if not yes:
             if not sys.stdin.isatty():
                 raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")

@@ -20,6 +20,7 @@ from pathlib import Path
 from workbench.launch.limits import LaunchError, max_concurrent_runs, parse_max_runs
 from workbench.launch.processes import (
     descendants,
+    exit_description,
     group_alive,
     pid_alive,
     signal_group,
@@ -45,6 +46,12 @@ STOP_POLL_S = 0.2
 SUPERVISOR_SETTLE_S = 5.0
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_STATE_FILE = "trainer_state.pt"
+# The foreground trainer reads this to ask for SIGTERM when its parent, the `workbench train` command, dies.
+PARENT_PID_ENV = "WORKBENCH_PARENT_PID"
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
+# A run in one of these has (or is about to have) a live process: it cannot be resumed or deleted.
+ACTIVE_STATUSES = ("queued", "running", "unresponsive")
 
 
 @dataclass(frozen=True)
@@ -107,35 +114,61 @@ def resume(
     gpus: Sequence[int] | None = None,
     num_processes: int | None = None,
     max_runs: int | None = None,
+    steps: int | None = None,
 ) -> str:
     """Continue a stopped (or crashed) run from its last checkpoint as a new detached run linked to it
     (parent_id), on the parent's GPUs and processes unless given; returns the new run's id.
-    LaunchError when the run is still active or has no checkpoint."""
+
+    steps: train this many steps past the checkpoint (run.max_steps becomes checkpoint step + steps);
+    required for a run whose checkpoint already reached its max_steps (a finished run).
+    LaunchError when the run is still active, has no checkpoint, or has nothing left to train."""
     registry_path = Path(registry_path).resolve()
     limit = _checked_limit(max_runs)
     with Registry.open(registry_path, create=False) as registry:
-        parent = _resumable(registry, run_id)
+        parent, checkpoint_step = _resumable(registry, run_id, steps)
         # The parent's process layout, unless the caller moves the run to other GPUs.
         layout = read_spec(registry.run_dir(parent.id))
         if gpus is not None or num_processes is not None:
             layout = _launch_spec(gpus, num_processes, layout.accelerate_config)
         spec = replace(layout, resume_from=parent.id, workdir=layout.workdir or str(Path.cwd()))
+        recipe, total_steps = _continued_recipe(parent, checkpoint_step, steps)
         child_id = registry.create_run(
             name=name or parent.name,
             variant=parent.variant,
-            recipe=parent.recipe,
+            recipe=recipe,
             host="local",
             status="queued",
             seed=parent.seed,
             git_rev=git_revision(),
             tags=tuple(parent.tags),
             parent_id=parent.id,
-            total_steps=parent.total_steps,
+            total_steps=total_steps,
         )
         write_spec(registry.run_dir(child_id), spec)
-        registry.add_event(child_id, "queued", f"resumes run {parent.id} from step {parent.last_step}")
+        registry.add_event(child_id, "queued", _resume_text(parent, checkpoint_step, total_steps))
     start_queued(registry_path, limit)
     return child_id
+
+
+def _continued_recipe(parent: RunInfo, checkpoint_step: int, steps: int | None) -> tuple[dict, int | None]:
+    """The parent's recipe, with run.max_steps moved to checkpoint step + steps when steps is given."""
+    if steps is None:
+        return parent.recipe, parent.total_steps
+    recipe = {section: dict(values) for section, values in parent.recipe.items()}
+    recipe.setdefault("run", {})["max_steps"] = checkpoint_step + steps
+    return recipe, checkpoint_step + steps
+
+
+def _resume_text(parent: RunInfo, checkpoint_step: int, total_steps: int | None) -> str:
+    """The resume event: the checkpoint it really starts from, and the steps it trains again."""
+    text = f"resumes run {parent.id} from its checkpoint at step {checkpoint_step}"
+    if parent.last_step is not None and parent.last_step > checkpoint_step:
+        again = (f"step {parent.last_step} is" if parent.last_step == checkpoint_step + 1
+                 else f"steps {checkpoint_step + 1}-{parent.last_step} are")
+        text += f" (the parent committed steps up to {parent.last_step}; {again} trained again)"
+    if total_steps is not None:
+        text += f"; trains to step {total_steps}"
+    return text
 
 
 def run_foreground(
@@ -158,12 +191,16 @@ def run_foreground(
     return _run_trainer_in_foreground(args, registry_path)
 
 
-def resume_foreground(run_id: str, registry_path: Path = Path("runs/registry.db")) -> int:
-    """Continue a stopped run in the foreground (the trainer registers the new, linked run itself)."""
+def resume_foreground(run_id: str, registry_path: Path = Path("runs/registry.db"), steps: int | None = None) -> int:
+    """Continue a stopped run in the foreground (the trainer registers the new, linked run itself);
+    `steps` as for `resume`."""
     registry_path = Path(registry_path).resolve()
     with Registry.open(registry_path, create=False) as registry:
-        parent = _resumable(registry, run_id)
-    return _run_trainer_in_foreground(["--registry", str(registry_path), "--resume", parent.id], registry_path)
+        parent, checkpoint_step = _resumable(registry, run_id, steps)
+    args = ["--registry", str(registry_path), "--resume", parent.id]
+    if steps is not None:
+        args += ["--set", f"run.max_steps={checkpoint_step + steps}"]
+    return _run_trainer_in_foreground(args, registry_path)
 
 
 def stop(run_id: str, registry_path: Path = Path("runs/registry.db"), grace: float = DEFAULT_GRACE_S) -> StopOutcome:
@@ -274,39 +311,112 @@ def _dequeue(registry_path: Path, run_id: str) -> StopOutcome | None:
     return _outcome(run, True, False, f"removed queued run {run.id} from the queue: stopped")
 
 
-def _resumable(registry: Registry, run_id: str) -> RunInfo:
-    """The run to resume, or LaunchError when it is still active or left no checkpoint."""
+def _resumable(registry: Registry, run_id: str, steps: int | None = None) -> tuple[RunInfo, int]:
+    """The run to resume and the step of its latest complete checkpoint; LaunchError when it is still
+    active, left no checkpoint, or (without `steps`) has no step left to train."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise LaunchError(f"--steps must be a whole number of steps >= 1, got {steps!r}")
     parent = registry.get_run(run_id)
-    if parent.status in ("queued", "running"):
+    if parent.status in ACTIVE_STATUSES:
         raise LaunchError(f"run {parent.id} is {parent.status}; stop it before resuming it")
     checkpoints = registry.run_dir(parent.id) / CHECKPOINTS_DIR
-    # A complete checkpoint has its trainer state; a `.partial` directory is one cut short by a crash.
-    if not any(path.parent.name.startswith("step-") and not path.parent.name.endswith(".partial")
-               for path in checkpoints.glob(f"step-*/{CHECKPOINT_STATE_FILE}")):
+    checkpoint_step = latest_checkpoint_step(checkpoints)
+    if checkpoint_step is None:
         raise LaunchError(f"run {parent.id} ({parent.status}) has no checkpoint to resume from in {checkpoints}")
-    return parent
+    max_steps = (parent.recipe.get("run") or {}).get("max_steps", parent.total_steps)
+    if steps is None and max_steps is not None and checkpoint_step >= max_steps:
+        raise LaunchError(
+            f"run {parent.id} ({parent.status}) already trained all {max_steps} steps (checkpoint step-"
+            f"{checkpoint_step}); give --steps N to train N more steps"
+        )
+    return parent, checkpoint_step
+
+
+def latest_checkpoint_step(checkpoints: Path) -> int | None:
+    """The highest step of a complete checkpoint (`step-<N>/trainer_state.pt`) under `checkpoints`.
+
+    A `.partial` directory is one cut short by a crash and does not count."""
+    found = [int(path.parent.name.removeprefix("step-")) for path in checkpoints.glob(f"step-*/{CHECKPOINT_STATE_FILE}")
+             if path.parent.name.removeprefix("step-").isdigit()]
+    return max(found) if found else None
 
 
 def _run_trainer_in_foreground(trainer_args: list[str], registry_path: Path) -> int:
-    """Run the trainer attached to this terminal; return its exit code (128+N when killed by signal N).
+    """Run the trainer attached to this terminal, say in one line how its run ended, return the exit code.
 
-    Ctrl-C reaches the trainer directly (same process group); this process only waits, and forwards a
-    SIGTERM it receives. When the trainer ends, its slot is free, so the queue gets a chance to start.
+    The command and its trainer live and die together: SIGINT, SIGTERM and SIGHUP sent to this process
+    are passed on (the trainer stops once with a checkpoint, however many copies reach it), and the
+    trainer asks the kernel for SIGTERM should this process die first ($WORKBENCH_PARENT_PID). Exit
+    codes: 0 finished or stopped with a checkpoint, 1 failed, 2 bad input, 128+N killed by signal N
+    (the run is then marked crashed at once). When the trainer ends, its slot is free, so the queue
+    gets a chance to start.
     """
     argv = [sys.executable, "-m", TRAINER_MODULE, *trainer_args]
-    trainer = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    previous = {
-        signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None),
-        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: trainer.send_signal(signal.SIGTERM)),
-    }
+    started = time.time()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
+    trainer = subprocess.Popen(argv, env=env)
+
+    def forward(signum, _frame) -> None:
+        signal_pid(trainer.pid, signal.Signals(signum))
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
     try:
         returncode = trainer.wait()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    code, message = _foreground_ending(registry_path, trainer.pid, started, returncode)
+    if message:
+        print(message, file=sys.stderr, flush=True)
     if registry_path.exists():
         start_queued(registry_path)
-    return returncode if returncode >= 0 else 128 - returncode
+    return code
+
+
+def _foreground_ending(registry_path: Path, trainer_pid: int, started: float, returncode: int) -> tuple[int, str]:
+    """(exit code, one line) for a foreground trainer that ended with `returncode`; a run it left
+    `running` (killed by a signal) is marked crashed here, as a supervisor would. No line for bad
+    input: the trainer has already named the cause."""
+    killed = returncode < 0
+    code = 128 - returncode if killed else returncode
+    run = _run_of_process(registry_path, trainer_pid, started)
+    if run is None and returncode == BAD_INPUT_EXIT:
+        return code, ""
+    if run is None:
+        how = f"was killed by {exit_description(returncode)}" if killed else f"exited with code {returncode}"
+        return code, f"the trainer {how} before it registered a run"
+    where = f"at step {run.last_step}" if run.last_step is not None else "before its first step"
+    if run.status not in TERMINAL_STATUSES:
+        error = (f"the trainer was killed by {exit_description(returncode)}" if killed
+                 else f"the trainer exited with code {returncode}")
+        error += f" without recording a final status; last committed step: {_step_text(run.last_step)}"
+        with Registry.open(registry_path, create=False) as registry:
+            registry.set_status(run.id, "crashed", error=error)
+            registry.add_event(run.id, "crashed", error, level="error", step=run.last_step)
+        if not killed:
+            return code or FAILED_EXIT, f"run {run.id} ended {where} without a final status: marked crashed"
+    if killed and run.status in ("crashed", "running", "unresponsive"):
+        name = exit_description(returncode).removeprefix("signal ")
+        return code, f"run {run.id} killed by signal {-returncode} ({name}) {where}: marked crashed"
+    if run.status == "finished":
+        return 0, f"run {run.id} finished: {run.last_step if run.last_step is not None else 0} steps"
+    if run.status == "stopped":
+        return 0, f"run {run.id} stopped {where}, checkpoint saved; continue it with `workbench resume {run.id}`"
+    first_line = (run.error or "").strip().splitlines()[0] if (run.error or "").strip() else "no error recorded"
+    return code or FAILED_EXIT, f"run {run.id} {run.status} {where}: {first_line}"
+
+
+def _run_of_process(registry_path: Path, pid: int, since: float) -> RunInfo | None:
+    """The run a trainer process registered: it records its own pid right after registering."""
+    if not registry_path.exists():
+        return None
+    with Registry.open(registry_path, create=False) as registry:
+        mine = [run for run in registry.list_runs() if run.pid == pid and run.created_at >= since - 1]
+    return max(mine, key=lambda run: run.created_at) if mine else None
+
+
+def _step_text(step: int | None) -> str:
+    return str(step) if step is not None else "none"
 
 
 def _checked_limit(max_runs: int | None) -> int | None:

@@ -1,9 +1,12 @@
 """The run queue: queued runs start, oldest first, while fewer than the limit are running here.
 
 There is no daemon. Every process that can free a slot calls `start_queued`: `launch` itself, the
-supervisor of a run that ended, `stop`, and the end of a foreground `workbench train`. An exclusive
-file lock next to the registry makes the check-and-start atomic across processes, so two of them
-never start the same queued run twice and never exceed the limit together.
+supervisor of a run that ended, `stop`, and the end of a foreground `workbench train`. When a run's
+supervisor died with it (both killed), whoever reads the registry next notices: the registry marks the
+run crashed and tells its crash listeners, and this module's listener starts the queue (so `runs`,
+`show`, `watch` and the TUI's refresh all do). An exclusive file lock next to the registry makes the
+check-and-start atomic across processes, so two of them never start the same queued run twice and
+never exceed the limit together.
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from workbench.errors import UserError
 from workbench.launch.limits import MAX_RUNS_ENV, max_concurrent_runs
 from workbench.launch.processes import start_detached
-from workbench.launch.spec import LOG_FILE, read_spec
-from workbench.registry import Registry, RunInfo
+from workbench.launch.spec import LOG_FILE, SPEC_FILE, read_spec
+from workbench.registry import Registry, RunInfo, add_crash_listener
 
 SUPERVISOR_MODULE = "workbench.launch.supervise"
 LOCK_SUFFIX = ".launch.lock"
 LOCAL_HOSTS = ("local", socket.gethostname())
+SLOT_HOLDERS = ("running", "unresponsive")
+# Which thread of this process holds a queue lock (flock is per open file: taking it twice would deadlock).
+_lock_holder = threading.local()
 
 
 @contextmanager
@@ -34,9 +41,11 @@ def queue_lock(registry_path: Path) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
+        _lock_holder.held = True
         try:
             yield
         finally:
+            _lock_holder.held = False
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
@@ -46,8 +55,9 @@ def is_local(run: RunInfo) -> bool:
 
 
 def free_slots(runs: list[RunInfo], limit: int) -> int:
-    """How many queued runs may start now: the limit minus the local runs already running."""
-    running = sum(1 for run in runs if run.status == "running" and is_local(run))
+    """How many queued runs may start now: the limit minus the local runs already running (an
+    unresponsive run still holds its slot: its process lives)."""
+    running = sum(1 for run in runs if run.status in SLOT_HOLDERS and is_local(run))
     return max(0, limit - running)
 
 
@@ -57,18 +67,45 @@ def queued_in_order(runs: list[RunInfo]) -> list[RunInfo]:
     return sorted(queued, key=lambda run: (run.queue_position or 0, run.created_at))
 
 
-def start_queued(registry_path: Path, max_runs: int | None = None) -> list[str]:
-    """Start queued runs while slots are free; returns the ids started. Safe to call from anywhere."""
+def start_queued(registry_path: Path, max_runs: int | None = None, registry: Registry | None = None) -> list[str]:
+    """Start queued runs while slots are free; returns the ids started. Safe to call from anywhere.
+
+    Only runs that `launch` or `resume` queued (they have a launch.json) are started. `registry`: an
+    open handle on the same file to use (the crash listener passes the reader's own handle)."""
     registry_path = Path(registry_path).resolve()
     limit = max_runs if max_runs is not None else max_concurrent_runs()
     started: list[str] = []
-    with queue_lock(registry_path), Registry.open(registry_path) as registry:
-        registry.reconcile()
-        runs = registry.list_runs()
-        for run in queued_in_order(runs)[: free_slots(runs, limit)]:
-            start_supervisor(registry, registry_path, run.id, max_runs)
+    with queue_lock(registry_path), _opened(registry_path, registry) as handle:
+        handle.reconcile()
+        runs = handle.list_runs()
+        startable = [run for run in queued_in_order(runs) if (handle.run_dir(run.id) / SPEC_FILE).exists()]
+        for run in startable[: free_slots(runs, limit)]:
+            start_supervisor(handle, registry_path, run.id, max_runs)
             started.append(run.id)
     return started
+
+
+@contextmanager
+def _opened(registry_path: Path, registry: Registry | None) -> Iterator[Registry]:
+    if registry is not None:
+        yield registry
+        return
+    with Registry.open(registry_path) as handle:
+        yield handle
+
+
+def _start_queue_after_crash(registry: Registry, crashed: list[str]) -> None:
+    """Crash listener: the crashed runs' slots are free, so start what is queued behind them.
+
+    Skipped inside `start_queued` itself (this thread then holds the queue lock and starts the queue
+    right after its reconcile). Best effort: a registry this process may not write to stays as it is,
+    and the next reader tries again."""
+    if getattr(_lock_holder, "held", False):
+        return
+    try:
+        start_queued(registry.path, registry=registry)
+    except (OSError, UserError):
+        pass
 
 
 def start_supervisor(registry: Registry, registry_path: Path, run_id: str, max_runs: int | None) -> int:
@@ -92,3 +129,6 @@ def start_supervisor(registry: Registry, registry_path: Path, run_id: str, max_r
     registry.set_status(run_id, "running")
     registry.heartbeat(run_id)
     return supervisor.pid
+
+
+add_crash_listener(_start_queue_after_crash)

@@ -12,7 +12,7 @@ from workbench.registry.records import (
     TokenStats,
 )
 from workbench.registry.schema import SCHEMA_VERSION
-from workbench.registry.store import Registry
+from workbench.registry.store import Registry, add_crash_listener
 
 __all__ = [
     "GROUP_KINDS",
@@ -28,4 +28,5 @@ __all__ = [
     "RunInfo",
     "RunNotFound",
     "TokenStats",
+    "add_crash_listener",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "crashed", "stopped")
+# unresponsive: running, but its heartbeat is stale while its process lives (stopped, stuck); not an end.
+STATUSES: tuple[str, ...] = ("queued", "running", "unresponsive", "finished", "failed", "crashed", "stopped")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"finished", "failed", "crashed", "stopped"})
 GROUP_KINDS: tuple[str, ...] = ("train", "eval")
 DROP_FILTERS: tuple[str, ...] = ("dynamic_sampling", "gfpo")

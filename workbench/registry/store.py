@@ -412,13 +412,24 @@ class Registry:
         self._write(update)
 
     def heartbeat(self, run_id: str) -> None:
+        """Record that the run's process is alive now; an `unresponsive` run becomes `running` again."""
         now = self.clock()
 
         def beat(connection: sqlite3.Connection) -> None:
             if connection.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id)).rowcount == 0:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            self._revive(connection, run_id, now)
 
         self._write(beat)
+
+    def _revive(self, connection: sqlite3.Connection, run_id: str, now: float) -> None:
+        """An `unresponsive` run whose process wrote again is `running`, with an event saying so."""
+        if connection.execute(
+            "UPDATE runs SET status = 'running' WHERE id = ? AND status = 'unresponsive'", (run_id,)
+        ).rowcount:
+            last_step = connection.execute("SELECT max(step) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
+            self._insert_event(connection, run_id, "responsive", "run responsive again: its heartbeat resumed",
+                               "info", last_step, now)
 
     @contextmanager
     def heartbeat_thread(self, run_id: str, interval: float = 2.0) -> Iterator[None]:
@@ -541,55 +552,78 @@ class Registry:
     # ----------------------------------------------------------------- liveness
 
     def reconcile(self) -> list[str]:
-        """Mark crashed every running run whose local pid is dead or whose heartbeat is stale.
+        """Settle the liveness of every running (or unresponsive) run; returns the ids it marked crashed.
 
-        Queued runs have no process yet and are left alone. Returns the ids it marked; each gets an
-        error event naming the cause and the last step it committed.
+        - its local process is gone, or a remote run's heartbeat is stale: `crashed`, with an error event
+          naming the cause and the last step it committed;
+        - a local run's heartbeat is stale but its process lives (stopped with SIGSTOP, stuck in a
+          native call, swapping): `unresponsive`, with a warning event. Its next heartbeat makes it
+          `running` again (see `heartbeat`).
+        Queued runs have no process yet and are left alone. When runs were marked crashed, their slots
+        are free: the listeners added with `add_crash_listener` are told (the launcher starts the queue).
         """
         now = self.clock()
 
-        def suspects(connection: sqlite3.Connection) -> list[tuple[str, str, Any]]:
+        def suspects(connection: sqlite3.Connection) -> list[tuple[str, str, str, Any]]:
             rows = connection.execute(
-                "SELECT id, host, pid, heartbeat, started_at, created_at FROM runs WHERE status = 'running'"
+                "SELECT id, host, pid, heartbeat, started_at, created_at, status FROM runs "
+                "WHERE status IN ('running', 'unresponsive')"
             ).fetchall()
             found = []
-            for run_id, host, pid, heartbeat, started_at, created_at in rows:
-                reason = self._death_reason(host, pid, heartbeat or started_at or created_at, now)
-                if reason:
-                    found.append((run_id, reason, heartbeat))
+            for run_id, host, pid, heartbeat, started_at, created_at, status in rows:
+                verdict = self._liveness(host, pid, heartbeat or started_at or created_at, now)
+                if verdict is not None and (verdict[0] == "crashed" or status == "running"):
+                    found.append((run_id, *verdict, heartbeat))
             return found
 
         with self._lock:
-            dead = self._read(suspects)
-            if not dead:
+            changes = self._read(suspects)
+            if not changes:
                 return []
-            return self._write(lambda connection: self._mark_crashed(connection, dead, now))
+            crashed = self._write(lambda connection: self._mark(connection, changes, now))
+        if crashed:
+            for listener in list(_CRASH_LISTENERS):
+                listener(self, crashed)
+        return crashed
 
-    def _death_reason(self, host: str, pid: int | None, last_seen: float, now: float) -> str | None:
-        if host == "local" and pid is not None and not pid_alive(pid):
-            return f"its process {pid} is gone"
+    def _liveness(self, host: str, pid: int | None, last_seen: float, now: float) -> tuple[str, str] | None:
+        """(new status, reason) for a running run that is not healthy, None for a healthy one."""
+        local = host == "local"
+        if local and pid is not None and not pid_alive(pid):
+            return "crashed", f"its process {pid} is gone"
         if now - last_seen > self.stale_after:
-            return f"no heartbeat for {now - last_seen:.0f} s"
+            if local and pid is not None:
+                return "unresponsive", f"no heartbeat for {now - last_seen:.0f} s; its process {pid} is alive"
+            return "crashed", f"no heartbeat for {now - last_seen:.0f} s"
         return None
 
-    def _mark_crashed(
-        self, connection: sqlite3.Connection, dead: list[tuple[str, str, Any]], now: float
-    ) -> list[str]:
-        marked = []
-        for run_id, reason, heartbeat in dead:
+    def _mark(self, connection: sqlite3.Connection, changes: list[tuple[str, str, str, Any]], now: float) -> list[str]:
+        """Apply reconcile's verdicts (unless a heartbeat came in meanwhile); returns the ids marked crashed."""
+        crashed = []
+        for run_id, status, reason, heartbeat in changes:
+            last_step = connection.execute("SELECT max(step) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
+            committed = f"last committed step {last_step}" if last_step is not None else "no step committed"
+            if status == "unresponsive":
+                changed = connection.execute(
+                    """UPDATE runs SET status = 'unresponsive'
+                       WHERE id = ? AND status = 'running' AND heartbeat IS ?""",
+                    (run_id, heartbeat),
+                ).rowcount
+                if changed:
+                    self._insert_event(connection, run_id, "unresponsive", f"run unresponsive: {reason}; {committed}",
+                                       "warning", last_step, now)
+                continue
             last_seen = heartbeat if heartbeat is not None else now
             changed = connection.execute(
                 """UPDATE runs SET status = 'crashed', ended_at = ?, error = coalesce(error, ?)
-                   WHERE id = ? AND status = 'running' AND heartbeat IS ?""",
+                   WHERE id = ? AND status IN ('running', 'unresponsive') AND heartbeat IS ?""",
                 (last_seen, f"crashed: {reason}", run_id, heartbeat),
             ).rowcount
             if not changed:
                 continue
-            last_step = connection.execute("SELECT max(step) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
-            committed = f"last committed step {last_step}" if last_step is not None else "no step committed"
             self._insert_event(connection, run_id, "crashed", f"run crashed: {reason}; {committed}", "error", last_step, now)
-            marked.append(run_id)
-        return marked
+            crashed.append(run_id)
+        return crashed
 
     # ----------------------------------------------------------------- writing steps and events
 
@@ -634,6 +668,7 @@ class Registry:
             for kind, message, level in event_rows:
                 self._insert_event(connection, run_id, kind, message, level, step, now)
             connection.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
+            self._revive(connection, run_id, now)
 
         self._write(write)
 
@@ -874,6 +909,20 @@ class Registry:
             return [EventRecord(*row) for row in rows]
 
         return self._read(read)
+
+
+# Called as listener(registry, crashed_run_ids) after reconcile marked runs crashed (their slots are free).
+_CRASH_LISTENERS: list[Callable[[Registry, list[str]], None]] = []
+
+
+def add_crash_listener(listener: Callable[[Registry, list[str]], None]) -> None:
+    """Have `listener(registry, run_ids)` called whenever any registry in this process marks runs crashed.
+
+    The registry knows nothing of processes or queues; the launcher listens, so that whoever notices a
+    dead run (a reader listing runs, a watch, the TUI's refresh) also starts the runs queued behind it.
+    """
+    if listener not in _CRASH_LISTENERS:
+        _CRASH_LISTENERS.append(listener)
 
 
 def _check_status(status: str) -> None:

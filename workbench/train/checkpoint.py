@@ -29,6 +29,11 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step-{step}"
 
 
+def checkpoint_step(directory: Path) -> int:
+    """The step a `step-<N>` checkpoint directory was saved after."""
+    return int(STEP_DIR.match(directory.name).group(1))
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The complete checkpoint with the highest step, or None."""
     root = run_dir / "checkpoints"

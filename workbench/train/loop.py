@@ -263,10 +263,11 @@ def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
         advantages = A.group_advantages(rewards, G, scale=algorithm.scale_rewards, keep=batch.keep)
     elif estimator == "rloo":
         advantages = A.rloo_advantages(rewards, G)
-    elif estimator == "reinforce_pp":
-        advantages = A.reinforce_pp_advantages(rewards)
     else:
-        advantages = A.reinforce_pp_advantages(rewards, group_size=G)
+        # Whitened over the batch's valid tokens (arXiv:2501.03262 eq. 10) or one value per response.
+        advantages = A.reinforce_pp_advantages(
+            rewards, group_size=G if estimator == "reinforce_pp_baseline" else None,
+            mask=mask if algorithm.advantage_whitening == "token" else None)
     return advantages * batch.keep.to(advantages.dtype), None
 
 

@@ -6,6 +6,12 @@ TRL reward function: `prompts` and `completions` are lists of strings (one entry
 `completion_ids` (token ids per completion) and `max_completion_length`. A function may return None
 for a completion it does not apply to; that component then adds nothing to its total (TRL's rule).
 
+A non-finite score (NaN, inf, -inf) is a broken score, not a verdict: it is treated like None (the
+component adds nothing to that completion's total, so it counts 0) and a `NonFiniteRewardWarning`
+names the function and how many of its scores were non-finite (the trainer records it as a warning
+event of the step). A batch in which no completion got a finite score from any function is a
+RewardError: there is nothing to learn from, and training on zeros would hide the fault.
+
 Several functions combine as a weighted sum (`task.reward_weights`); each component is kept so the
 registry records `rewards/<name>/mean`.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +35,10 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 class RewardError(UserError):
     """A reward function that cannot be imported, or that returns something other than one float each."""
+
+
+class NonFiniteRewardWarning(UserWarning):
+    """Some scores of a reward function were NaN or infinite; they counted as no score."""
 
 
 def exact_match(prompts, completions, answer, **_) -> list[float]:
@@ -111,9 +122,12 @@ def score_completions(components: list[RewardComponent], prompts: list[str], com
                       columns: dict[str, list[Any]]) -> Scores:
     """Call every reward function on the batch; None entries become NaN and count 0 in the total."""
     per_component: dict[str, list[float]] = {}
+    nones: dict[str, int] = {}
     for component in components:
         raw = component.func(prompts=prompts, completions=completions, **columns)
         per_component[component.name] = _checked_scores(component.name, raw, len(completions))
+        nones[component.name] = sum(value is None for value in raw)
+    _drop_non_finite(per_component, nones, len(completions))
     total = []
     for i in range(len(completions)):
         terms = [c.weight * per_component[c.name][i] for c in components
@@ -131,3 +145,24 @@ def _checked_scores(name: str, raw: Any, expected: int) -> list[float]:
         return [math.nan if value is None else float(value) for value in raw]
     except (TypeError, ValueError) as exc:
         raise RewardError(f"reward function {name!r} returned a non-number: {exc}") from exc
+
+
+def _drop_non_finite(per_component: dict[str, list[float]], nones: dict[str, int], count: int) -> None:
+    """Turn inf scores into NaN (no score, like None) and warn once per function that returned NaN or
+    inf, with the counts; RewardError when not one of the `count` completions has a finite score from
+    any function. nones: how many None each function returned (already NaN, and not a fault)."""
+    described = []
+    for name, scores in per_component.items():
+        kinds = {"NaN": sum(math.isnan(value) for value in scores) - nones[name],
+                 "inf": scores.count(math.inf), "-inf": scores.count(-math.inf)}
+        per_component[name] = [math.nan if math.isinf(value) else value for value in scores]
+        bad = sum(kinds.values())
+        parts = [f"{n} {kind}" for kind, n in kinds.items() if n] + ([f"{nones[name]} None"] if nones[name] else [])
+        described.append(f"{name!r}: " + (", ".join(parts) or "all finite") + f" of {count}")
+        if bad:
+            warnings.warn(NonFiniteRewardWarning(
+                f"reward function {name!r} returned {bad} non-finite score(s) of {count} "
+                f"({', '.join(parts)}); they count as no score (0 in the total)"), stacklevel=3)
+    if count and not any(math.isfinite(value) for scores in per_component.values() for value in scores):
+        raise RewardError("no completion got a finite reward in this batch (" + "; ".join(described) + "): "
+                          "every reward function returned NaN, inf or None for every completion")

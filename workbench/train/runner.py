@@ -2,8 +2,9 @@
 "The trainer process").
 
 Exit paths: normal end -> finished (exit 0); an exception (a failing reward function, a NaN/inf loss,
-a bad dataset) -> failed with the message and traceback in the registry (exit 1); SIGTERM or SIGINT ->
-checkpoint, then stopped (exit 0). A bad recipe given on the command line exits 2 before registering.
+a bad dataset) -> failed with the message and traceback in the registry (exit 1); SIGTERM, SIGINT or
+SIGHUP, once or many times -> checkpoint, then stopped (exit 0). A bad recipe given on the command line
+exits 2 before registering.
 """
 
 from __future__ import annotations
@@ -11,17 +12,25 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import UserError
 from workbench.recipe import Recipe, find_recipe, load_recipe, parse_override, recipe_from_dict
-from workbench.registry import Registry, RunInfo
+from workbench.registry import Registry, RunInfo, RunNotFound
 from workbench.system import git_revision
 
 FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
+# Set by `workbench train` (the foreground command): the trainer stops, with a checkpoint, if it dies.
+PARENT_PID_ENV = "WORKBENCH_PARENT_PID"
+PR_SET_PDEATHSIG = 1
+PARENT_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -38,19 +47,57 @@ class Request:
 
 
 class StopSignal:
-    """Set by SIGTERM / SIGINT; the loop checkpoints and stops after the current step. A second
-    signal falls back to the default action (terminate)."""
+    """Set by SIGTERM, SIGINT or SIGHUP; the loop checkpoints and stops after the current step.
+
+    Every later signal is absorbed: `timeout`, a closing terminal or Ctrl-C reach the trainer and its
+    parent command alike, so one request often arrives two or more times, and each must mean the same
+    clean stop. A trainer that cannot stop is ended by `workbench stop`'s SIGKILL after its grace period.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.received: str | None = None
 
     def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
-        self.received = signal.Signals(signum).name
-        signal.signal(signum, signal.SIG_DFL)
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+
+
+def stop_when_parent_dies(parent_pid: str | None) -> None:
+    """Receive SIGTERM (a clean stop) when the process `parent_pid` that started this one dies.
+
+    Linux delivers it through prctl(PR_SET_PDEATHSIG); elsewhere a thread watches the parent pid. A
+    parent already gone (it died while this process started) is a stop request at once.
+    """
+    if not parent_pid:
+        return
+    expected = int(parent_pid)
+    if not _set_parent_death_signal(signal.SIGTERM):
+        def watch() -> None:
+            while os.getppid() == expected:
+                time.sleep(PARENT_POLL_S)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    elif os.getppid() != expected:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _set_parent_death_signal(sig: signal.Signals) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -72,6 +119,7 @@ def main(request: Request) -> int:
     """
     stop = StopSignal()
     stop.install()
+    stop_when_parent_dies(os.environ.get(PARENT_PID_ENV))
     try:
         registry = Registry.open(request.registry, create=True)
         plan = make_plan(registry, request)
@@ -120,15 +168,22 @@ def _last_checkpoint_note(registry: Registry, run_id: str) -> str:
 
 def make_plan(registry: Registry, request: Request) -> Plan:
     """The recipe to train and where to start from; reads only (every process calls it)."""
-    from workbench.train.checkpoint import CheckpointError, latest_checkpoint
+    from workbench.train.checkpoint import CheckpointError, checkpoint_step, latest_checkpoint
 
     if request.resume:
         parent = registry.get_run(request.resume)
-        recipe = _with_overrides(parent.recipe, request.overrides, f"run {parent.id}")
+        # A resume registered by `workbench resume` carries its own recipe (--steps moves max_steps).
+        registered = _registered_run(registry, request.run_id)
+        source = registered if registered is not None else parent
+        recipe = _with_overrides(source.recipe, request.overrides, f"run {source.id}")
         checkpoint = latest_checkpoint(registry.run_dir(parent.id))
         if checkpoint is None:
             raise CheckpointError(f"run {parent.id} has no checkpoint to resume from "
                                   f"(looked in {registry.run_dir(parent.id) / 'checkpoints'})")
+        if checkpoint_step(checkpoint) >= recipe.run.max_steps:
+            raise CheckpointError(f"run {parent.id}: its checkpoint {checkpoint.name} already reached "
+                                  f"run.max_steps = {recipe.run.max_steps}; nothing left to train "
+                                  f"(raise it, e.g. --set run.max_steps={checkpoint_step(checkpoint) + 10})")
         return Plan(recipe=recipe, parent=parent, resume_from=checkpoint, run_id=request.run_id)
     if request.recipe:
         path = find_recipe(request.recipe)
@@ -141,19 +196,33 @@ def make_plan(registry: Registry, request: Request) -> Plan:
 
 def register(registry: Registry, request: Request, plan: Plan) -> str:
     """The run's id: the given one, or a new run registered for the recipe or the resume."""
+    from workbench.train.checkpoint import checkpoint_step
+
     recipe = plan.recipe
     if plan.parent is not None:
         parent = plan.parent
         run_id = plan.run_id or registry.create_run(
             name=request.name or parent.name, variant=recipe.preset, recipe=recipe.to_dict(), seed=recipe.run.seed,
             git_rev=git_revision(), tags=parent.tags, parent_id=parent.id, total_steps=recipe.run.max_steps)
-        registry.add_event(run_id, "resumed", f"resuming run {parent.id} from {plan.resume_from.name}")
+        registry.add_event(run_id, "resumed", f"resuming run {parent.id} from its checkpoint at step "
+                           f"{checkpoint_step(plan.resume_from)} ({plan.resume_from.name})")
         return run_id
     if plan.run_id is not None:
         return plan.run_id
     return registry.create_run(name=request.name or plan.recipe_path.stem, variant=recipe.preset,
                                recipe=recipe.to_dict(), seed=recipe.run.seed, git_rev=git_revision(),
                                total_steps=recipe.run.max_steps)
+
+
+def _registered_run(registry: Registry, run_id: str | None) -> RunInfo | None:
+    """The run registered under `run_id` in this registry, if any."""
+    if run_id is None:
+        return None
+    try:
+        run = registry.get_run(run_id)
+    except RunNotFound:
+        return None
+    return run if run.id == run_id else None
 
 
 def _with_overrides(stored: dict, overrides: tuple[str, ...], source: str) -> Recipe:
@@ -206,7 +275,8 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
             stopped = any(share_object(accelerator, bool(stop.received), gather=True))
             if stopped:
                 break
-            record = train_step(engine, step)
+            with reward_warnings() as warned:
+                record = train_step(engine, step)
             engine.state.step = step
             engine.state.elapsed_s = elapsed_before + time.monotonic() - started
             metrics = combine_metrics(share_object(accelerator, record.metrics, gather=True))
@@ -214,10 +284,12 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
             if registry is not None:
                 groups = record.groups
                 if should_evaluate(engine, step):
-                    eval_metrics, eval_groups = evaluate(engine)
+                    with reward_warnings() as eval_warned:
+                        eval_metrics, eval_groups = evaluate(engine)
+                    warned += [(kind, f"evaluation: {text}", level) for kind, text, level in eval_warned]
                     metrics |= eval_metrics
                     groups = groups + eval_groups
-                registry.record_step(run_id, step, metrics, groups, record.events)
+                registry.record_step(run_id, step, metrics, groups, [*record.events, *warned])
                 progress.update(step, metrics)
             if recipe.run.save_steps and step % recipe.run.save_steps == 0:
                 _checkpoint(engine, run_dir, save_checkpoint)
@@ -233,6 +305,23 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
     if registry is not None:
         progress.summary(run_id, status)
     return status
+
+
+@contextmanager
+def reward_warnings() -> Iterator[list[tuple[str, str, str]]]:
+    """Collect the NonFiniteRewardWarnings raised inside the block as step events (kind, message,
+    level); every other warning is shown as usual."""
+    from workbench.train.rewards import NonFiniteRewardWarning
+
+    events: list[tuple[str, str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonFiniteRewardWarning)
+        yield events
+    for warning in caught:
+        if issubclass(warning.category, NonFiniteRewardWarning):
+            events.append(("non_finite_reward", str(warning.message), "warning"))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _checkpoint(engine, run_dir: Path, save_checkpoint) -> Path:
