@@ -59,7 +59,7 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(registry_path
 
         def reward(prompts, completions, **columns):
             CALLS.append(1)
-            first = float("inf") if len(CALLS) == 3 else 1.0   # a diverging reward on the third step
+            first = 1e39 if len(CALLS) == 3 else 1.0   # finite in Python, inf once stored as float32: the loss diverges
             return [first] + [1.0] * (len(completions) - 1)
         """, "inf_on_third_step")
     code, run_id = train(registry_path, "grpo", "run.max_steps=5", "run.save_steps=1", "run.eval_steps=0",
