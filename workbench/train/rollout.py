@@ -148,7 +148,8 @@ def token_logprobs(model, rollout: Rollout, temperature: float, *, with_entropy:
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(token | prefix) at `temperature` for every completion token: [N, T] (and entropies [N, T]).
 
-    Differentiable; wrap in torch.no_grad() for old / reference log-probs.
+    Differentiable in the log-probs (wrap in torch.no_grad() for old / reference log-probs); the
+    entropies are statistics, never differentiated. Both are float32 whatever the model's dtype.
     """
     attention_mask = rollout.attention_mask
     logits = model(input_ids=rollout.input_ids, attention_mask=attention_mask,
@@ -157,7 +158,10 @@ def token_logprobs(model, rollout: Rollout, temperature: float, *, with_entropy:
     logits = logits[:, prompt_length - 1 : -1].float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    entropy = None
+    if with_entropy:
+        detached = logp_all.detach()
+        entropy = -(detached.exp() * detached).sum(-1)
     return logp, entropy
 
 
