@@ -349,6 +349,9 @@ def run_updates(engine: Engine, batch: Batch, scores: TokenScores, advantages, r
                 with _maybe_no_sync(accelerator, policy, sync), _maybe_no_sync(accelerator, critic, sync):
                     logp, entropy = token_logprobs(policy, part, recipe.rollout.temperature, with_entropy=fill_old)
                     if fill_old:
+                        if scores.old_logp.dtype != logp.dtype:      # a float64 model keeps float64
+                            scores.old_logp = scores.old_logp.to(logp.dtype)
+                            trace_logp = trace_logp.to(logp.dtype)
                         scores.old_logp[part_rows] = logp.detach()
                         scores.entropy[part_rows] = entropy
                     out = A.policy_loss(

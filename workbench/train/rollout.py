@@ -155,7 +155,8 @@ def token_logprobs(model, rollout: Rollout, temperature: float, *, with_entropy:
     logits = model(input_ids=rollout.input_ids, attention_mask=attention_mask,
                    position_ids=position_ids(attention_mask), use_cache=False).logits
     prompt_length = rollout.prompt_ids.shape[1]
-    logits = logits[:, prompt_length - 1 : -1].float() / temperature
+    logits = logits[:, prompt_length - 1 : -1]
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature   # fp32 (fp64 stays)
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = None
