@@ -17,13 +17,13 @@ from workbench import algorithms as A
 from workbench.algorithms.variants import normalize_loss_type
 from workbench.registry import GroupRecord, ResponseRecord, TokenStats
 from workbench.train.engine import Engine
+from workbench.train.engines import RolloutEngine, make_engine
 from workbench.train.rewards import score_completions
 from workbench.train.rollout import (
     Rollout,
     batched,
     concat_rollouts,
     encode_prompts,
-    sample_completions,
     token_logprobs,
     token_values,
     with_mask,
@@ -99,6 +99,9 @@ def train_step(engine: Engine, step: int) -> StepRecord:
     update = run_updates(engine, batch, scores, advantages, returns)
     update_s = time.perf_counter() - update_started
 
+    if not engine.state.rollout_engine_announced:
+        batch.events.append(("rollout_engine", rollout_engine(engine).announcement(), "info"))
+        engine.state.rollout_engine_announced = True
     tokens = int(engine.accelerator.reduce(batch.generated_lengths.sum().to(engine.accelerator.device), "sum"))
     engine.state.tokens_total += tokens
     step_s = time.perf_counter() - started
@@ -174,10 +177,17 @@ def generate_and_score(engine: Engine, examples: list[Example]):
                                              engine.models.use_chat_template)
     device = engine.accelerator.device
     policy = engine.accelerator.unwrap_model(engine.policy)
-    rollout = sample_completions(policy, engine.tokenizer, prompt_ids.to(device), prompt_mask.to(device), G,
-                                 recipe.rollout)
+    rollout = rollout_engine(engine).sample(policy, engine.tokenizer, prompt_ids.to(device), prompt_mask.to(device),
+                                            G, recipe.rollout)
     rewards, components = reward_completions(engine, examples, rollout, G)
     return rollout, rewards, components
+
+
+def rollout_engine(engine: Engine) -> RolloutEngine:
+    """The run's rollout engine (built once in build_engine; hf for an Engine built without one)."""
+    if engine.rollout_engine is None:
+        engine.rollout_engine = make_engine("hf", engine.accelerator.device)
+    return engine.rollout_engine
 
 
 def reward_completions(engine: Engine, examples: list[Example], rollout: Rollout, per_prompt: int):
