@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from workbench.recipe import find_recipe, load_recipe
 
 # task.reward_funcs entry for `spread` below (importable: pytest puts the repository root on sys.path).
@@ -38,3 +40,13 @@ def varied_rewards(recipe: str) -> tuple[str, ...]:
     if task.reward_weights:
         overrides.append(f"task.reward_weights={[*task.reward_weights, 1.0]!r}")
     return tuple(overrides)
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state; a test that changes mixed precision starts and ends clean."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)

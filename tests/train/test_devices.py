@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tests.train.engine_fixture import build, varied_rewards
+from tests.train.engine_fixture import build, fresh_accelerator_state, varied_rewards  # noqa: F401
 from workbench.train import loop
 from workbench.train.rollout import Rollout
 
@@ -24,16 +24,6 @@ SMALL = ("rollout.prompts_per_step=2", "optim.minibatch_size=0")
 
 def _meta(t):
     return None if t is None else t.to("meta")
-
-
-@pytest.fixture
-def fresh_accelerator_state():
-    """accelerate keeps one process-wide state; a test that changes mixed precision starts and ends clean."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
 
 
 @pytest.mark.slow
