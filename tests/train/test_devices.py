@@ -57,8 +57,8 @@ def test_advantages_never_mix_cpu_bookkeeping_into_device_math(tmp_path, preset)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["run.mixed_precision=bf16", "model.dtype=bfloat16"])
-def test_log_probs_ratios_kl_and_advantages_are_float32_in_half_precision(tmp_path, setting,
-                                                                          fresh_accelerator_state):
+@pytest.mark.usefixtures("fresh_accelerator_state")
+def test_log_probs_ratios_kl_and_advantages_are_float32_in_half_precision(tmp_path, setting):
     engine = build(tmp_path, "grpo", *SMALL, *varied_rewards("grpo"), setting)
     if setting.startswith("model."):
         assert next(engine.policy.parameters()).dtype == torch.bfloat16
@@ -76,7 +76,8 @@ def test_log_probs_ratios_kl_and_advantages_are_float32_in_half_precision(tmp_pa
 
 
 @pytest.mark.slow
-def test_critic_values_are_float32_under_mixed_precision(tmp_path, fresh_accelerator_state):
+@pytest.mark.usefixtures("fresh_accelerator_state")
+def test_critic_values_are_float32_under_mixed_precision(tmp_path):
     engine = build(tmp_path, "ppo", *SMALL, *varied_rewards("ppo"), "run.mixed_precision=bf16")
     batch = loop.collect_batch(engine)
     scores = loop.score_tokens(engine, batch.rollout)

@@ -20,6 +20,9 @@ pytestmark = [
 ]
 
 PRESETS = ("ppo", "grpo", "dr_grpo", "dapo", "gspo", "gfpo", "rloo", "reinforce_pp", "cispo")
+# The static engine compiles its decoding step per model on CUDA (tens of seconds): the tests that are
+# about training use hf; the static engine has its own tests below (and the quick start uses auto).
+HF = "rollout.engine='hf'"
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def _finished(registry_path, run_id) -> dict:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_trains_on_cuda(registry_path, preset, loss_inputs):
-    code, run_id = train(registry_path, preset, *varied_rewards(preset), "run.max_steps=3")
+    code, run_id = train(registry_path, preset, *varied_rewards(preset), "run.max_steps=3", HF)
     assert code == 0
     series = _finished(registry_path, run_id)
     assert {call[0] for call in loss_inputs} == {"cuda"}
@@ -55,8 +58,8 @@ def test_every_preset_trains_on_cuda(registry_path, preset, loss_inputs):
 
 
 @pytest.mark.parametrize("engine", ["hf", "static"])
-def test_bf16_mixed_precision_keeps_the_loss_math_in_float32(registry_path, engine, loss_inputs,
-                                                             fresh_accelerator_state):
+@pytest.mark.usefixtures("fresh_accelerator_state")
+def test_bf16_mixed_precision_keeps_the_loss_math_in_float32(registry_path, engine, loss_inputs):
     code, run_id = train(registry_path, "grpo", *varied_rewards("grpo"), "run.mixed_precision='bf16'",
                          f"rollout.engine='{engine}'")
     assert code == 0
@@ -66,21 +69,22 @@ def test_bf16_mixed_precision_keeps_the_loss_math_in_float32(registry_path, engi
 
 
 def test_lora_trains_on_cuda(registry_path):
-    code, run_id = train(registry_path, "grpo", *varied_rewards("grpo"), "model.use_peft=true")
+    code, run_id = train(registry_path, "grpo", *varied_rewards("grpo"), "model.use_peft=true", HF)
     assert code == 0
     series = _finished(registry_path, run_id)
     assert all(value > 0 for value in series["grad_norm"])
 
 
-def test_ppo_critic_trains_on_cuda_under_bf16(registry_path, fresh_accelerator_state):
-    code, run_id = train(registry_path, "ppo", *varied_rewards("ppo"), "run.mixed_precision='bf16'")
+@pytest.mark.usefixtures("fresh_accelerator_state")
+def test_ppo_critic_trains_on_cuda_under_bf16(registry_path):
+    code, run_id = train(registry_path, "ppo", *varied_rewards("ppo"), "run.mixed_precision='bf16'", HF)
     assert code == 0
     series = _finished(registry_path, run_id)
     assert all(value > 0 for value in series["value_loss"])
 
 
 def test_resume_from_a_cuda_checkpoint_continues_the_run(registry_path):
-    code, first = train(registry_path, "grpo", *varied_rewards("grpo"), "run.max_steps=2")
+    code, first = train(registry_path, "grpo", *varied_rewards("grpo"), "run.max_steps=2", HF)
     assert code == 0
     code, resumed = train(registry_path, "grpo", "run.max_steps=4", resume=first)
     assert code == 0
@@ -93,7 +97,7 @@ def test_resume_from_a_cuda_checkpoint_continues_the_run(registry_path):
 
 def test_one_update_per_rollout_on_cuda_reuses_the_training_forward(registry_path, loss_inputs):
     code, run_id = train(registry_path, "grpo", *varied_rewards("grpo"), "optim.num_iterations=1",
-                         "optim.minibatch_size=0")
+                         "optim.minibatch_size=0", HF)
     assert code == 0
     series = _finished(registry_path, run_id)
     assert all(value == 1.0 for value in series["ratio/max"]) and all(value > 0 for value in series["entropy"])
