@@ -31,8 +31,10 @@ else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 
+scale=1
+[ "$device" = cpu ] && scale=4   # a CPU rehearsal is slower than the GPU machine: longer limits
 part() {  # part NAME LIMIT_S COMMAND...
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(($2 * scale)); shift 2
   local start=$SECONDS
   echo "== $name (at most ${limit}s): $*"
   timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.txt" 2>&1

@@ -197,8 +197,9 @@ def reward_completions(engine: Engine, examples: list[Example], rollout: Rollout
         row = {"answer": example.answer, **example.columns}
         for key, value in row.items():
             columns[key].extend([value] * per_prompt)
-    columns["completion_ids"] = [ids[: int(n)].tolist() for ids, n in zip(rollout.completion_ids, rollout.lengths,
-                                                                          strict=True)]
+    # Reward functions are Python: one copy of the token ids to the CPU, not one per completion.
+    completion_ids, lengths = rollout.completion_ids.cpu(), rollout.lengths.cpu()
+    columns["completion_ids"] = [ids[: int(n)].tolist() for ids, n in zip(completion_ids, lengths, strict=True)]
     columns["max_completion_length"] = [engine.recipe.rollout.max_completion_length] * rollout.size
     prompts = [example.prompt for example in examples for _ in range(per_prompt)]
     scores = score_completions(engine.rewards, prompts, rollout.texts, dict(columns))

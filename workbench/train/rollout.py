@@ -121,8 +121,9 @@ def _completions(generated: torch.Tensor, prompt_ids, prompt_mask, eos_ids: list
     completion_ids = generated.masked_fill(mask == 0, tokenizer.pad_token_id)
     lengths = mask.sum(dim=1).long()
     truncated = ~has_eos & (lengths >= max_length)
-    texts = [tokenizer.decode(row[: int(n)], skip_special_tokens=True) for row, n in zip(completion_ids, lengths,
-                                                                                        strict=True)]
+    # Decoding is Python: one copy of the ids to the CPU, not one per row.
+    texts = [tokenizer.decode(row[: int(n)], skip_special_tokens=True)
+             for row, n in zip(completion_ids.cpu(), lengths.cpu(), strict=True)]
     return Rollout(prompt_ids, prompt_mask, completion_ids, mask, truncated, lengths, texts)
 
 
