@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda: torch.cuda.is_available() is False on this machine", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.device == "cpu":
+        torch.set_num_threads(1)     # steady figures on a shared machine
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 

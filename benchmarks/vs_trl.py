@@ -11,6 +11,9 @@ its own step only.
     python benchmarks/vs_trl.py --tables main      # only the side-by-side table (also: memory, scaling)
     python benchmarks/vs_trl.py --quick            # 2 measured steps per row: a smoke run of the script
 
+On CPU both trainers run with --threads torch threads (default 1): with 2 threads on a busy machine a
+tiny model's step was 7x slower and far noisier than with 1.
+
 Peak memory: on CUDA torch.cuda.max_memory_allocated; on CPU the process RSS sampled every 2 ms. One
 process holds both trainers, so each trainer's peak is reported as its own resident tensors (weights,
 reference, critic, gradients, optimizer state) plus the most its step added above the memory in use
@@ -354,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", default="main,memory,scaling", help="comma list of main, memory, scaling")
     parser.add_argument("--engine", choices=("auto", "hf", "static"), default="auto",
                         help="workbench's rollout.engine in every table")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU: torch threads for both trainers (1: steady figures on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="2 measured steps after 1 warmup: a smoke run")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -368,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = 2 if args.quick else args.steps or (20 if args.device == "cpu" else 10)
     warmup = 1 if args.quick else args.warmup if args.warmup is not None else (2 if args.device == "cpu" else 3)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
