@@ -106,6 +106,10 @@ class RolloutSpec:
     top_k: int = _key(0, "sample from the k most likely tokens (0: off)")
     max_sampling_rounds: int = _key(4, "dynamic sampling: generation rounds per step at most before "
                                        "training on a short batch (with a warning)")
+    engine: str = _key("auto", "what samples completions: hf (transformers generate, dynamic KV cache), "
+                               "static (generate with a static KV cache, compiled on CUDA), auto (static on "
+                               "CUDA, hf on CPU); log-probs are always recomputed by the training policy",
+                       ("auto", "hf", "static"))
 
 
 @dataclass(frozen=True)

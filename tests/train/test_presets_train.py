@@ -1,10 +1,20 @@
-"""Every preset recipe trains a few steps on the tiny model and records what the UI reads."""
+"""Every preset recipe trains a few steps on the tiny model and records what the UI reads, and its
+algorithm axes reach the training step.
+
+Rewards here include `spread` (distinct within every group), so every step has non-zero advantages and
+real gradients on any random stream: nothing depends on the model happening to sample a right answer.
+"""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from tests.train.engine_fixture import varied_rewards
 from tests.train.helpers import train
+from workbench import algorithms as A
+from workbench.recipe import recipe_from_dict
 from workbench.registry import Registry
 
 PRESETS = ("ppo", "grpo", "dr_grpo", "dapo", "gspo", "gfpo", "rloo", "reinforce_pp", "cispo")
@@ -20,10 +30,31 @@ ALWAYS = {
 }
 
 
+# The estimator name -> the function of workbench.algorithms the loop must call for it.
+ESTIMATOR_FUNCTIONS = {"group": "group_advantages", "rloo": "rloo_advantages", "reinforce_pp": "reinforce_pp_advantages",
+                       "reinforce_pp_baseline": "reinforce_pp_advantages", "gae": "gae"}
+
+
+def _spy(monkeypatch, names: tuple[str, ...]) -> list[tuple[str, tuple, dict, object]]:
+    """Wrap workbench.algorithms functions; each call is recorded as (name, args, kwargs, result)."""
+    calls = []
+    for name in names:
+        real = getattr(A, name)
+
+        def spy(*args, _name=name, _real=real, **kwargs):
+            result = _real(*args, **kwargs)
+            calls.append((_name, args, kwargs, result))
+            return result
+
+        monkeypatch.setattr(A, name, spy)
+    return calls
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
-def test_preset_recipe_trains_and_records_metrics_groups_and_tokens(registry_path, preset):
-    code, run_id = train(registry_path, preset)
+def test_preset_recipe_trains_and_records_metrics_groups_and_tokens(registry_path, preset, monkeypatch):
+    calls = _spy(monkeypatch, ("policy_loss", *sorted(set(ESTIMATOR_FUNCTIONS.values()))))
+    code, run_id = train(registry_path, preset, *varied_rewards(preset))
     assert code == 0
     with Registry.open(registry_path) as registry:
         run = registry.get_run(run_id)
@@ -41,8 +72,12 @@ def test_preset_recipe_trains_and_records_metrics_groups_and_tokens(registry_pat
         assert last["clip_stats_trivial"][1] == 0.0          # presets update 4 times per rollout
         assert last["groups/generated"][1] >= 8
         assert last["tokens/total"][1] > 0
-        # the ratio moved off 1 during the later minibatch updates
-        assert last["ratio/max"][1] > 1.0 or last["ratio/min"][1] < 1.0
+        # real gradients at every step, and the ratio moved off 1 during the later minibatch updates
+        for step in (1, 2):
+            assert registry.series(run_id, "grad_norm")[1][step - 1] > 0
+            assert registry.series(run_id, "ratio/max")[1][step - 1] > 1.0 or \
+                registry.series(run_id, "ratio/min")[1][step - 1] < 1.0
+        _assert_axes_reach_the_step(registry, run_id, calls)
 
         groups = registry.groups(run_id, 2, with_tokens=True)
         assert len(groups) >= 2
@@ -61,3 +96,42 @@ def test_preset_recipe_trains_and_records_metrics_groups_and_tokens(registry_pat
             dropped = [r for g in groups for r in g.responses if r.dropped_by == "gfpo"]
             assert len(dropped) == len(groups) * (G - run.recipe["algorithm"]["gfpo_k"])
             assert all(r.advantage == 0.0 for r in dropped)
+
+
+def _assert_axes_reach_the_step(registry: Registry, run_id: str, calls) -> None:
+    """What policy_loss and the advantage function received is what the resolved recipe says, and the
+    recorded loss is the mean of what policy_loss returned."""
+    recipe = recipe_from_dict(registry.get_run(run_id).recipe)
+    algorithm, G, updates = recipe.algorithm, recipe.rollout.num_generations, recipe.updates_per_step
+    kl_in_loss = algorithm.beta > 0 and not algorithm.kl_in_reward
+    losses = [call for call in calls if call[0] == "policy_loss"]
+    assert len(losses) == 2 * updates          # one call per optimizer update (no accumulation here)
+    for _, args, kwargs, _ in losses:
+        assert kwargs["ratio_level"] == algorithm.importance_sampling_level
+        assert kwargs["loss_mode"] == algorithm.loss_mode
+        assert kwargs["agg"] == algorithm.loss_type
+        assert (kwargs["eps_low"], kwargs["eps_high"]) == (algorithm.epsilon, algorithm.resolved_epsilon_high)
+        assert kwargs["dual_clip"] == algorithm.dual_clip
+        assert kwargs["max_len"] == recipe.rollout.max_completion_length
+        assert kwargs["beta"] == (algorithm.beta if kl_in_loss else 0.0)
+        assert (kwargs["ref_logp"] is not None) == kl_in_loss
+        assert kwargs["kl_kind"] == algorithm.kl_estimator
+        assert args[2].abs().sum() > 0        # non-zero advantages reach the loss
+    steps, recorded = registry.series(run_id, "loss")
+    for step in (1, 2):
+        returned = [float(out.loss.detach()) for *_, out in losses[(step - 1) * updates : step * updates]]
+        assert math.isclose(recorded[step - 1], sum(returned) / updates, rel_tol=1e-5, abs_tol=1e-7)
+    expected = ESTIMATOR_FUNCTIONS[algorithm.advantage_estimator]
+    advantage_calls = [call for call in calls if call[0] != "policy_loss"]
+    assert [call[0] for call in advantage_calls] == [expected, expected]   # once per step
+    for _, args, kwargs, _ in advantage_calls:
+        if expected == "group_advantages":
+            assert args[1] == G and kwargs["scale"] == algorithm.scale_rewards
+            assert (not bool(kwargs["keep"].all())) == (algorithm.group_filter == "gfpo")
+        elif expected == "rloo_advantages":
+            assert args[1] == G
+        elif algorithm.advantage_estimator == "reinforce_pp_baseline":
+            assert kwargs.get("group_size", args[1] if len(args) > 1 else None) == G
+        elif expected == "gae":
+            assert (args[3], args[4]) == (algorithm.gamma, algorithm.lam)
+            assert kwargs["whiten"] == algorithm.whiten_advantages

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from workbench.recipe import Recipe
+from workbench.train.engines import RolloutEngine, make_engine
 from workbench.train.models import Models, load_models
 from workbench.train.rewards import RewardComponent, build_rewards
 from workbench.train.tasks import PromptSampler, TaskData, build_task
@@ -29,6 +30,7 @@ class TrainState:
     tokens_total: int = 0            # completion tokens generated so far
     elapsed_s: float = 0.0           # training wall time before this process started
     difficulty_history: list[float] = field(default_factory=list)   # GFPO adaptive: past group mean rewards
+    rollout_engine_announced: bool = False   # this process recorded which engine samples (not saved)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Engine:
     sampler: PromptSampler
     state: TrainState
     initial_model: Path
+    rollout_engine: RolloutEngine | None = None     # what samples completions (rollout.engine); None: hf
 
     @property
     def policy(self):
@@ -128,7 +131,7 @@ def build_engine(recipe: Recipe, initial_model: Path, accelerator, weights: Path
                   rewards=build_rewards(recipe.task), task=task,
                   sampler=PromptSampler(task.train, recipe.run.seed, shard=accelerator.process_index,
                                         num_shards=accelerator.num_processes), state=TrainState(),
-                  initial_model=initial_model)
+                  initial_model=initial_model, rollout_engine=make_engine(recipe.rollout.engine, accelerator.device))
 
 
 def _optimizer(recipe: Recipe, parameters, learning_rate: float, total_updates: int):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from workbench.registry import GroupRecord, ResponseRecord
 from workbench.train.engine import Engine
-from workbench.train.loop import reward_completions
-from workbench.train.rollout import encode_prompts, sample_completions
+from workbench.train.loop import reward_completions, rollout_engine
+from workbench.train.rollout import encode_prompts
 
 
 def evaluate(engine: Engine) -> tuple[dict[str, float], list[GroupRecord]]:
@@ -22,8 +22,9 @@ def evaluate(engine: Engine) -> tuple[dict[str, float], list[GroupRecord]]:
     prompt_ids, prompt_mask = encode_prompts(engine.tokenizer, [e.prompt for e in examples],
                                              engine.models.use_chat_template)
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-    greedy = sample_completions(policy, engine.tokenizer, prompt_ids, prompt_mask, 1, recipe.rollout, greedy=True)
-    sampled = sample_completions(policy, engine.tokenizer, prompt_ids, prompt_mask, k, recipe.rollout)
+    sampler = rollout_engine(engine)
+    greedy = sampler.sample(policy, engine.tokenizer, prompt_ids, prompt_mask, 1, recipe.rollout, greedy=True)
+    sampled = sampler.sample(policy, engine.tokenizer, prompt_ids, prompt_mask, k, recipe.rollout)
     greedy_total, greedy_parts = reward_completions(engine, examples, greedy, 1)
     sampled_total, sampled_parts = reward_completions(engine, examples, sampled, k)
     main = engine.rewards[0].name

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 import torch
 
 from workbench import algorithms as A
+from workbench.algorithms.variants import normalize_loss_type
 from workbench.registry import GroupRecord, ResponseRecord, TokenStats
 from workbench.train.engine import Engine
+from workbench.train.engines import RolloutEngine, make_engine
 from workbench.train.rewards import score_completions
 from workbench.train.rollout import (
     Rollout,
     batched,
     concat_rollouts,
     encode_prompts,
-    sample_completions,
     token_logprobs,
     token_values,
     with_mask,
@@ -43,6 +44,9 @@ class Batch:
 
     rewards [N]: task reward plus shaping, as recorded; keep [N]: False for GFPO-dropped responses;
     generated_*: every completion sampled this step (also the dynamic-sampling rejects), for metrics.
+    Devices: the rollout's tensors live on the model's device; rewards, components, keep and the
+    generated_* statistics are CPU bookkeeping (reward functions are Python), moved to the model's
+    device once, where the advantages are computed.
     """
 
     rollout: Rollout
@@ -63,12 +67,18 @@ class Batch:
 
 @dataclass
 class TokenScores:
-    """Per-token tensors [N, T] of the batch before any update."""
+    """Per-token tensors [N, T] of the batch before any update, on the model's device, float32.
+
+    from_training_forward: with one optimizer update per rollout the policy has not moved when each
+    row's loss is computed, so old_logp is the training forward's own log-prob, detached (ratio == 1
+    exactly), and old_logp / entropy are filled in by run_updates instead of a forward of their own.
+    """
 
     old_logp: torch.Tensor
     entropy: torch.Tensor
     ref_logp: torch.Tensor | None
     old_values: torch.Tensor | None
+    from_training_forward: bool = False
 
 
 @dataclass
@@ -89,6 +99,9 @@ def train_step(engine: Engine, step: int) -> StepRecord:
     update = run_updates(engine, batch, scores, advantages, returns)
     update_s = time.perf_counter() - update_started
 
+    if not engine.state.rollout_engine_announced:
+        batch.events.append(("rollout_engine", rollout_engine(engine).announcement(), "info"))
+        engine.state.rollout_engine_announced = True
     tokens = int(engine.accelerator.reduce(batch.generated_lengths.sum().to(engine.accelerator.device), "sum"))
     engine.state.tokens_total += tokens
     step_s = time.perf_counter() - started
@@ -164,10 +177,17 @@ def generate_and_score(engine: Engine, examples: list[Example]):
                                              engine.models.use_chat_template)
     device = engine.accelerator.device
     policy = engine.accelerator.unwrap_model(engine.policy)
-    rollout = sample_completions(policy, engine.tokenizer, prompt_ids.to(device), prompt_mask.to(device), G,
-                                 recipe.rollout)
+    rollout = rollout_engine(engine).sample(policy, engine.tokenizer, prompt_ids.to(device), prompt_mask.to(device),
+                                            G, recipe.rollout)
     rewards, components = reward_completions(engine, examples, rollout, G)
     return rollout, rewards, components
+
+
+def rollout_engine(engine: Engine) -> RolloutEngine:
+    """The run's rollout engine (built once in build_engine; hf for an Engine built without one)."""
+    if engine.rollout_engine is None:
+        engine.rollout_engine = make_engine("hf", engine.accelerator.device)
+    return engine.rollout_engine
 
 
 def reward_completions(engine: Engine, examples: list[Example], rollout: Rollout, per_prompt: int):
@@ -177,8 +197,9 @@ def reward_completions(engine: Engine, examples: list[Example], rollout: Rollout
         row = {"answer": example.answer, **example.columns}
         for key, value in row.items():
             columns[key].extend([value] * per_prompt)
-    columns["completion_ids"] = [ids[: int(n)].tolist() for ids, n in zip(rollout.completion_ids, rollout.lengths,
-                                                                          strict=True)]
+    # Reward functions are Python: one copy of the token ids to the CPU, not one per completion.
+    completion_ids, lengths = rollout.completion_ids.cpu(), rollout.lengths.cpu()
+    columns["completion_ids"] = [ids[: int(n)].tolist() for ids, n in zip(completion_ids, lengths, strict=True)]
     columns["max_completion_length"] = [engine.recipe.rollout.max_completion_length] * rollout.size
     prompts = [example.prompt for example in examples for _ in range(per_prompt)]
     scores = score_completions(engine.rewards, prompts, rollout.texts, dict(columns))
@@ -218,14 +239,32 @@ def gfpo_filter(engine: Engine, rewards: torch.Tensor, lengths: torch.Tensor) ->
 # ---------------------------------------------------------------------------------------- advantages
 
 
-def score_tokens(engine: Engine, rollout: Rollout) -> TokenScores:
-    """Old log-probs and entropies of the policy, reference log-probs (beta > 0) and old values (critic)."""
+def reuses_training_forward(engine: Engine) -> bool:
+    """True when the old log-probs are the training forward's own (detached), so no forward of theirs:
+    one optimizer update per rollout (the policy is the sampling policy for every row's loss, as in
+    TRL's single-update GRPO) and no KL in the reward (that needs them before the advantages)."""
+    algorithm = engine.recipe.algorithm
+    return engine.recipe.updates_per_step == 1 and not (algorithm.beta > 0 and algorithm.kl_in_reward)
+
+
+def score_tokens(engine: Engine, rollout: Rollout, *, reuse_training_forward: bool | None = None) -> TokenScores:
+    """Old log-probs and entropies of the policy, reference log-probs (beta > 0) and old values (critic).
+
+    reuse_training_forward (default: reuses_training_forward(engine)): skip the policy's no-grad
+    forward; old_logp and entropy are placeholders that run_updates fills from its training forward.
+    """
     recipe = engine.recipe
     chunk = recipe.minibatch_size
     temperature = recipe.rollout.temperature
     policy = engine.policy
-    old_logp, entropy = batched(lambda part: token_logprobs(policy, part, temperature, with_entropy=True),
-                                rollout, chunk)
+    if reuse_training_forward is None:
+        reuse_training_forward = reuses_training_forward(engine)
+    if reuse_training_forward:
+        old_logp = torch.zeros_like(rollout.completion_mask, dtype=torch.float32)
+        entropy = torch.zeros_like(old_logp)
+    else:
+        old_logp, entropy = batched(lambda part: token_logprobs(policy, part, temperature, with_entropy=True),
+                                    rollout, chunk)
     ref_logp = old_values = None
     if engine.models.reference is not None:
         reference = engine.models.reference
@@ -233,7 +272,8 @@ def score_tokens(engine: Engine, rollout: Rollout) -> TokenScores:
     if engine.models.critic is not None:
         critic = engine.models.critic
         old_values = batched(lambda part: token_values(critic, part), rollout, chunk).float()
-    return TokenScores(old_logp=old_logp, entropy=entropy, ref_logp=ref_logp, old_values=old_values)
+    return TokenScores(old_logp=old_logp, entropy=entropy, ref_logp=ref_logp, old_values=old_values,
+                       from_training_forward=reuse_training_forward)
 
 
 def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
@@ -241,7 +281,9 @@ def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
     algorithm = engine.recipe.algorithm
     G = engine.recipe.rollout.num_generations
     mask = batch.rollout.completion_mask
-    rewards = batch.rewards.to(mask.device)
+    # CPU bookkeeping -> the model's device, once; advantages are float32 whatever the model's dtype.
+    rewards = batch.rewards.to(device=mask.device, dtype=torch.float32)
+    keep = batch.keep.to(device=mask.device)
     kl_tokens = None
     if algorithm.beta > 0 and algorithm.kl_in_reward:
         kl_tokens = A.kl(scores.old_logp, scores.ref_logp, algorithm.kl_estimator) * mask
@@ -249,9 +291,9 @@ def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
     if estimator == "gae":
         # The outcome reward lands on the last response token; the KL penalty on every token
         # (arXiv:2203.02155 eq. 2, as in TRL's PPOTrainer).
-        token_rewards = torch.zeros_like(mask)
-        last = (batch.rollout.lengths - 1).clamp(min=0)
-        token_rewards[torch.arange(mask.shape[0]), last] = rewards
+        token_rewards = torch.zeros_like(mask, dtype=torch.float32)
+        last = (batch.rollout.lengths.to(mask.device) - 1).clamp(min=0)
+        token_rewards[torch.arange(mask.shape[0], device=mask.device), last] = rewards
         if kl_tokens is not None:
             token_rewards = token_rewards - algorithm.beta * kl_tokens
         return A.gae(token_rewards, scores.old_values, mask, algorithm.gamma, algorithm.lam,
@@ -260,7 +302,7 @@ def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
         # RLOO's sequence-level KL penalty: r - beta * sum_t KL_t (arXiv:2402.14740 sec. 3).
         rewards = rewards - algorithm.beta * kl_tokens.sum(dim=1)
     if estimator == "group":
-        advantages = A.group_advantages(rewards, G, scale=algorithm.scale_rewards, keep=batch.keep)
+        advantages = A.group_advantages(rewards, G, scale=algorithm.scale_rewards, keep=keep)
     elif estimator == "rloo":
         advantages = A.rloo_advantages(rewards, G)
     else:
@@ -268,7 +310,7 @@ def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
         advantages = A.reinforce_pp_advantages(
             rewards, group_size=G if estimator == "reinforce_pp_baseline" else None,
             mask=mask if algorithm.advantage_whitening == "token" else None)
-    return advantages * batch.keep.to(advantages.dtype), None
+    return advantages * keep.to(advantages.dtype), None
 
 
 # -------------------------------------------------------------------------------------------- update
@@ -286,12 +328,14 @@ class UpdateResult:
 def run_updates(engine: Engine, batch: Batch, scores: TokenScores, advantages, returns) -> UpdateResult:
     """num_iterations epochs over shuffled minibatches; one optimizer step per minibatch.
 
-    A minibatch is split into gradient_accumulation_steps micro-batches whose gradients add up (each
-    loss weighted by its share of the minibatch's rows). Raises NonFiniteLoss before any NaN/inf step.
+    A minibatch is split into gradient_accumulation_steps micro-batches whose gradients add up to the
+    whole minibatch's: each loss is weighted by its share of the aggregation's denominator (valid tokens
+    for token-mean, rows otherwise; see accumulation_weight). Raises NonFiniteLoss before any NaN/inf step.
     """
     recipe, accelerator = engine.recipe, engine.accelerator
     algorithm = recipe.algorithm
     rollout = with_mask(batch.rollout, batch.keep.to(batch.rollout.completion_mask.device))
+    fill_old = scores.from_training_forward
     size, minibatch = rollout.size, recipe.minibatch_size
     micro_count = recipe.optim.gradient_accumulation_steps
     trace_logp = scores.old_logp.clone()
@@ -302,16 +346,26 @@ def run_updates(engine: Engine, batch: Batch, scores: TokenScores, advantages, r
     policy, critic = engine.policy, engine.models.critic
     kl_in_loss = algorithm.beta > 0 and not algorithm.kl_in_reward
     for epoch in range(recipe.optim.num_iterations):
+        # Shuffling draws from the CPU generator (saved in checkpoints); indices move to the device below.
         order = torch.randperm(size)
         for start in range(0, size, minibatch):
             rows = order[start : start + minibatch]
             micro_rows = [part for part in torch.tensor_split(rows, micro_count) if len(part)]
+            minibatch_loss = 0.0
             for index, part_rows in enumerate(micro_rows):
+                part_rows = part_rows.to(trace_logp.device)
                 part = rollout.select(part_rows)
-                share = len(part_rows) / len(rows)
+                share = accumulation_weight(algorithm.loss_type, part.completion_mask,
+                                            rollout.completion_mask[rows.to(trace_logp.device)])
                 sync = index == len(micro_rows) - 1
                 with _maybe_no_sync(accelerator, policy, sync), _maybe_no_sync(accelerator, critic, sync):
-                    logp, _ = token_logprobs(policy, part, recipe.rollout.temperature)
+                    logp, entropy = token_logprobs(policy, part, recipe.rollout.temperature, with_entropy=fill_old)
+                    if fill_old:
+                        if scores.old_logp.dtype != logp.dtype:      # a float64 model keeps float64
+                            scores.old_logp = scores.old_logp.to(logp.dtype)
+                            trace_logp = trace_logp.to(logp.dtype)
+                        scores.old_logp[part_rows] = logp.detach()
+                        scores.entropy[part_rows] = entropy
                     out = A.policy_loss(
                         logp, scores.old_logp[part_rows], advantages[part_rows], part.completion_mask,
                         ratio_level=algorithm.importance_sampling_level, eps_low=algorithm.epsilon,
@@ -333,7 +387,7 @@ def run_updates(engine: Engine, batch: Batch, scores: TokenScores, advantages, r
                         raise NonFiniteLoss(f"loss is {float(loss.detach())} (epoch {epoch}, minibatch {start // minibatch}); "
                                             "no update was applied")
                     accelerator.backward(loss * share)
-                sums["loss"].append(float(out.loss.detach()))
+                minibatch_loss += float(out.loss.detach()) * share
                 for key, value in out.metrics.items():
                     sums[key].append(float(value))
                 if epoch == recipe.optim.num_iterations - 1:
@@ -341,10 +395,22 @@ def run_updates(engine: Engine, batch: Batch, scores: TokenScores, advantages, r
                     trace_ratio[part_rows] = out.ratio.detach().to(trace_ratio.dtype)
                     trace_low[part_rows] = out.clipped_low
                     trace_high[part_rows] = out.clipped_high
+            sums["loss"].append(minibatch_loss)
             sums["grad_norm"].append(_optimizer_step(engine))
     metrics = {key: _combine(key, values) for key, values in sums.items()}
     metrics["learning_rate"] = engine.scheduler.get_last_lr()[0]
     return UpdateResult(metrics, trace_logp, trace_ratio, trace_low, trace_high)
+
+
+def accumulation_weight(loss_type: str, part_mask: torch.Tensor, minibatch_mask: torch.Tensor) -> float:
+    """The weight of a micro-batch's loss so that the weighted sum equals the whole minibatch's loss.
+
+    token-mean divides by the minibatch's valid tokens, so a micro-batch weighs by its share of them;
+    the seq-mean modes divide by the number of responses (empty ones included), so by its share of rows.
+    """
+    if normalize_loss_type(loss_type) == "token-mean":
+        return float((part_mask != 0).sum()) / max(float((minibatch_mask != 0).sum()), 1.0)
+    return part_mask.shape[0] / minibatch_mask.shape[0]
 
 
 def _finite_everywhere(accelerator, loss: torch.Tensor) -> bool:

@@ -52,7 +52,9 @@ class ValueModel(nn.Module):
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
         ).last_hidden_state
-        return self.value_head(hidden.float()).squeeze(-1)
+        # The value head runs in float32 even under mixed-precision autocast (values are regression targets).
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.value_head(hidden.float()).squeeze(-1)
 
 
 def build_char_tokenizer(alphabet: str = BUILTIN_ALPHABET):

@@ -76,26 +76,37 @@ def eos_token_ids(model, tokenizer) -> list[int]:
 
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                       num_generations: int, spec: RolloutSpec, *, greedy: bool = False) -> Rollout:
-    """G completions per prompt in one batched `generate` call. prompt_ids [B, P] -> Rollout of B*G rows."""
+                       num_generations: int, spec: RolloutSpec, *, greedy: bool = False,
+                       cache_implementation: str | None = None, prompt_multiple: int = 1) -> Rollout:
+    """G completions per prompt in one batched `generate` call. prompt_ids [B, P] -> Rollout of B*G rows.
+
+    cache_implementation: transformers' KV cache kind (None: the default dynamic cache; "static": a
+    preallocated cache, which generate compiles on CUDA). prompt_multiple: left-pad the prompts given to
+    generate to a multiple of this width, so a static cache keeps one shape from step to step (the
+    returned rollout keeps the prompts as given).
+    """
     from transformers import GenerationConfig
 
     eos_ids = eos_token_ids(model, tokenizer)
+    extra = {"cache_implementation": cache_implementation} if cache_implementation else {}
     config = GenerationConfig(
         max_new_tokens=spec.max_completion_length, do_sample=not greedy, temperature=spec.temperature,
         top_p=spec.top_p, top_k=spec.top_k, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids,
-        use_cache=True,
+        use_cache=True, **extra,
     ) if not greedy else GenerationConfig(
         max_new_tokens=spec.max_completion_length, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=eos_ids, use_cache=True,
+        eos_token_id=eos_ids, use_cache=True, **extra,
     )
     ids = prompt_ids.repeat_interleave(num_generations, dim=0)
     mask = prompt_mask.repeat_interleave(num_generations, dim=0)
+    pad = -ids.shape[1] % prompt_multiple
+    padded_ids = F.pad(ids, (pad, 0), value=tokenizer.pad_token_id) if pad else ids
+    padded_mask = F.pad(mask, (pad, 0), value=0) if pad else mask
     was_training = model.training
     model.eval()
-    output = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    output = model.generate(input_ids=padded_ids, attention_mask=padded_mask, generation_config=config)
     model.train(was_training)
-    return _completions(output[:, ids.shape[1]:], ids, mask, eos_ids, spec.max_completion_length, tokenizer)
+    return _completions(output[:, padded_ids.shape[1]:], ids, mask, eos_ids, spec.max_completion_length, tokenizer)
 
 
 def _completions(generated: torch.Tensor, prompt_ids, prompt_mask, eos_ids: list[int], max_length: int,
@@ -110,8 +121,9 @@ def _completions(generated: torch.Tensor, prompt_ids, prompt_mask, eos_ids: list
     completion_ids = generated.masked_fill(mask == 0, tokenizer.pad_token_id)
     lengths = mask.sum(dim=1).long()
     truncated = ~has_eos & (lengths >= max_length)
-    texts = [tokenizer.decode(row[: int(n)], skip_special_tokens=True) for row, n in zip(completion_ids, lengths,
-                                                                                        strict=True)]
+    # Decoding is Python: one copy of the ids to the CPU, not one per row.
+    texts = [tokenizer.decode(row[: int(n)], skip_special_tokens=True)
+             for row, n in zip(completion_ids.cpu(), lengths.cpu(), strict=True)]
     return Rollout(prompt_ids, prompt_mask, completion_ids, mask, truncated, lengths, texts)
 
 
@@ -148,16 +160,21 @@ def token_logprobs(model, rollout: Rollout, temperature: float, *, with_entropy:
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(token | prefix) at `temperature` for every completion token: [N, T] (and entropies [N, T]).
 
-    Differentiable; wrap in torch.no_grad() for old / reference log-probs.
+    Differentiable in the log-probs (wrap in torch.no_grad() for old / reference log-probs); the
+    entropies are statistics, never differentiated. Both are float32 whatever the model's dtype.
     """
     attention_mask = rollout.attention_mask
     logits = model(input_ids=rollout.input_ids, attention_mask=attention_mask,
                    position_ids=position_ids(attention_mask), use_cache=False).logits
     prompt_length = rollout.prompt_ids.shape[1]
-    logits = logits[:, prompt_length - 1 : -1].float() / temperature
+    logits = logits[:, prompt_length - 1 : -1]
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature   # fp32 (fp64 stays)
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    entropy = None
+    if with_entropy:
+        detached = logp_all.detach()
+        entropy = -(detached.exp() * detached).sum(-1)
     return logp, entropy
 
 
