@@ -21,6 +21,7 @@ from workbench.cli.app import app
 from workbench.cli.common import JsonOption, RegistryOption, console, err_console, print_json, registry_path
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
+from workbench.registry.sync import read_sync_state, unreachable_label
 
 RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
 STATUS_STYLES = {
@@ -72,7 +73,9 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _status(run: RunInfo) -> Text:
+def _status(run: RunInfo, unreachable: str | None = None) -> Text:
+    if unreachable:
+        return Text(unreachable, style="yellow")
     label = f"queued #{run.queue_position}" if run.status == "queued" and run.queue_position else run.status
     return Text(label, style=STATUS_STYLES.get(run.status, ""))
 
@@ -102,7 +105,7 @@ def runs_command(
         err_console.print("no runs match" if any((status, variant, name, tag)) else "no runs yet")
         return
     rows = [
-        (run.id, run.name, run.variant, _status(run), _progress(run), _number(run.last_reward), run.host,
+        (run.id, run.name, run.variant, _status(run, unreachable_label(registry_path(registry).parent / run.id, run.status)), _progress(run), _number(run.last_reward), run.host,
          _when(run.created_at, seconds=False), ",".join(run.tags))
         for run in runs
     ]
@@ -349,6 +352,10 @@ def rm_command(
             if not typer.confirm(f"delete run {info.id} ({info.name}, {info.status}) and its files?", err=True):
                 err_console.print("kept")
                 raise typer.Exit(1)
+        if read_sync_state(handle.run_dir(info.id)) is not None:
+            from workbench.launch.remote import delete_remote
+
+            delete_remote(info, registry_path(registry), force=force)
         handle.delete_run(info.id)
     console.print(f"deleted run {info.id} ({info.name})")
 

@@ -59,6 +59,9 @@ BUSY_DEADLINE_S = 120.0
 UPDATABLE_FIELDS = frozenset(
     {"name", "variant", "recipe", "host", "pid", "heartbeat", "total_steps", "tags", "parent_id", "git_rev", "seed", "error"}
 )
+# Beside a run's files: the run is a copy of one on a remote host (registry/sync.py), whose liveness is
+# the host's to judge, not this machine's.
+SYNC_STATE_FILE = "sync.json"
 RUN_COLUMNS = (
     "id, name, variant, recipe, host, status, pid, heartbeat, created_at, started_at, ended_at, git_rev, "
     "seed, error, tags, parent_id, total_steps"
@@ -534,6 +537,8 @@ class Registry:
     def reconcile(self) -> list[str]:
         """Mark crashed every running run whose local pid is dead or whose heartbeat is stale.
 
+        Copies of runs on remote hosts (a sync state file beside them) are left to their host.
+
         Queued runs have no process yet and are left alone. Returns the ids it marked; each gets an
         error event naming the cause and the last step it committed.
         """
@@ -545,6 +550,8 @@ class Registry:
             ).fetchall()
             found = []
             for run_id, host, pid, heartbeat, started_at, created_at in rows:
+                if (self.path.parent / run_id / SYNC_STATE_FILE).exists():
+                    continue
                 reason = self._death_reason(host, pid, heartbeat or started_at or created_at, now)
                 if reason:
                     found.append((run_id, reason, heartbeat))

@@ -1,0 +1,120 @@
+"""Hosts against a real sshd: add, list, check, setup; host keys; each connection failure in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.remote.conftest import ALIAS, trust_host_key
+from workbench import __version__
+from workbench.launch.hosts import list_hosts
+
+pytestmark = pytest.mark.slow
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_add_list_check_and_rm(world, sshd):
+    world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote),
+              "--gpus", "0,1")
+    hosts = list_hosts(world.registry)
+    assert [(h.name, h.dest, h.python, h.workdir, h.gpus) for h in hosts] == [
+        ("box", ALIAS, str(world.python), str(world.remote), (0, 1))
+    ]
+    listed = json.loads(world.cli("hosts", "list", "--json").stdout)
+    assert listed[0]["name"] == "box" and listed[0]["gpus"] == [0, 1]
+
+    report = json.loads(world.cli("hosts", "check", "box", "--json").stdout)
+    import torch
+
+    assert report["python"] == sys.executable or report["python"].endswith("python3.11")
+    assert report["python_version"] == sys.version.split()[0]
+    assert report["torch"] == torch.__version__
+    assert report["cuda_available"] is False and report["gpus"] == []
+    assert report["workbench"] == __version__ and report["problems"] == []
+    assert report["disk_free_gb"] > 0
+    human = world.cli("hosts", "check", "box").stdout
+    assert f"torch      {torch.__version__}" in human or torch.__version__ in human
+
+    again = world.cli("hosts", "add", "box", ALIAS, check=False)
+    assert "exists already" in _one_error_line(again)
+    world.cli("hosts", "rm", "box")
+    assert list_hosts(world.registry) == []
+
+
+def test_unknown_host_key_is_refused_then_accepted_with_the_flag(world, sshd):
+    (sshd.home / ".ssh" / "known_hosts").write_text("")
+    world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote))
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(sshd.host_key.with_suffix(".pub"))],
+                                 capture_output=True, text=True, check=True).stdout.split()[1]
+    refused = _one_error_line(world.cli("hosts", "check", "box", check=False))
+    assert "unknown host key" in refused and fingerprint in refused and "--accept-new" in refused
+    assert (sshd.home / ".ssh" / "known_hosts").read_text() == ""
+
+    world.cli("hosts", "check", "box", "--accept-new")
+    assert f"[127.0.0.1]:{sshd.port} ssh-ed25519 " in (sshd.home / ".ssh" / "known_hosts").read_text()
+    world.cli("hosts", "check", "box")  # trusted from now on, without the flag
+
+
+def test_a_changed_host_key_is_always_refused(world, sshd, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kind, body = other.with_suffix(".pub").read_text().split()[:2]
+    (sshd.home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{sshd.port} {kind} {body}\n")
+    world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote))
+    for flags in ((), ("--accept-new",)):
+        refused = _one_error_line(world.cli("hosts", "check", "box", *flags, check=False))
+        assert "CHANGED" in refused and "refused" in refused
+    trust_host_key(sshd)
+
+
+def test_connection_failures_are_one_clear_line(world, sshd, tmp_path):
+    closed_port = sshd.port + 1 if sshd.port < 65000 else sshd.port - 1
+    world.cli("hosts", "add", "wrongport", f"root@127.0.0.1:{closed_port}")
+    world.cli("hosts", "add", "badalias", "no-such-host.invalid")
+    world.cli("hosts", "add", "nopython", ALIAS, "--python", "/nonexistent/bin/python3",
+              "--workdir", str(world.remote))
+    assert "connection refused" in _one_error_line(world.cli("hosts", "check", "wrongport", check=False))
+    assert "cannot resolve 'no-such-host.invalid' (DNS)" in _one_error_line(
+        world.cli("hosts", "check", "badalias", check=False)
+    )
+    assert "no python at '/nonexistent/bin/python3'" in _one_error_line(
+        world.cli("hosts", "check", "nopython", check=False)
+    )
+    world.cli("hosts", "add", "nokey", ALIAS, "--key", str(tmp_path / "missing"), check=False)
+    assert "no such file" in _one_error_line(
+        world.cli("hosts", "add", "nokey", ALIAS, "--key", str(tmp_path / "missing"), check=False)
+    )
+
+
+def test_setup_installs_this_version_into_the_hosts_venv_without_touching_torch(world, sshd, tmp_path):
+    venv = world.remote / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    import torch
+
+    # The host's own environment (torch, pip and the rest) is the shared one, seen through a .pth file.
+    (site / "host_env.pth").write_text(str(Path(torch.__file__).resolve().parents[1]) + "\n")
+    python = venv / "bin" / "python"
+    world.cli("hosts", "add", "fresh", ALIAS, "--python", str(python), "--workdir", str(world.remote))
+    check = world.cli("hosts", "check", "fresh", "--json", check=False)
+    assert check.returncode == 2
+    assert "workbench is not installed" in " ".join(json.loads(check.stdout)["problems"])
+
+    setup = world.cli("hosts", "setup", "fresh", timeout=600)
+    assert "every dependency was already there" in setup.stderr
+    report = json.loads(world.cli("hosts", "check", "fresh", "--json").stdout)
+    assert report["workbench"] == __version__ and report["problems"] == []
+    installed = subprocess.run([str(python), "-c", "import workbench; print(workbench.__file__)"],
+                               capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=True).stdout
+    assert installed.startswith(str(site))
