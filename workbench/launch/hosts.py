@@ -222,7 +222,7 @@ async def connect(host: Host, accept_new: bool = False, timeout: float = CONNECT
         raise HostError(f"{where}: cannot resolve {address!r} (DNS); is it a host name or an ~/.ssh/config alias?") from None
     except ConnectionRefusedError:
         raise HostError(f"{where}: connection refused by {address} port {port or 22} (no sshd there, or wrong port)") from None
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         raise HostError(f"{where}: no answer within {timeout:g} s") from None
     except (OSError, asyncssh.Error) as error:
         raise HostError(f"{where}: cannot connect ({error})") from None
@@ -271,7 +271,7 @@ async def run_on(conn, host: Host, argv: Sequence[str], input: str | None = None
 
     try:
         result = await asyncio.wait_for(conn.run(remote_command(argv), input=input, check=False), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         raise HostError(f"host {host.name}: {argv[0]} did not finish within {timeout:g} s") from None
     except (OSError, asyncssh.Error) as error:
         raise HostError(f"host {host.name}: connection lost ({error})") from None

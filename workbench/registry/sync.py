@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.registry.records import TERMINAL_STATUSES
 from workbench.registry.exchange import EXPORT_FORMAT, EXPORT_VERSION, RUN_FIELDS, _value, import_jsonl
+from workbench.registry.records import TERMINAL_STATUSES
 from workbench.registry.store import SYNC_STATE_FILE, Registry
 
 
