@@ -10,6 +10,7 @@ that runs this checkout's workbench with the test venv's python (`--python` may 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -122,7 +123,8 @@ def sshd(tmp_path_factory) -> Sshd:
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         f"PermitRootLogin yes\nPidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
     )
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # sshd's privilege-separation dir (made by the package as root)
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     home = root / "home"
     ssh_dir = home / ".ssh"
     ssh_dir.mkdir(parents=True, mode=0o700)
