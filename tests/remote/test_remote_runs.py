@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.remote.conftest import ALIAS, wait_for
-from workbench.launch.sync import SyncLoop
+from workbench.launch.sync import SyncLoop, sync_runs
 from workbench.registry import Registry
 from workbench.registry.sync import read_sync_state
 
@@ -181,11 +181,13 @@ def test_stop_resume_logs_rm_and_a_hostile_name_stays_literal(world, sshd):
     run_id = _launch(world, recipe, "--name", name)
     host_registry = hostile_dir / "runs" / "registry.db"
 
-    def synced_step() -> int:
-        world.cli("sync", run_id)
-        return _last_step(world.registry, run_id)
+    def synced_step(run: str) -> int:
+        assert [result.reachable for result in sync_runs(world.registry, [run])] == [True]
+        return _last_step(world.registry, run)
 
-    wait_for(lambda: synced_step() >= 2, 240, interval=1.0, what="synced steps")
+    wait_for(lambda: synced_step(run_id) >= 2, 240, interval=1.0, what="synced steps")
+    synced = world.cli("sync").stdout
+    assert run_id in synced and " ok" in synced
     with Registry.open(world.registry) as registry:
         assert registry.get_run(run_id).name == name
     with Registry.open(host_registry) as registry:
@@ -201,8 +203,8 @@ def test_stop_resume_logs_rm_and_a_hostile_name_stays_literal(world, sshd):
         child = registry.get_run(resumed)
         assert (child.parent_id, child.host, child.name) == (run_id, "box", name)
     parent_last = _last_step(world.registry, run_id)
-    wait_for(lambda: (world.cli("sync", resumed), _last_step(world.registry, resumed))[1] > parent_last + 1,
-             240, interval=1.0, what="the resumed run to train past its parent")
+    wait_for(lambda: synced_step(resumed) > parent_last + 1, 240, interval=1.0,
+             what="the resumed run to train past its parent")
     world.cli("stop", resumed, "--grace", "60")
     followed = world.cli("logs", "-f", resumed, timeout=120).stdout
     assert f"resuming run {run_id}" in followed or "resum" in followed

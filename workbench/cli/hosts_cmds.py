@@ -148,7 +148,7 @@ def sync_command(
         print_json([asdict(result) for result in results])
         return
     if not results:
-        err_console.print("no remote runs here")
+        err_console.print("no active remote runs here (name a run to sync it)")
         return
     table = Table(box=None, header_style="bold")
     for column in ("id", "host", "status", "step", "sync"):

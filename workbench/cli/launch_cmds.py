@@ -219,8 +219,9 @@ def _print_started(registry: Path, run_id: str) -> None:
             soft_wrap=True,
         )
     else:
+        where = f" on host {run.host}" if is_remote_run(registry, run.id) else ""
         console.print(
-            f"started run {run.id} ({run.name}) detached; follow it with `workbench logs -f {run.id}` "
+            f"started run {run.id} ({run.name}) detached{where}; follow it with `workbench logs -f {run.id}` "
             f"or `workbench watch {run.id}`",
             highlight=False,
             soft_wrap=True,

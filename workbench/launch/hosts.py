@@ -220,8 +220,10 @@ async def connect(host: Host, accept_new: bool = False, timeout: float = CONNECT
         raise HostError(f"{where}: authentication failed ({error.reason}); check the user, --key or ssh-agent") from None
     except socket.gaierror:
         raise HostError(f"{where}: cannot resolve {address!r} (DNS); is it a host name or an ~/.ssh/config alias?") from None
-    except ConnectionRefusedError:
-        raise HostError(f"{where}: connection refused by {address} port {port or 22} (no sshd there, or wrong port)") from None
+    except ConnectionRefusedError as error:
+        target = re.search(r"\('([^']+)', (\d+)\)", str(error))
+        at = f"{target.group(1)} port {target.group(2)}" if target else address
+        raise HostError(f"{where}: connection refused by {at} (no sshd there, or wrong port)") from None
     except TimeoutError:
         raise HostError(f"{where}: no answer within {timeout:g} s") from None
     except (OSError, asyncssh.Error) as error:

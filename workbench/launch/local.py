@@ -174,6 +174,9 @@ def run_foreground(
 def resume_foreground(run_id: str, registry_path: Path = Path("runs/registry.db")) -> int:
     """Continue a stopped run in the foreground (the trainer registers the new, linked run itself)."""
     registry_path = Path(registry_path).resolve()
+    remote = _remote_copy(registry_path, run_id)
+    if remote is not None:
+        raise LaunchError(f"run {remote.id} ran on host {remote.host}: resume it there with `--detach`")
     with Registry.open(registry_path, create=False) as registry:
         parent = _resumable(registry, run_id)
     return _run_trainer_in_foreground(["--registry", str(registry_path), "--resume", parent.id], registry_path)

@@ -43,13 +43,18 @@ class SyncResult:
 
 
 def remote_runs(registry_path: Path, run_ids: Sequence[str] | None = None) -> list[RunInfo]:
-    """The given runs (ids or prefixes), or every run here that is a copy of a run on a known host."""
+    """The given runs (ids or prefixes), or every remote run here that has not ended (or whose host did
+    not answer the last time)."""
     with Registry.open(Path(registry_path), create=False) as registry:
         if run_ids:
             runs = [registry.get_run(run_id) for run_id in run_ids]
         else:
             runs = registry.list_runs()
-        found = [run for run in runs if read_sync_state(registry.run_dir(run.id)) is not None]
+        states = {run.id: read_sync_state(registry.run_dir(run.id)) for run in runs}
+        found = [run for run in runs if states[run.id] is not None]
+        if not run_ids:
+            found = [run for run in found
+                     if run.status not in TERMINAL_STATUSES or states[run.id].unreachable_since is not None]
     if run_ids and len(found) != len(runs):
         local = [run.id for run in runs if run not in found]
         raise HostError(f"run(s) {', '.join(local)} are not remote runs: nothing to sync")
