@@ -104,8 +104,10 @@ def runs_command(
     if not runs:
         err_console.print("no runs match" if any((status, variant, name, tag)) else "no runs yet")
         return
+    runs_dir = registry_path(registry).parent
     rows = [
-        (run.id, run.name, run.variant, _status(run, unreachable_label(registry_path(registry).parent / run.id, run.status)), _progress(run), _number(run.last_reward), run.host,
+        (run.id, run.name, run.variant, _status(run, unreachable_label(runs_dir / run.id, run.status)),
+         _progress(run), _number(run.last_reward), run.host,
          _when(run.created_at, seconds=False), ",".join(run.tags))
         for run in runs
     ]

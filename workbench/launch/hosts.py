@@ -141,6 +141,9 @@ def add_host(registry_path: Path, host: Host, replace: bool = False) -> Host:
             f"host name {host.name!r}: use letters, digits, '.', '_' or '-' (not 'local' nor this machine's name)"
         )
     parse_dest(host.dest)
+    if host.workdir.startswith("~/"):
+        # Relative paths are relative to the login's home there, for the shell and SFTP alike (SFTP knows no ~).
+        host = Host(host.name, host.dest, host.python, host.workdir[2:] or ".", host.key, host.gpus)
     if host.key is not None and not Path(host.key).expanduser().is_file():
         raise HostError(f"--key {host.key}: no such file")
     hosts = [existing for existing in list_hosts(registry_path) if existing.name != host.name]

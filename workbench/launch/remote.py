@@ -18,7 +18,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.launch.hosts import Host, agent_argv, connect, get_host, run_on, run_sync, sftp_client
+from workbench.launch.hosts import (
+    Host,
+    agent_argv,
+    connect,
+    find_host,
+    get_host,
+    run_on,
+    run_sync,
+    sftp_client,
+)
 from workbench.launch.limits import LaunchError
 from workbench.launch.spec import LOG_FILE, LaunchSpec
 from workbench.launch.sync import SyncLoop, host_of, pull
@@ -181,7 +190,10 @@ def resume_remote(run: RunInfo, registry_path: Path) -> str:
 
 
 def delete_remote(run: RunInfo, registry_path: Path, force: bool = False) -> None:
-    """Delete the run on its host (rows and files there); the local copy is the caller's to delete."""
+    """Delete the run on its host (rows and files there); the local copy is the caller's to delete.
+    A run whose host was removed from the host list has nothing reachable to delete there."""
+    if find_host(registry_path, run.host) is None:
+        return
     host = host_of(registry_path, run)
 
     async def go() -> None:
