@@ -122,3 +122,25 @@ def test_setup_installs_this_version_into_the_hosts_venv_without_touching_torch(
     installed = subprocess.run([str(python), "-c", "import workbench; print(workbench.__file__)"],
                                capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=True).stdout
     assert installed.startswith(str(site))
+
+
+def test_check_names_a_missing_torch_and_a_version_mismatch(world, sshd, tmp_path):
+    # The system python has neither torch nor workbench.
+    world.cli("hosts", "add", "bare", ALIAS, "--python", "/usr/bin/python3", "--workdir", str(world.remote))
+    bare = world.cli("hosts", "check", "bare", "--json", check=False)
+    assert bare.returncode == 2
+    problems = json.loads(bare.stdout)["problems"]
+    assert problems[0].startswith("no torch for /usr/bin/python3 (ModuleNotFoundError")
+    assert "workbench is not installed" in problems[1] and "hosts setup bare" in problems[1]
+
+    # Another workbench version first on the host's path.
+    other = tmp_path / "older" / "workbench"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text('__version__ = "0.0.1"\n')
+    older = tmp_path / "older-python"
+    older.write_text(f"#!/bin/sh\nexport PYTHONPATH='{other.parent}'\nexec '{sys.executable}' \"$@\"\n")
+    older.chmod(0o755)
+    world.cli("hosts", "add", "older", ALIAS, "--python", str(older), "--workdir", str(world.remote))
+    mismatch = world.cli("hosts", "check", "older", check=False)
+    assert mismatch.returncode == 2
+    assert f"version mismatch: workbench 0.0.1 there, {__version__} here" in mismatch.stderr
