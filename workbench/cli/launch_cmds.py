@@ -32,6 +32,8 @@ from workbench.launch import (
     stop,
     watch_snapshot,
 )
+from workbench.launch.remote import follow_remote_log, is_remote_run
+from workbench.launch.sync import SyncLoop, sync_runs
 from workbench.registry import TERMINAL_STATUSES, Registry
 
 RecipeArgument = typer.Argument(..., help="A recipe file, or a preset name (recipes/<name>.toml).", show_default=False)
@@ -75,6 +77,8 @@ def launch_command(
         None, "--accelerate-config", help="An `accelerate config` file (FSDP, DeepSpeed); plain DDP without one."
     ),
     max_runs: int | None = MaxRunsOption,
+    host: str | None = typer.Option(None, "--host", help="Train on this SSH host (workbench hosts add) instead of here."),
+    copy_model: bool = typer.Option(False, "--copy-model", help="With --host: copy a local model directory there."),
     registry: Path | None = RegistryOption,
 ) -> None:
     """Start a run detached from this terminal and return at once; the run id is the last line printed."""
@@ -87,7 +91,9 @@ def launch_command(
         gpus=parse_gpus(gpus),
         num_processes=num_processes,
         accelerate_config=accelerate_config,
-        max_runs=_limit(max_runs),
+        max_runs=_limit(max_runs) if host is None else None,
+        host=host,
+        copy_model=copy_model,
     )
     _print_started(path, run_id)
 
@@ -135,11 +141,14 @@ def logs_command(
 ) -> None:
     """Print a run's output (stdout and stderr of its trainer)."""
     path = registry_path(registry)
+    remote = is_remote_run(path, run)
     if not follow:
+        if remote:
+            sync_runs(path, [run])
         sys.stdout.write(read_log(run, path))
         sys.stdout.flush()
         return
-    chunks = follow_log(run, path)
+    chunks = follow_remote_log(run, path) if remote else follow_log(run, path)
     try:
         for chunk in chunks:
             sys.stdout.write(chunk)
@@ -156,7 +165,8 @@ def watch_command(
 ) -> None:
     """A live view of a run's latest metrics, step rate and ETA; ends with the run, or on q / Ctrl-C."""
     registry_handle, info = open_for_watch(registry_path(registry), run)
-    with registry_handle, _keys_pressed() as pressed:
+    syncing = SyncLoop(registry_path(registry), [info.id]) if is_remote_run(registry_path(registry), info.id) else None
+    with registry_handle, _keys_pressed() as pressed, syncing or contextlib.nullcontext():
         snapshot = watch_snapshot(registry_handle, info.id)
         with Live(render_watch(snapshot), console=console, auto_refresh=False) as live:
             try:
@@ -212,8 +222,9 @@ def _print_started(registry: Path, run_id: str) -> None:
             soft_wrap=True,
         )
     else:
+        where = f" on host {run.host}" if is_remote_run(registry, run.id) else ""
         console.print(
-            f"started run {run.id} ({shown(run.name)}) detached; follow it with `workbench logs -f {run.id}` "
+            f"started run {run.id} ({shown(run.name)}) detached{where}; follow it with `workbench logs -f {run.id}` "
             f"or `workbench watch {run.id}`",
             highlight=False,
             soft_wrap=True,

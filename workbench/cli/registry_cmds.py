@@ -30,6 +30,7 @@ from workbench.cli.common import (
 )
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
+from workbench.registry.sync import read_sync_state, unreachable_label
 
 RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
 STATUS_STYLES = {
@@ -82,7 +83,9 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _status(run: RunInfo) -> Text:
+def _status(run: RunInfo, unreachable: str | None = None) -> Text:
+    if unreachable:
+        return Text(unreachable, style="yellow")
     label = f"queued #{run.queue_position}" if run.status == "queued" and run.queue_position else run.status
     return Text(label, style=STATUS_STYLES.get(run.status, ""))
 
@@ -111,9 +114,11 @@ def runs_command(
     if not runs:
         err_console.print("no runs match" if any((status, variant, name, tag)) else "no runs yet")
         return
+    runs_dir = registry_path(registry).parent
     rows = [
-        (run.id, shown(run.name), shown(run.variant), _status(run), _progress(run), _number(run.last_reward),
-         shown(run.host), _when(run.created_at, seconds=False), shown(",".join(run.tags)))
+        (run.id, shown(run.name), shown(run.variant), _status(run, unreachable_label(runs_dir / run.id, run.status)),
+         _progress(run), _number(run.last_reward), shown(run.host), _when(run.created_at, seconds=False),
+         shown(",".join(run.tags)))
         for run in runs
     ]
     table = Table(box=None, header_style="bold")
@@ -359,6 +364,10 @@ def rm_command(
             if not typer.confirm(f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", err=True):
                 err_console.print("kept")
                 raise typer.Exit(1)
+        if read_sync_state(handle.run_dir(info.id)) is not None:
+            from workbench.launch.remote import delete_remote
+
+            delete_remote(info, registry_path(registry), force=force)
         handle.delete_run(info.id)
     console.print(f"deleted run {info.id} ({shown(info.name)})", highlight=False, soft_wrap=True)
 

@@ -38,6 +38,7 @@ from workbench.launch.spec import (
 from workbench.preflight import check_inputs
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.registry.sync import read_sync_state
 from workbench.system import git_revision
 
 DEFAULT_GRACE_S = 30.0
@@ -76,13 +77,23 @@ def launch(
     accelerate_config: str | Path | None = None,
     max_runs: int | None = None,
     tags: Sequence[str] = (),
+    host: str | None = None,
+    copy_model: bool = False,
 ) -> str:
     """Register a run `queued` and start it detached when a slot is free; returns the run id at once.
 
     recipe: a path or a preset name; overrides: `section.key=value` strings (`--set`).
     gpus: CUDA device ids (sets CUDA_VISIBLE_DEVICES); num_processes defaults to one per listed GPU.
+    host: the name of an SSH host (`workbench hosts add`) to train on instead of this machine; the run
+    is then started there and synced here (launch/remote.py); copy_model copies a local model dir along.
     The recipe is validated first: on a RecipeError nothing is registered.
     """
+    if host is not None:
+        from workbench.launch.remote import launch_remote
+
+        return launch_remote(recipe, host, overrides, name=name, registry_path=registry_path, gpus=gpus,
+                             num_processes=num_processes, accelerate_config=accelerate_config, tags=tags,
+                             copy_model=copy_model)
     recipe_path = find_recipe(str(recipe))
     resolved = load_recipe(recipe_path, list(overrides))
     spec = _launch_spec(gpus, num_processes, accelerate_config)
@@ -123,6 +134,11 @@ def resume(
     required for a run whose checkpoint already reached its max_steps (a finished run).
     LaunchError when the run is still active, has no checkpoint, or has nothing left to train."""
     registry_path = Path(registry_path).resolve()
+    remote = _remote_copy(registry_path, run_id)
+    if remote is not None:
+        from workbench.launch.remote import resume_remote
+
+        return resume_remote(remote, registry_path)
     limit = _checked_limit(max_runs)
     with Registry.open(registry_path, create=False) as registry:
         parent, checkpoint_step = _resumable(registry, run_id, steps)
@@ -195,6 +211,9 @@ def resume_foreground(run_id: str, registry_path: Path = Path("runs/registry.db"
     """Continue a stopped run in the foreground (the trainer registers the new, linked run itself);
     `steps` as for `resume`."""
     registry_path = Path(registry_path).resolve()
+    remote = _remote_copy(registry_path, run_id)
+    if remote is not None:
+        raise LaunchError(f"run {remote.id} ran on host {remote.host}: resume it there with `--detach`")
     with Registry.open(registry_path, create=False) as registry:
         parent, checkpoint_step = _resumable(registry, run_id, steps)
     args = ["--registry", str(registry_path), "--resume", parent.id]
@@ -210,6 +229,14 @@ def stop(run_id: str, registry_path: Path = Path("runs/registry.db"), grace: flo
     if grace < 0:
         raise LaunchError(f"the grace period must be >= 0 seconds, got {grace}")
     registry_path = Path(registry_path).resolve()
+    remote = _remote_copy(registry_path, run_id)
+    if remote is not None:
+        from workbench.launch.remote import stop_remote
+
+        _, message = stop_remote(remote, registry_path, grace)
+        with Registry.open(registry_path, create=False) as registry:
+            run = registry.get_run(remote.id)
+        return _outcome(run, remote.status not in TERMINAL_STATUSES, False, message)
     with Registry.open(registry_path, create=False) as registry:
         run = registry.get_run(run_id)
     if run.status in TERMINAL_STATUSES:
@@ -259,6 +286,13 @@ def stop(run_id: str, registry_path: Path = Path("runs/registry.db"), grace: flo
     verb = "killed" if killed else "stopped"
     where = f"at step {run.last_step}" if run.last_step is not None else "before its first step"
     return _outcome(run, True, killed, f"{verb} run {run.id} {where}: {run.status}")
+
+
+def _remote_copy(registry_path: Path, run_id: str) -> RunInfo | None:
+    """The run when it is a copy of one on an SSH host (stop and resume act there), else None."""
+    with Registry.open(registry_path, create=False) as registry:
+        run = registry.get_run(run_id)
+        return run if read_sync_state(registry.run_dir(run.id)) is not None else None
 
 
 def _send_sigterm(run: RunInfo, record: ProcessRecord | None) -> None:

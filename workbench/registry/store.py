@@ -59,6 +59,9 @@ BUSY_DEADLINE_S = 120.0
 UPDATABLE_FIELDS = frozenset(
     {"name", "variant", "recipe", "host", "pid", "heartbeat", "total_steps", "tags", "parent_id", "git_rev", "seed", "error"}
 )
+# Beside a run's files: the run is a copy of one on a remote host (registry/sync.py), whose liveness is
+# the host's to judge, not this machine's.
+SYNC_STATE_FILE = "sync.json"
 RUN_COLUMNS = (
     "id, name, variant, recipe, host, status, pid, heartbeat, created_at, started_at, ended_at, git_rev, "
     "seed, error, tags, parent_id, total_steps"
@@ -561,6 +564,7 @@ class Registry:
           `running` again (see `heartbeat`).
         Queued runs have no process yet and are left alone. When runs were marked crashed, their slots
         are free: the listeners added with `add_crash_listener` are told (the launcher starts the queue).
+        Copies of runs on remote hosts (a sync state file beside them) are left to their host.
         """
         now = self.clock()
 
@@ -571,6 +575,8 @@ class Registry:
             ).fetchall()
             found = []
             for run_id, host, pid, heartbeat, started_at, created_at, status in rows:
+                if (self.path.parent / run_id / SYNC_STATE_FILE).exists():
+                    continue
                 verdict = self._liveness(host, pid, heartbeat or started_at or created_at, now)
                 if verdict is not None and (verdict[0] == "crashed" or status == "running"):
                     found.append((run_id, *verdict, heartbeat))

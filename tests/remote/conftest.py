@@ -1,0 +1,217 @@
+"""A real OpenSSH server on 127.0.0.1 for the remote-host tests, and a "host" that is this machine.
+
+The session starts Debian's sshd on a free port with host and user keys generated in a temp dir, and
+stops it by its pid. Nothing touches the real ~/.ssh: the tests run with HOME set to a temp home
+holding an ssh config (alias `wbhost`), the user key and a known_hosts file.
+
+The host side: a separate work dir (its own registry) and, as the host's python, a wrapper script
+that runs this checkout's workbench with the test venv's python (`--python` may be any executable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import workbench
+from workbench.launch.processes import descendants, pid_alive, signal_group, signal_pid
+from workbench.launch.spec import read_process_record
+
+SSHD = "/usr/sbin/sshd"
+CHECKOUT = Path(workbench.__file__).resolve().parents[1]
+ALIAS = "wbhost"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Poll until `condition()` is truthy (returned) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Sshd:
+    root: Path
+    port: int
+    config: Path
+    home: Path
+    host_key: Path
+    user_key: Path
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "sshd.pid"
+
+    def master_pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def start(self) -> None:
+        subprocess.run([SSHD, "-f", str(self.config), "-E", str(self.root / "sshd.log")], check=True)
+        wait_for(self._listening, 20, what="sshd to listen")
+
+    def _listening(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        """Stop sshd and every connection it serves (by pid: the master and its children)."""
+        pid = self.master_pid()
+        if pid is None:
+            return
+        children = descendants(pid)
+        signal_pid(pid, signal.SIGTERM)
+        for child in children:
+            signal_pid(child, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), 20, what="sshd to exit")
+
+    def drop_connections(self) -> int:
+        """Kill the per-connection sshd processes (the link drops; the server keeps listening)."""
+        pid = self.master_pid()
+        killed = 0
+        for child in descendants(pid) if pid else []:
+            if _command(child).startswith("sshd"):
+                killed += signal_pid(child, signal.SIGKILL)
+        return killed
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory) -> Sshd:
+    if not Path(SSHD).exists():
+        pytest.fail(f"{SSHD} is missing: install openssh-server (.ci/run does)")
+    root = tmp_path_factory.mktemp("sshd")
+    host_key, user_key = root / "host_ed25519", root / "user_ed25519"
+    for key in (host_key, user_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (root / "authorized_keys").write_text(user_key.with_suffix(".pub").read_text())
+    port = _free_port()
+    config = root / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        f"PermitRootLogin yes\nPidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
+    )
+    with contextlib.suppress(PermissionError):  # sshd's privilege-separation dir (made by the package as root)
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    home = root / "home"
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(parents=True, mode=0o700)
+    (ssh_dir / "config").write_text(
+        f"Host {ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n  IdentityFile {user_key}\n"
+    )
+    server = Sshd(root, port, config, home, host_key, user_key)
+    server.start()
+    yield server
+    server.stop()
+
+
+def trust_host_key(sshd: Sshd) -> None:
+    """known_hosts of the test home holds the server's key (as `ssh-keyscan` would have written it)."""
+    line = f"[127.0.0.1]:{sshd.port} {sshd.host_key.with_suffix('.pub').read_text().split(' ')[0]} " \
+           f"{sshd.host_key.with_suffix('.pub').read_text().split(' ')[1]}\n"
+    (sshd.home / ".ssh" / "known_hosts").write_text(line)
+
+
+@dataclass
+class World:
+    """This machine's side (a registry in `local`) and the host's side (a work dir in `remote`)."""
+
+    local: Path
+    remote: Path
+    python: Path
+    env: dict[str, str]
+
+    @property
+    def registry(self) -> Path:
+        return self.local / "runs" / "registry.db"
+
+    @property
+    def host_registry(self) -> Path:
+        return self.remote / "runs" / "registry.db"
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-c", "from workbench.cli import main; main()", *args],
+            cwd=self.local, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"workbench {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+
+def host_python(path: Path) -> Path:
+    """The host's python: runs this checkout's workbench with the test venv's interpreter."""
+    path.write_text(
+        "#!/bin/sh\n"
+        f"export PYTHONPATH='{CHECKOUT}'\nexport HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 NO_COLOR=1\n"
+        f"exec '{sys.executable}' \"$@\"\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def world(sshd: Sshd, tmp_path: Path, monkeypatch) -> World:
+    trust_host_key(sshd)
+    local, remote = tmp_path / "here", tmp_path / "there"
+    local.mkdir()
+    remote.mkdir()
+    monkeypatch.setenv("HOME", str(sshd.home))
+    monkeypatch.chdir(local)
+    env = {**os.environ, "HOME": str(sshd.home), "PYTHONPATH": str(CHECKOUT), "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "NO_COLOR": "1", "COLUMNS": "200"}
+    env.pop("WORKBENCH_REGISTRY", None)
+    world = World(local, remote, host_python(tmp_path / "host-python"), env)
+    yield world
+    _kill_runs(world.host_registry.parent)
+    shutil.rmtree(sshd.home / ".workbench", ignore_errors=True)
+
+
+def _kill_runs(runs_dir: Path) -> None:
+    """SIGKILL what is left of the runs this test started on the host (by their recorded pids)."""
+    if not runs_dir.is_dir():
+        return
+    for run_dir in runs_dir.iterdir():
+        record = read_process_record(run_dir) if run_dir.is_dir() else None
+        if record is None:
+            continue
+        pids = [record.supervisor_pid, *([record.trainer_pid] if record.trainer_pid else [])]
+        for pid in list(pids):
+            pids += descendants(pid)
+        if record.trainer_pgid:
+            signal_group(record.trainer_pgid, signal.SIGKILL)
+        for pid in pids:
+            if pid_alive(pid):
+                signal_pid(pid, signal.SIGKILL)

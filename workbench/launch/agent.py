@@ -1,0 +1,110 @@
+"""`python -m workbench.launch.agent COMMAND --registry PATH ...`: the host side of remote runs.
+
+The machine that launches a run on an SSH host runs this module there, one short command per request;
+it acts on the host's own registry through the same API the local commands use, so a remote run is a
+local run of the host in every respect (queue, supervisor, stop, resume, checkpoints). Commands:
+
+    launch --name NAME --inputs DIR    recipe and layout as JSON on stdin; prints {"run_id": ...}
+    pull RUN --after-step S --after-seq E --log-offset N
+                                       the run's records the copy lacks (JSONL, registry/sync.py), then
+                                       one {"type": "log", "offset": N, "data": <base64>} line
+    stop RUN --grace G                 prints {"status": ..., "message": ...}
+    resume RUN                         prints {"run_id": ...}
+    rm RUN [--force]                   deletes the run there
+
+A UserError prints `error: <message>` on stderr and exits 2, like the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+
+from workbench.errors import UserError
+from workbench.launch.local import resume, stop
+from workbench.launch.queue import start_queued
+from workbench.launch.spec import LOG_FILE, LaunchSpec, write_spec
+from workbench.registry import Registry
+from workbench.registry.sync import export_since
+from workbench.system import git_revision
+
+LOG_CHUNK_BYTES = 1 << 20
+
+
+def launch_here(registry_path: Path, name: str, inputs: Path, request: dict) -> str:
+    """Register the run in this host's registry and start it when a slot is free here."""
+    spec = LaunchSpec.from_dict({**request.get("spec", {}), "workdir": str(inputs.resolve())})
+    with Registry.open(registry_path, create=True) as registry:
+        run_id = registry.create_run(
+            name=name, variant=request["variant"], recipe=request["recipe"], host="local", status="queued",
+            seed=request.get("seed"), git_rev=git_revision(), tags=tuple(request.get("tags", ())),
+            total_steps=request.get("total_steps"),
+        )  # fmt: skip
+        write_spec(registry.run_dir(run_id), spec)
+        registry.add_event(run_id, "queued", f"launched from {request.get('source', 'a remote machine')}")
+    start_queued(registry_path)
+    return run_id
+
+
+def pull(registry_path: Path, run_id: str, after_step: int, after_seq: int, log_offset: int) -> None:
+    out = sys.stdout
+    with Registry.open(registry_path, create=False) as registry:
+        for record in export_since(registry, run_id, after_step, after_seq):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        log_path = registry.run_dir(registry.get_run(run_id).id) / LOG_FILE
+    data = b""
+    if log_path.exists():
+        with open(log_path, "rb") as log:
+            log.seek(log_offset)
+            data = log.read(LOG_CHUNK_BYTES)
+    out.write(json.dumps({"type": "log", "offset": log_offset, "data": base64.b64encode(data).decode()}) + "\n")
+    out.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workbench.launch.agent")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("launch", "pull", "stop", "resume", "rm"):
+        command = commands.add_parser(name)
+        command.add_argument("--registry", required=True, type=Path)
+        if name == "launch":
+            command.add_argument("--name", required=True)
+            command.add_argument("--inputs", required=True, type=Path)
+        else:
+            command.add_argument("run")
+    commands.choices["pull"].add_argument("--after-step", type=int, default=-1)
+    commands.choices["pull"].add_argument("--after-seq", type=int, default=0)
+    commands.choices["pull"].add_argument("--log-offset", type=int, default=0)
+    commands.choices["stop"].add_argument("--grace", type=float, default=30.0)
+    commands.choices["rm"].add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    registry_path = args.registry.expanduser().resolve()
+    try:
+        if args.command == "launch":
+            request = json.loads(sys.stdin.read())
+            print(json.dumps({"run_id": launch_here(registry_path, args.name, args.inputs, request)}))
+        elif args.command == "pull":
+            pull(registry_path, args.run, args.after_step, args.after_seq, args.log_offset)
+        elif args.command == "stop":
+            outcome = stop(args.run, registry_path=registry_path, grace=args.grace)
+            print(json.dumps({"status": outcome.status, "message": outcome.message}))
+        elif args.command == "resume":
+            print(json.dumps({"run_id": resume(args.run, registry_path=registry_path)}))
+        else:
+            with Registry.open(registry_path, create=False) as registry:
+                run = registry.get_run(args.run)
+                if run.status == "running" and not args.force:
+                    raise UserError(f"run {run.id} ({run.name}) is running there: stop it first, or pass --force")
+                registry.delete_run(run.id)
+            print(json.dumps({"deleted": run.id}))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Runs on SSH hosts: launch, stop, resume, delete and follow them from this machine.
+
+`launch_remote` validates the recipe here, copies the files it names (a reward module, a dataset file,
+an accelerate config, a local model directory only with `copy_model`) into a fresh inputs directory on
+the host, and asks the host's agent (`python -m workbench.launch.agent`) to register and start the run
+in the host's own registry: supervisor and trainer start there in a session of their own, so they
+outlive the connection and this machine. The run then appears here as a copy, synced by `seq`
+(launch/sync.py), under the same id and with `host` set to the host's name.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.launch.hosts import (
+    Host,
+    agent_argv,
+    connect,
+    find_host,
+    get_host,
+    run_on,
+    run_sync,
+    sftp_client,
+)
+from workbench.launch.limits import LaunchError
+from workbench.launch.spec import LOG_FILE, LaunchSpec
+from workbench.launch.sync import SyncLoop, host_of, pull
+from workbench.recipe import find_recipe, load_recipe
+from workbench.registry import Registry, RunInfo
+from workbench.registry.sync import SyncState, read_sync_state, write_sync_state
+
+FOLLOW_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A local file or directory the run needs, and where it goes under the run's inputs dir on the host."""
+
+    local: Path
+    remote: str
+
+
+def is_remote_run(registry_path: Path, run_id: str) -> bool:
+    """True for a local copy of a run that lives on an SSH host."""
+    with Registry.open(Path(registry_path), create=False) as registry:
+        run = registry.get_run(run_id)
+        return read_sync_state(registry.run_dir(run.id)) is not None
+
+
+def plan_uploads(recipe: dict, workdir: Path, copy_model: bool) -> tuple[dict, list[Upload]]:
+    """The recipe as the host will see it, and the local files to copy for it.
+
+    Relative paths become paths under the inputs directory, which is the trainer's working directory
+    there; a reward module 'pkg.mod:func' found here as pkg.py or pkg/ is copied beside them. A model
+    directory is copied only with copy_model; otherwise its value is a path on the host.
+    """
+    recipe = json.loads(json.dumps(recipe))
+    uploads: list[Upload] = []
+    task = recipe["task"]
+    for key, prefix in (("path", "data"), ("eval_path", "eval-data")):
+        value = task.get(key) or ""
+        if value and (workdir / value).exists():
+            remote = f"{prefix}/{Path(value).name}"
+            uploads.append(Upload((workdir / value).resolve(), remote))
+            task[key] = remote
+    for entry in task.get("reward_funcs", []):
+        module, _, function = entry.partition(":")
+        if not function:
+            continue
+        top = module.split(".")[0]
+        for candidate in (workdir / f"{top}.py", workdir / top):
+            if candidate.exists() and all(upload.remote != candidate.name for upload in uploads):
+                uploads.append(Upload(candidate.resolve(), candidate.name))
+                break
+    model = recipe["model"].get("name_or_path", "")
+    if copy_model:
+        if not model or not (workdir / model).is_dir():
+            raise LaunchError(f"--copy-model: model.name_or_path = {model!r} is not a local directory")
+        remote = f"model/{Path(model).resolve().name}"
+        uploads.append(Upload((workdir / model).resolve(), remote))
+        recipe["model"]["name_or_path"] = remote
+    return recipe, uploads
+
+
+def launch_remote(
+    recipe: str | Path,
+    host: str,
+    overrides: Sequence[str] = (),
+    name: str | None = None,
+    registry_path: Path = Path("runs/registry.db"),
+    gpus: Sequence[int] | None = None,
+    num_processes: int | None = None,
+    accelerate_config: str | Path | None = None,
+    tags: Sequence[str] = (),
+    copy_model: bool = False,
+    accept_new: bool = False,
+) -> str:
+    """Start a run on an SSH host (detached there) and register its copy here; returns the run id.
+
+    Mirrors `launch`: recipe path or preset, `--set` overrides, gpus (default: the host's), processes
+    per GPU through `accelerate launch` on the host. RecipeError before anything is copied or started.
+    """
+    recipe_path = find_recipe(str(recipe))
+    resolved = load_recipe(recipe_path, list(overrides))
+    registry_path = Path(registry_path).resolve()
+    target = get_host(registry_path, host)
+    gpu_ids = tuple(gpus) if gpus is not None else target.gpus
+    processes = num_processes or (len(gpu_ids) if gpu_ids else 1)
+    if processes < 1:
+        raise LaunchError(f"--num-processes must be >= 1, got {processes}")
+    recipe_dict, uploads = plan_uploads(resolved.to_dict(), Path.cwd(), copy_model)
+    spec = LaunchSpec(num_processes=processes, gpus=gpu_ids)
+    if accelerate_config is not None:
+        if not Path(accelerate_config).is_file():
+            raise LaunchError(f"accelerate config file not found: {accelerate_config}")
+        uploads.append(Upload(Path(accelerate_config).resolve(), "accelerate_config.yaml"))
+        spec = LaunchSpec(num_processes=processes, gpus=gpu_ids, accelerate_config="accelerate_config.yaml")
+    request = {
+        "recipe": recipe_dict, "variant": resolved.preset, "seed": resolved.run.seed, "tags": list(tags),
+        "total_steps": resolved.run.max_steps, "spec": spec.to_dict(),
+        "source": f"{recipe_path.name} on {socket.gethostname()}",
+    }  # fmt: skip
+    with Registry.open(registry_path, create=True):
+        pass
+    return run_sync(_launch(target, registry_path, name or recipe_path.stem, uploads, request, accept_new))
+
+
+async def _launch(host: Host, registry_path: Path, name: str, uploads: list[Upload], request: dict,
+                  accept_new: bool) -> str:
+    inputs = f"{host.workdir.rstrip('/')}/inputs/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    conn = await connect(host, accept_new=accept_new)
+    async with conn:
+        async with sftp_client(conn, host) as sftp:
+            await sftp.makedirs(inputs, exist_ok=True)
+            for upload in uploads:
+                parent = str(Path(upload.remote).parent)
+                if parent != ".":
+                    await sftp.makedirs(f"{inputs}/{parent}", exist_ok=True)
+                await sftp.put(str(upload.local), f"{inputs}/{upload.remote}", recurse=upload.local.is_dir())
+        if request["spec"].get("accelerate_config"):
+            request["spec"]["accelerate_config"] = f"{inputs}/accelerate_config.yaml"
+        result = await run_on(conn, host, agent_argv(host, "launch", "--name", name, "--inputs", inputs),
+                              input=json.dumps(request))
+        run_id = json.loads(str(result.stdout).strip().splitlines()[-1])["run_id"]
+        await _adopt(conn, host, registry_path, run_id)
+    return run_id
+
+
+async def _adopt(conn, host: Host, registry_path: Path, run_id: str) -> None:
+    """Make the host's run known here: mark its copy (before any reconcile can judge it), then pull."""
+    with Registry.open(registry_path, create=False) as registry:
+        write_sync_state(registry.run_dir(run_id), SyncState(host=host.name, last_sync=time.time()))
+    await pull(conn, host, registry_path, run_id)
+
+
+def stop_remote(run: RunInfo, registry_path: Path, grace: float) -> tuple[str, str]:
+    """Stop a run on its host (SIGTERM there, SIGKILL after grace); pull its final records.
+    Returns (status, message) as the host reports them."""
+    host = host_of(registry_path, run)
+
+    async def go() -> tuple[str, str]:
+        async with await connect(host) as conn:
+            result = await run_on(conn, host, agent_argv(host, "stop", run.id, "--grace", f"{grace:g}"),
+                                  timeout=grace + 120)
+            await pull(conn, host, registry_path, run.id)
+        outcome = json.loads(str(result.stdout).strip().splitlines()[-1])
+        return outcome["status"], f"{outcome['message']} (on host {host.name})"
+
+    return run_sync(go())
+
+
+def resume_remote(run: RunInfo, registry_path: Path) -> str:
+    """Continue a stopped run on its host from the checkpoint there, as a new linked run; returns its id."""
+    host = host_of(registry_path, run)
+
+    async def go() -> str:
+        async with await connect(host) as conn:
+            result = await run_on(conn, host, agent_argv(host, "resume", run.id))
+            child = json.loads(str(result.stdout).strip().splitlines()[-1])["run_id"]
+            await _adopt(conn, host, registry_path, child)
+        return child
+
+    return run_sync(go())
+
+
+def delete_remote(run: RunInfo, registry_path: Path, force: bool = False) -> None:
+    """Delete the run on its host (rows and files there); the local copy is the caller's to delete.
+    A run whose host was removed from the host list has nothing reachable to delete there."""
+    if find_host(registry_path, run.host) is None:
+        return
+    host = host_of(registry_path, run)
+
+    async def go() -> None:
+        async with await connect(host) as conn:
+            await run_on(conn, host, agent_argv(host, "rm", run.id, *(["--force"] if force else [])))
+
+    run_sync(go())
+
+
+def follow_remote_log(run_id: str, registry_path: Path, poll_s: float = FOLLOW_POLL_S) -> Iterator[str]:
+    """Yield a remote run's output as it arrives (synced in the background) until the run has ended
+    and everything is here. Stop early by closing the generator."""
+    import codecs
+
+    with Registry.open(Path(registry_path), create=False) as registry:
+        path = registry.run_dir(registry.get_run(run_id).id) / LOG_FILE
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset = 0
+    with SyncLoop(registry_path, [run_id]) as loop:
+        while True:
+            done = loop.ended.is_set()
+            try:
+                with open(path, "rb") as log:
+                    log.seek(offset)
+                    chunk = log.read()
+            except FileNotFoundError:
+                chunk = b""
+            offset += len(chunk)
+            text = decoder.decode(chunk, final=done and not chunk)
+            if text:
+                yield text
+            if done and not chunk:
+                return
+            if not chunk:
+                time.sleep(poll_s)

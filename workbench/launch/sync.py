@@ -1,0 +1,226 @@
+"""Bringing remote runs home: pull each run's new records from its host into the local registry.
+
+One pull asks the host's agent for everything after the local copy's cursors (last step, last event
+seq, size of the local log) and imports it through the registry's API (registry/sync.py says why this
+loses nothing and doubles nothing). `sync_runs` pulls once; `SyncLoop` keeps pulling from a thread
+over one connection per host, and when a connection drops (network, sleep, sshd restart) it marks the
+host's runs `unreachable since <time>` and reconnects with exponential backoff, then catches up.
+A run is never called crashed from this side: its status is whatever its host's registry says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from workbench.launch.hosts import Host, HostError, agent_argv, connect, find_host, run_on, run_sync
+from workbench.launch.spec import LOG_FILE
+from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.registry.sync import SyncState, cursors, import_since, read_sync_state, write_sync_state
+
+SYNC_INTERVAL_S = 1.0
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """One run after a pull: its status here, its last step, and whether its host answered."""
+
+    run_id: str
+    host: str
+    status: str
+    last_step: int | None
+    reachable: bool
+    unreachable_since: float | None = None
+    error: str | None = None
+    log_bytes: int = 0
+
+
+def remote_runs(registry_path: Path, run_ids: Sequence[str] | None = None) -> list[RunInfo]:
+    """The given runs (ids or prefixes), or every remote run here that has not ended (or whose host did
+    not answer the last time)."""
+    with Registry.open(Path(registry_path), create=False) as registry:
+        if run_ids:
+            runs = [registry.get_run(run_id) for run_id in run_ids]
+        else:
+            runs = registry.list_runs()
+        states = {run.id: read_sync_state(registry.run_dir(run.id)) for run in runs}
+        found = [run for run in runs if states[run.id] is not None]
+        if not run_ids:
+            found = [run for run in found
+                     if run.status not in TERMINAL_STATUSES or states[run.id].unreachable_since is not None]
+    if run_ids and len(found) != len(runs):
+        local = [run.id for run in runs if run not in found]
+        raise HostError(f"run(s) {', '.join(local)} are not remote runs: nothing to sync")
+    return found
+
+
+def host_of(registry_path: Path, run: RunInfo) -> Host:
+    host = find_host(registry_path, run.host)
+    if host is None:
+        raise HostError(f"run {run.id} was launched on host {run.host!r}, which is no longer in the host list "
+                        f"(workbench hosts add {run.host} DEST)")
+    return host
+
+
+async def pull(conn, host: Host, registry_path: Path, run_id: str) -> SyncResult:
+    """Import what the host has of the run beyond the local copy; append the log's new bytes."""
+    registry_path = Path(registry_path)
+    with Registry.open(registry_path, create=False) as registry:
+        after_step, after_seq = cursors(registry, run_id)
+        run_dir = registry.run_dir(run_id)
+    log_path = run_dir / LOG_FILE
+    log_offset = log_path.stat().st_size if log_path.exists() else 0
+    argv = agent_argv(host, "pull", run_id, "--after-step", str(after_step), "--after-seq", str(after_seq),
+                      "--log-offset", str(log_offset))
+    result = await run_on(conn, host, argv)
+    records = [json.loads(line) for line in str(result.stdout).splitlines() if line.strip()]
+    log = next(record for record in records if record["type"] == "log")
+    with Registry.open(registry_path, create=False) as registry:
+        import_since(registry, f"{host.name}:{run_id}", [r for r in records if r["type"] != "log"], host.name)
+        run = registry.get_run(run_id)
+    data = base64.b64decode(log["data"])
+    if data:
+        with open(log_path, "ab") as out:
+            out.write(data)
+    state = read_sync_state(run_dir) or SyncState(host=host.name)
+    write_sync_state(run_dir, replace(state, last_sync=time.time(), unreachable_since=None, error=None))
+    return SyncResult(run.id, host.name, run.status, run.last_step, True, log_bytes=len(data))
+
+
+def mark_unreachable(registry_path: Path, run_ids: Sequence[str], error: str) -> list[SyncResult]:
+    """Record that the runs' host does not answer (since the first failure); status stays the host's."""
+    results = []
+    with Registry.open(Path(registry_path), create=False) as registry:
+        for run_id in run_ids:
+            run = registry.get_run(run_id)
+            run_dir = registry.run_dir(run.id)
+            state = read_sync_state(run_dir) or SyncState(host=run.host)
+            since = state.unreachable_since or time.time()
+            write_sync_state(run_dir, replace(state, unreachable_since=since, error=error))
+            results.append(SyncResult(run.id, run.host, run.status, run.last_step, False, since, error))
+    return results
+
+
+async def _sync_host(host: Host, registry_path: Path, run_ids: list[str]) -> list[SyncResult]:
+    try:
+        conn = await connect(host)
+    except HostError as error:
+        return mark_unreachable(registry_path, run_ids, str(error))
+    async with conn:
+        results = []
+        for index, run_id in enumerate(run_ids):
+            try:
+                results.append(await pull(conn, host, registry_path, run_id))
+            except HostError as error:
+                if "connection lost" not in str(error):
+                    raise
+                results += mark_unreachable(registry_path, run_ids[index:], str(error))
+                break
+        return results
+
+
+def sync_runs(registry_path: Path, run_ids: Sequence[str] | None = None) -> list[SyncResult]:
+    """Pull once: the given runs, or every remote run here; one connection per host.
+    An unreachable host leaves its runs as they were, marked unreachable since the first failure."""
+    registry_path = Path(registry_path)
+    by_host: dict[str, list[str]] = {}
+    for run in remote_runs(registry_path, run_ids):
+        by_host.setdefault(run.host, []).append(run.id)
+    results = []
+    for name, ids in by_host.items():
+        host = find_host(registry_path, name)
+        if host is None:
+            results += mark_unreachable(registry_path, ids, f"host {name!r} is not in the host list")
+            continue
+        results += run_sync(_sync_host(host, registry_path, ids))
+    return results
+
+
+class SyncLoop:
+    """Keeps remote runs synced from a background thread until they end or `stop()` is called.
+
+    One connection per host, kept open between pulls; a failed pull closes it, marks the host's runs
+    unreachable, and reconnects after 0.5, 1, 2, ... up to `max_backoff` seconds. `reconnects` counts
+    the connections opened after the first, `failures` the pulls that failed.
+    """
+
+    def __init__(self, registry_path: Path, run_ids: Sequence[str], interval: float = SYNC_INTERVAL_S,
+                 max_backoff: float = MAX_BACKOFF_S) -> None:
+        self.registry_path = Path(registry_path)
+        self.run_ids = [run.id for run in remote_runs(self.registry_path, run_ids)]
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.connections = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.ended = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="workbench-sync", daemon=True)
+
+    def start(self) -> SyncLoop:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> SyncLoop:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _main(self) -> None:
+        with Registry.open(self.registry_path, create=False) as registry:
+            runs = [registry.get_run(run_id) for run_id in self.run_ids]
+        by_host: dict[str, list[str]] = {}
+        for run in runs:
+            by_host.setdefault(run.host, []).append(run.id)
+        try:
+            await asyncio.gather(*(self._follow(find_host(self.registry_path, name), ids)
+                                   for name, ids in by_host.items()))
+        finally:
+            self.ended.set()
+
+    async def _follow(self, host: Host | None, run_ids: list[str]) -> None:
+        if host is None:
+            return
+        pending = list(run_ids)
+        ending: set[str] = set()
+        conn = None
+        backoff = 0.5
+        while pending and not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = await connect(host)
+                    self.connections += 1
+                for run_id in list(pending):
+                    result = await pull(conn, host, self.registry_path, run_id)
+                    # An ended run's supervisor writes its last log line just after the final status:
+                    # the run is done once a pull after the ending brings no more output.
+                    if result.status in TERMINAL_STATUSES and run_id in ending and not result.log_bytes:
+                        pending.remove(run_id)
+                    elif result.status in TERMINAL_STATUSES:
+                        ending.add(run_id)
+                backoff = 0.5
+                delay = self.interval
+            except HostError as error:
+                self.failures += 1
+                self.last_error = str(error)
+                mark_unreachable(self.registry_path, pending, str(error))
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                delay = backoff
+                backoff = min(backoff * 2, self.max_backoff)
+            await asyncio.to_thread(self._stop.wait, delay)
+        if conn is not None:
+            conn.close()
