@@ -29,7 +29,7 @@ async def cursor_to_run(app, pilot, wait_for, run_id: str) -> None:
     """Move the Runs table's cursor onto `run_id` with the arrow keys."""
     await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and runs_table(app).row_count)
     table = runs_table(app)
-    await wait_for(pilot, lambda: run_id in app.screen.rows)
+    await wait_for(pilot, lambda: run_id in {key.value for key in table.rows})
     delta = table.get_row_index(run_id) - table.cursor_row
     for _ in range(abs(delta)):
         await pilot.press("down" if delta > 0 else "up")
