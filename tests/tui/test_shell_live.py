@@ -55,14 +55,14 @@ async def test_runs_table_follows_new_steps_and_new_runs(registry, run_of, make_
 
         trainer = Trainer(registry, target, first, steps=5)
         trainer.start()
-        await wait_for(pilot, lambda: shown(table, target, "step") == f"{first + 4}/40", timeout=8)
+        await wait_for(pilot, lambda: shown(table, target, "step") == f"{first + 4}/40")
         trainer.join()
         assert trainer.error is None
         assert shown(table, target, "reward") == "0.900"
 
         with Registry.open(registry, clock=fixture_clock(registry)) as reg:
             new_id = reg.create_run(name="fresh-run", variant="grpo", recipe={}, total_steps=10)
-        await wait_for(pilot, lambda: shown(table, new_id, "name") == "fresh-run", timeout=5)
+        await wait_for(pilot, lambda: shown(table, new_id, "name") == "fresh-run")
         assert shown(table, new_id, "status").startswith("◌ queued")
         assert table.row_count == 13
 
@@ -81,7 +81,7 @@ async def test_run_header_and_logs_follow_a_live_run(registry, run_of, log_lines
 
         trainer = Trainer(registry, target, first, steps=4)
         trainer.start()
-        await wait_for(pilot, lambda: log.line_count == len(log_lines) + 4, timeout=8)
+        await wait_for(pilot, lambda: log.line_count == len(log_lines) + 4)
         trainer.join()
         assert list(log.lines)[-1] == f"live line for step {first + 3}"
         events = app.screen.query_one("#events-table", DataTable)
