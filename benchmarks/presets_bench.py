@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from machine import stamp  # noqa: E402  (benchmarks/machine.py, beside this script)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -44,6 +45,7 @@ def main_bench() -> None:
     parser.add_argument("--presets", default=",".join(VARIANTS))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(stamp("start"), flush=True)
     checkpoints = (1, args.steps // 2, args.steps)
     table = Table(title=f"every preset, {args.steps} steps on the tiny model (values at steps "
                         f"{' / '.join(map(str, checkpoints))})")
@@ -63,6 +65,7 @@ def main_bench() -> None:
                 step_times = registry.series(run_id, "time/step_s")[1]
             table.add_row(preset, *cells, f"{sum(step_times) / len(step_times):.3f}")
     Console(width=160).print(table)
+    print(stamp("end"))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ Measures, on a fresh registry in a temporary directory:
   the last value of every key
 - listing 1,000 runs with their last reward
 - reading one step's 8 groups with token stats
+- building the test fixture (tests/fixtures/make_registry.py): 500 runs of 10 steps, one run of 10,000 steps
+It also prints the mean characters per logged token (the token texts are drawn from WORDS).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import stamp  # noqa: E402  (benchmarks/machine.py, beside this script)
+
+from tests.fixtures.make_registry import make_registry  # noqa: E402
 from workbench.registry import GroupRecord, Registry, ResponseRecord, TokenStats  # noqa: E402
 
 GROUPS, RESPONSES, TOKENS, METRICS = 8, 8, 256, 40
@@ -32,7 +37,7 @@ WORDS = ("the", " answer", " is", " 4", "2", ".", " So", " we", " add", " carry"
 
 
 def make_step(rng: random.Random) -> tuple[dict[str, float], list[GroupRecord]]:
-    """One training step's worth of records with sub-word tokens of about four characters."""
+    """One training step's worth of records with sub-word tokens drawn from WORDS."""
     metrics = {f"metric/{index:02d}": rng.random() for index in range(METRICS - 1)} | {"reward": rng.random()}
     groups = []
     for group_index in range(GROUPS):
@@ -115,6 +120,16 @@ def bench_list_runs(directory: Path) -> list[float]:
         return timings_ms(registry.list_runs, 20)
 
 
+def bench_fixture(directory: Path) -> tuple[float, float]:
+    """Seconds to build the test fixture: 500 runs of 10 steps; one run of 10,000 steps (one build each)."""
+    start = time.perf_counter()
+    make_registry(directory / "fixture-runs.db", runs=500, steps=10, seed=0)
+    many = time.perf_counter() - start
+    start = time.perf_counter()
+    make_registry(directory / "fixture-long.db", runs=1, steps=10_000, seed=1)
+    return many, time.perf_counter() - start
+
+
 def bench_read_groups(directory: Path) -> list[float]:
     with Registry.open(directory / "steps.db") as registry:
         run_id = registry.list_runs()[0].id
@@ -126,6 +141,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="steps recorded for the write benchmark")
     parser.add_argument("--keep", type=Path, help="keep the benchmark registries in this directory")
     args = parser.parse_args()
+    print(stamp("start"), flush=True)
     with tempfile.TemporaryDirectory() as temporary:
         directory = args.keep or Path(temporary)
         directory.mkdir(parents=True, exist_ok=True)
@@ -133,6 +149,11 @@ def main() -> None:
         series, newest, last = bench_long_series(directory)
         listing = bench_list_runs(directory)
         groups = bench_read_groups(directory)
+        fixture_runs, fixture_long = bench_fixture(directory)
+        with Registry.open(directory / "steps.db") as registry:
+            run_id = registry.list_runs()[0].id
+            logged = [token for group in registry.groups(run_id, 0, with_tokens=True)
+                      for response in group.responses for token in response.tokens.tokens]
     rows = [
         ("record one step (40 metrics, 8x8 responses x 256 tokens)", record, 10.0, "ms"),
         ("read a 10,000-step series of one key", series, 50.0, "ms"),
@@ -149,6 +170,10 @@ def main() -> None:
         print(f"{label:<58} {median:>7.2f}{unit} {p95(samples):>7.2f}{unit} {target_text:>9}  {verdict}")
     verdict = "yes" if bytes_per_token <= 20 else "NO"
     print(f"{'bytes on disk per logged token':<58} {bytes_per_token:>9.2f} {'':>9} {'<= 20':>9}  {verdict}")
+    print(f"{'mean characters per logged token':<58} {sum(map(len, logged)) / len(logged):>9.2f}")
+    print(f"{'fixture: 500 runs of 10 steps (one build)':<58} {fixture_runs:>8.2f}s")
+    print(f"{'fixture: one run of 10,000 steps (one build)':<58} {fixture_long:>8.2f}s")
+    print(stamp("end"))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ warm-up start writes that cache):
 - open run: enter on the 10,000-step run until its screen (header, tabs, Curves) is refreshed;
 - tab switch: a tab made active until the next screen refresh, each of the five tabs twice: the
   median of all, and the worst per tab (target <= 100 ms).
-Prints one table; the median of the repeats is reported.
+Prints one table: per measure the median, the fastest and the slowest of the repeats (each repeat a
+fresh process, one after the other), with the date and the machine's load before and after.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine import stamp  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 RUNS = 500
 LONG_STEPS = 10_000
@@ -150,20 +153,21 @@ def main() -> None:
     args = parser.parse_args()
     from tests.fixtures.make_registry import fixture_clock
 
+    print(stamp("start"), flush=True)
     path, long_run = build_registry(args.registry)
     now = fixture_clock(path)()
     probe(path, long_run, now)  # warm-up: writes the bytecode cache, as a first start after install does
     samples = [probe(path, long_run, now) for _ in range(args.repeats)]
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"TUI on {RUNS + 1} runs (one of {LONG_STEPS:,} steps), median of {args.repeats}, 120x36 headless, "
-          f"{os.cpu_count()} cores, load average {load}")
-    print(f"{'measure':<14}{'median':>10}{'worst':>10}{'target':>10}  verdict")
+    print(f"TUI on {RUNS + 1} runs (one of {LONG_STEPS:,} steps), {args.repeats} starts, 120x36 headless")
+    print(f"{'measure':<14}{'median':>10}{'fastest':>10}{'slowest':>10}{'target':>10}  verdict")
     for measure in samples[0]:
         values = [sample[measure] for sample in samples]
         target = TARGETS.get(measure)
         verdict = "" if target is None else ("ok" if statistics.median(values) <= target else "SLOW")
         target_text = "-" if target is None else f"{target * 1000:.0f} ms"
-        print(f"{measure:<14}{statistics.median(values) * 1000:>7.0f} ms{max(values) * 1000:>7.0f} ms{target_text:>10}  {verdict}")
+        print(f"{measure:<14}{statistics.median(values) * 1000:>7.0f} ms{min(values) * 1000:>7.0f} ms"
+              f"{max(values) * 1000:>7.0f} ms{target_text:>10}  {verdict}")
+    print(stamp("end"))
 
 
 if __name__ == "__main__":

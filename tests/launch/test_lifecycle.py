@@ -14,6 +14,7 @@ from tests.launch.helpers import get_run, run_cli, wait_for, wait_for_status, wa
 from workbench.launch import follow_log, launch, read_log, resume, stop
 from workbench.launch.spec import read_process_record
 from workbench.registry import Registry
+from workbench.system import pid_alive
 
 ENDED = {"finished", "failed", "crashed", "stopped"}
 
@@ -134,8 +135,13 @@ def test_stop_kills_a_deaf_trainer_after_the_grace_period_and_frees_its_slot(reg
 
     wait_for_step(registry_path, deaf, 1)
     record = read_process_record(registry_path.parent / deaf)
+    # The deaf run's supervisor is gone too (killed without a word), so nobody but `stop` can free the
+    # slot and start the queued run: this checks `stop`'s own path, not the supervisor's.
+    os.kill(record.supervisor_pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(record.supervisor_pid), what="the deaf run's supervisor to be gone")
     # Stand-in for a trainer stuck in a native call: a SIGSTOPped process cannot act on SIGTERM.
     os.kill(record.trainer_pid, signal.SIGSTOP)
+    assert get_run(registry_path, waiting).status == "queued"
     frozen_step = get_run(registry_path, deaf).last_step
     outcome = stop(deaf, registry_path=registry_path, grace=1.0)
     assert (outcome.status, outcome.killed) == ("crashed", True)
@@ -143,9 +149,10 @@ def test_stop_kills_a_deaf_trainer_after_the_grace_period_and_frees_its_slot(reg
     assert run.status == "crashed" and run.last_step == frozen_step
     assert "SIGKILL" in run.error and f"last committed step: {frozen_step}" in run.error
 
-    # `stop` freed the slot, so it started the queued run; stopping that one while it may still be
-    # loading is a clean stop too.
+    # `stop` freed the slot, so it (no supervisor is left to do it) started the queued run; stopping
+    # that one while its trainer may still be loading is a clean stop too.
     assert get_run(registry_path, waiting).status == "running"
+    wait_for(lambda: read_process_record(registry_path.parent / waiting), what="the queued run's trainer to start")
     outcome = stop(waiting, registry_path=registry_path, grace=60)
     assert outcome.status == "stopped", get_run(registry_path, waiting).error
     assert get_run(registry_path, dropped).status == "stopped"

@@ -12,22 +12,39 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from tests.train.helpers import ROOT, stable_metrics, train, trainer_process
 from workbench.registry import Registry
+from workbench.train.checkpoint import read_state
 
 
 @pytest.mark.slow
-def test_resumed_run_reproduces_the_uninterrupted_run_step_for_step(registry_path):
+def test_resumed_run_reproduces_the_uninterrupted_run_step_for_step(registry_path, tmp_path, monkeypatch):
+    # Rewards 0, 1, 0, 1 ... by position: every group of G >= 2 responses has unequal rewards, so every
+    # step has non-zero advantages and a real gradient whatever the model samples (exact match on the
+    # tiny random model is 0 everywhere, which would leave the weights untouched).
+    reward = _reward_module(tmp_path, monkeypatch, """
+        def reward(prompts, completions, **columns):
+            return [float(index % 2) for index in range(len(completions))]
+        """, "alternating_reward")
     code, parent = train(registry_path, "grpo", "run.max_steps=4", "run.save_steps=2", "run.eval_steps=2",
-                         fast=False, name="whole")
+                         f'task.reward_funcs=["{reward}"]', fast=False, name="whole")
     assert code == 0
     with Registry.open(registry_path) as registry:
         checkpoints = registry.run_dir(parent) / "checkpoints"
+        grad_norms = registry.series(parent, "grad_norm")[1]
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-2", "step-4"]
+    assert len(grad_norms) == 4 and all(norm > 0 for norm in grad_norms)
+    # The checkpoint to resume from is not the start: resuming from the initial weights would differ.
+    initial = AutoModelForCausalLM.from_pretrained(read_state(checkpoints / "step-2")["initial_model"])
+    at_step_2 = AutoModelForCausalLM.from_pretrained(checkpoints / "step-2")
+    moved = max((a - b).abs().max().item() for a, b in zip(initial.parameters(), at_step_2.parameters(), strict=True))
+    assert moved > 1e-4
     # As if the run had been interrupted right after step 2: only step-2 is left to resume from.
-    shutil.rmtree(checkpoints / "step-4")
+    whole_at_step_4 = tmp_path / "whole-step-4"
+    shutil.move(checkpoints / "step-4", whole_at_step_4)
 
     code, resumed = train(registry_path, "grpo", resume=parent, fast=False)
     assert code == 0 and resumed != parent
@@ -44,6 +61,10 @@ def test_resumed_run_reproduces_the_uninterrupted_run_step_for_step(registry_pat
         texts = [[r.text for g in registry.groups(run_id, 4) for r in g.responses] for run_id in (parent, resumed)]
         assert texts[0] == texts[1]
         assert any("resuming run" in e.message for e in registry.events(resumed))
+        resumed_at_step_4 = registry.run_dir(resumed) / "checkpoints" / "step-4"
+    # The weights at the end are the same too, to the bit.
+    ends = [AutoModelForCausalLM.from_pretrained(path) for path in (whole_at_step_4, resumed_at_step_4)]
+    assert all(torch.equal(a, b) for a, b in zip(ends[0].parameters(), ends[1].parameters(), strict=True))
 
 
 def _reward_module(tmp_path, monkeypatch, body: str, name: str) -> str:

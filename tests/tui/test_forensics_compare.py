@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
-from textual.widgets import DataTable, OptionList, TabbedContent
+from textual.widgets import DataTable, OptionList, Static, TabbedContent
 
 from workbench import insights
 from workbench.registry import Registry
@@ -57,7 +57,8 @@ async def test_compare_overlays_runs_with_smoothing_and_x_axis(registry, compare
         assert [style.foreground.hex for style in samples] == list(SERIES_COLOURS[:3])
 
         await pilot.press("right_square_bracket", "x")
-        assert screen.smoothing == 0.8 and screen.x_axis == "wall time"
+        status = screen.query_one("#compare-status", Static).render()
+        assert str(status) == "EMA 0.80  ·  x wall time  ·  reward"
         assert [d.xs for d in chart.drawn] == [elapsed[r][1] for r in compared]
         assert chart.drawn[0].smoothed == insights.ema(rewards[compared[0]][1], 0.8)
 

