@@ -204,3 +204,18 @@ def test_resume_refuses_a_finished_run_unless_asked_for_more_steps(registry_path
         resumed = next(event for event in registry.events(child) if event.kind == "resumed")
     assert queued.message == f"resumes run {parent} from its checkpoint at step 4; trains to step 6"
     assert resumed.message == f"resuming run {parent} from its checkpoint at step 4 (step-4)"
+
+
+def test_a_stop_during_the_supervisors_start_up_stops_the_run_instead_of_crashing_it(registry_path, tiny_recipe):
+    """SIGTERM to a supervisor that is still importing (no handler yet) must not kill it with the default
+    action: it is held until the handler exists, and the run ends `stopped`, never `crashed`."""
+    run_id = launch(tiny_recipe, [], registry_path=registry_path)
+    supervisor_pid = get_run(registry_path, run_id).pid
+    # launch() returns as soon as the supervisor is forked: it is still starting Python and importing.
+    os.kill(supervisor_pid, signal.SIGTERM)
+    run = wait_for_status(registry_path, run_id, ENDED)
+    assert run.status == "stopped", (run.status, run.error)
+    assert wait_for(lambda: not pid_alive(supervisor_pid), what="the supervisor to exit")
+    with Registry.open(registry_path) as registry:
+        messages = [event.message for event in registry.events(run_id)]
+    assert any("stopped before the trainer started" in message for message in messages), messages

@@ -16,13 +16,28 @@ from workbench.system import pid_alive
 PROC = Path("/proc")
 
 
-def start_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: Path | None = None):
+def start_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: Path | None = None,
+                   held_signals: frozenset[int] = frozenset()):
     """Start `argv` in its own session, stdin from /dev/null, stdout+stderr appended to `log_path`.
 
     Its own session means closing the terminal (SIGHUP) or pressing Ctrl-C there never reaches it, and its
     process group can be signalled as a whole. Returns the Popen; the caller need not wait for it.
+
+    held_signals start blocked in the child (a blocked signal stays pending across exec): one sent before
+    the child has installed its handler waits for it instead of killing the child with the default
+    action. The child unblocks them once its handler is in place.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    # The child inherits the mask of the thread that forks it; block here, restore right after.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held_signals) if held_signals else None
+    try:
+        return _popen_detached(argv, log_path, env, cwd)
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _popen_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: Path | None):
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             list(argv),

@@ -122,7 +122,9 @@ def start_supervisor(registry: Registry, registry_path: Path, run_id: str, max_r
         env[MAX_RUNS_ENV] = str(max_runs)
     argv = [sys.executable, "-m", SUPERVISOR_MODULE, "--registry", str(registry_path), run_id]
     workdir = Path(spec.workdir) if spec.workdir and Path(spec.workdir).is_dir() else None
-    supervisor = start_detached(argv, run_dir / LOG_FILE, env, cwd=workdir)
+    # SIGTERM is held until the supervisor's handler exists: a `stop` that lands during its start-up then
+    # reads "stopped before the trainer started" instead of killing it and leaving the run `crashed`.
+    supervisor = start_detached(argv, run_dir / LOG_FILE, env, cwd=workdir, held_signals=frozenset({signal.SIGTERM}))
     # A long-lived caller (the TUI) reaps the supervisor when it ends, so no zombie looks alive.
     threading.Thread(target=supervisor.wait, name=f"reap-{run_id}", daemon=True).start()
     registry.update_run(run_id, pid=supervisor.pid)

@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     registry_path = args.registry.resolve()
     supervisor = Supervisor(registry_path, args.run_id)
     signal.signal(signal.SIGTERM, supervisor.on_sigterm)
+    # The launcher started this process with SIGTERM blocked (see start_supervisor): one sent meanwhile
+    # is delivered to the handler now. The trainer started below inherits the unblocked mask.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     code = supervisor.run()
     # The slot this run held is free now: whoever frees a slot starts the next queued run.
     started = start_queued(registry_path)
