@@ -107,6 +107,13 @@ class Health:
         labels = ", ".join(finding.label for finding in self.findings)
         return f"{len(self.findings)} issue{'s' if len(self.findings) > 1 else ''}: {labels}"
 
+    @property
+    def short(self) -> str:
+        """The badge in at most 10 cells, for table columns: "ok", "⚠ kl", "⚠ 3 issues", "-"."""
+        if not self.findings:
+            return self.badge
+        return f"⚠ {self.findings[0].label}" if len(self.findings) == 1 else f"⚠ {len(self.findings)} issues"
+
     def to_dict(self) -> dict[str, Any]:
         return {"badge": self.badge, "checked": self.checked, "findings": [f.to_dict() for f in self.findings]}
 
