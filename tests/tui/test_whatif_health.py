@@ -1,0 +1,127 @@
+"""What-if in the Tokens tab and run health in the runs table and the run screen, on the fixture registry.
+
+Values are checked against workbench.whatif / workbench.health computed here from the same registry,
+and those against the loss formulas and synthetic series in tests/test_whatif.py and tests/test_health.py.
+Waits are on app state with generous ceilings: the first what-if loads torch in a worker.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable, Static
+
+from workbench import whatif
+from workbench.health import HEALTH_KEYS, run_health
+from workbench.registry import Registry
+from workbench.tui.panes.tokens import WHATIF_CYCLE, TokensPane, TokenView
+from workbench.tui.screens.modals import HelpModal
+from workbench.tui.screens.run import RunScreen
+
+FORENSICS_TCSS = Path(__file__).resolve().parents[2] / "workbench" / "tui" / "forensics.tcss"
+CEILING = 120.0  # seconds: a ceiling for a busy machine, not an expected time
+
+
+class TokensHost(App):
+    CSS_PATH = FORENSICS_TCSS
+
+    def __init__(self, registry_path: Path, run_id: str) -> None:
+        super().__init__()
+        self.registry_path = registry_path
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        yield TokensPane(self.run_id, id="tokens-pane")
+
+
+def text_of(app: App, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def _series(path: Path, run_id: str) -> dict:
+    with Registry.open(path, stale_after=math.inf) as registry:
+        return {key: registry.series(run_id, key) for key in HEALTH_KEYS}
+
+
+async def test_tokens_what_if_switches_rule_and_shows_the_rescored_step(registry, run_of, wait_for):
+    run_id = run_of("finished")  # the fixture's grpo run: symmetric 0.2 clipping
+    with Registry.open(registry, stale_after=math.inf) as handle:
+        step = handle.group_steps(run_id)[-1]
+        groups = handle.groups(run_id, step, with_tokens=True)
+        recipe = handle.get_run(run_id).recipe
+    expected = whatif.rescore(groups, whatif.rule("dapo"), step, recipe["rollout"]["max_completion_length"])
+    # a response whose clip marks differ between the recorded rule and DAPO's clip-higher
+    verdict = next(v for v in expected.responses
+                   if v.clipped_high != groups[v.group].responses[v.response].tokens.clipped_high)
+    recorded = groups[verdict.group].responses[verdict.response].tokens
+    app = TokensHost(registry, run_id)
+    async with app.run_test(size=(140, 40)) as pilot:
+        pane = app.query_one(TokensPane)
+        pane.show_response(step, verdict.group, verdict.response)
+        await wait_for(pilot, lambda: pane.stats is not None, timeout=CEILING)
+        assert "what-if: as recorded" in text_of(app, "#tokens-whatif")
+        view = app.query_one(TokenView)
+        assert view.stats.clipped_high == recorded.clipped_high
+        view.focus()
+        await pilot.press(*["w"] * WHATIF_CYCLE.index("dapo"))
+        assert pane.rule == "dapo"
+        await wait_for(pilot, lambda: pane.whatif is not None and pane.whatif.rule.name == "dapo", timeout=CEILING)
+        assert view.stats.clipped_high == verdict.clipped_high
+        assert view.stats.ratio == verdict.ratio
+        line = text_of(app, "#tokens-whatif")
+        assert f"{expected.summary.clip_fraction:.1%} clipped" in line
+        assert f"this response: {verdict.clipped} clipped, push {verdict.total_push:+.4g}" in line
+        await pilot.press("right")
+        assert f"push      {verdict.push[1]:+.4g}  (dapo)" in text_of(app, "#tokens-detail")
+        # back round to the recorded view
+        await pilot.press(*["w"] * (len(WHATIF_CYCLE) - WHATIF_CYCLE.index("dapo")))
+        assert pane.rule is None and view.stats.clipped_high == recorded.clipped_high
+
+
+async def test_tokens_with_no_response_say_what_to_do_and_read_run_aggregates(registry, run_of, wait_for):
+    app = TokensHost(registry, run_of("finished"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(TokensPane)
+        assert "open a response in Groups" in text_of(app, "#tokens-aggregates-title")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: pane.run_aggregates is not None, timeout=CEILING)
+        assert text_of(app, "#tokens-aggregates-title").startswith(
+            f"clip aggregates: run, {pane.run_aggregates.responses} responses")
+
+
+async def test_runs_table_health_badges_match_the_health_checks(registry, run_ids, make_app, wait_for):
+    app = make_app(registry, poll_interval=60)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await wait_for(pilot, lambda: app.screen.query("#runs-table")
+                       and app.screen.query_one("#runs-table", DataTable).row_count == len(run_ids), timeout=CEILING)
+        table = app.screen.query_one("#runs-table", DataTable)
+        await wait_for(pilot, lambda: all(str(table.get_cell(run_id, "health")) != "…" for run_id in run_ids),
+                       timeout=CEILING)
+        badges = {run_id: str(table.get_cell(run_id, "health")) for run_id in run_ids}
+        expected = {run_id: run_health(_series(registry, run_id)).short for run_id in run_ids}
+        assert badges == expected
+        assert "⚠ entropy" in badges.values() and "ok" in badges.values()  # both kinds present in the fixture
+
+
+async def test_run_screen_health_line_details_and_tab_keys(registry, run_of, make_app, wait_for):
+    run_id = run_of("finished")
+    health = run_health(_series(registry, run_id))
+    (finding,) = health.findings  # the fixture's grpo run: entropy falls from 2.2 towards 0.4
+    app = make_app(registry, poll_interval=60)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await app.push_screen(RunScreen(run_id))
+        await wait_for(pilot, lambda: app.screen.health is not None, timeout=CEILING)
+        assert text_of(app, "#run-health") == f"⚠ entropy collapse since step {finding.step}  ·  h: details"
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpModal), timeout=CEILING)
+        assert (f"step {finding.step}", f"entropy collapse: {finding.detail}") in app.screen.keys
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), timeout=CEILING)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpModal), timeout=CEILING)
+        listed = dict(app.screen.keys)
+        assert listed["Tokens: w"] == "What-if rule"
+        assert listed["Curves: ["] == "Smooth-"
+        assert listed["Groups: e"] == "Train/eval"
