@@ -203,16 +203,16 @@ class RunSummary:
 class SummaryRow:
     field: str  # RunSummary attribute
     label: str
-    better: str  # "max" or "min": which value is highlighted as best
+    better: str | None  # "max" or "min": which value is highlighted as best; None: no best without a target
 
 
 SUMMARY_ROWS: tuple[SummaryRow, ...] = (
     SummaryRow("final_reward", "final reward (last K)", "max"),
     SummaryRow("steps_to_threshold", "steps to threshold", "min"),
-    SummaryRow("peak_kl", "peak KL", "min"),
+    # a KL budget or a target length is the user's choice: neither "more" nor "less" is better by itself
+    SummaryRow("peak_kl", "peak KL", None),
     SummaryRow("mean_clip_fraction", "mean clip fraction", "min"),
-    # shorter answers are cheaper for the same reward; read it next to the reward row
-    SummaryRow("mean_length", "mean length", "min"),
+    SummaryRow("mean_length", "mean length", None),
 )
 
 
@@ -281,8 +281,13 @@ def default_reward_threshold(finals: Sequence[float | None]) -> float | None:
     return min(present) if present else None
 
 
-def best_indices(values: Sequence[float | None], better: str) -> set[int]:
-    """Indices holding the best value of a row (all of them on a tie); None values never win."""
+def best_indices(values: Sequence[float | None], better: str | None) -> set[int]:
+    """Indices holding the best value of a row (all of them on a tie); None values never win.
+
+    better=None: the row has no "better" (KL, length): nothing is marked.
+    """
+    if better is None:
+        return set()
     if better not in ("max", "min"):
         raise ValueError(f"better must be 'max' or 'min', got {better!r}")
     present = [v for v in values if v is not None]

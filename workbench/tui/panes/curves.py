@@ -135,6 +135,20 @@ def chart_lines(spec: ChartSpec, series: dict[str, Series], x_axis: str, band: s
     return lines
 
 
+def metric_labels(specs: Iterable[ChartSpec]) -> dict[str, str]:
+    """The name each metric key goes by, as the Curves picker names its charts: the chart's title for
+    a one-line chart ("KL"), "title · line" for a line of a shared chart ("clip fractions · high")."""
+    labels = {}
+    for spec in specs:
+        for key in spec.keys:
+            if len(spec.keys) == 1:
+                labels[key] = spec.title
+                continue
+            line = key.removeprefix(COMPONENT_PREFIX).removesuffix(COMPONENT_SUFFIX).rsplit("/", 1)[-1]
+            labels[key] = f"{spec.title} · {line.removesuffix('_mean').replace('_', ' ')}"
+    return labels
+
+
 class CurvesPane(ReportsWorkerErrors, Vertical):
     """The Curves tab of one run."""
 
