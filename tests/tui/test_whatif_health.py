@@ -15,7 +15,8 @@ from textual.widgets import DataTable, Static
 
 from workbench import whatif
 from workbench.health import HEALTH_KEYS, run_health
-from workbench.registry import Registry
+from workbench.registry import GroupRecord, Registry, ResponseRecord
+from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.tokens import WHATIF_CYCLE, TokensPane, TokenView
 from workbench.tui.screens.modals import HelpModal
 from workbench.tui.screens.run import RunScreen
@@ -125,3 +126,49 @@ async def test_run_screen_health_line_details_and_tab_keys(registry, run_of, mak
         assert listed["Tokens: w"] == "What-if rule"
         assert listed["Curves: ["] == "Smooth-"
         assert listed["Groups: e"] == "Train/eval"
+
+
+# ---------------------------------------------------------------- groups follow mode
+
+
+class GroupsHost(App):
+    CSS_PATH = FORENSICS_TCSS
+
+    def __init__(self, registry_path: Path, run_id: str) -> None:
+        super().__init__()
+        self.registry_path = registry_path
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        yield GroupsPane(self.run_id, id="groups-pane")
+
+
+def _log_groups(path: Path, run_id: str, step: int) -> None:
+    responses = [ResponseRecord(f"answer {i}", float(i % 2), {"correct": float(i % 2)}, 0.5 - i % 2, 2, False)
+                 for i in range(4)]
+    with Registry.open(path, stale_after=math.inf) as registry:
+        registry.record_step(run_id, step, {"reward": 0.5}, groups=[GroupRecord(0, "What is 1 + 1?", responses)])
+
+
+async def test_groups_hold_still_while_the_run_logs_steps_until_f_follows(registry, run_of, wait_for):
+    run_id = run_of("running")
+    with Registry.open(registry, stale_after=math.inf) as handle:
+        steps = handle.group_steps(run_id)
+    app = GroupsHost(registry, run_id)
+    async with app.run_test(size=(140, 36)) as pilot:
+        pane = app.query_one(GroupsPane)
+        await wait_for(pilot, lambda: pane.groups and pane.step == steps[-1], timeout=CEILING)
+        assert not pane.follow and text_of(app, "#groups-summary").endswith("held · f: follow")
+        _log_groups(registry, run_id, steps[-1] + 1)
+        await wait_for(pilot, lambda: len(pane.steps) == len(steps) + 1, timeout=CEILING)
+        await wait_for(pilot, lambda: "held · 1 newer step · f: follow" in text_of(app, "#groups-summary"),
+                       timeout=CEILING)
+        assert pane.step == steps[-1]  # stayed put
+        await pilot.press("f")
+        assert pane.follow and pane.step == steps[-1] + 1
+        _log_groups(registry, run_id, steps[-1] + 2)
+        await wait_for(pilot, lambda: pane.step == steps[-1] + 2, timeout=CEILING)  # following
+        await wait_for(pilot, lambda: "following the run ● f: hold" in text_of(app, "#groups-summary"),
+                       timeout=CEILING)
+        await pilot.press("p")  # moving away stops following
+        assert not pane.follow and pane.step == steps[-1] + 1
