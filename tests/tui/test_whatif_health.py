@@ -158,17 +158,17 @@ async def test_groups_hold_still_while_the_run_logs_steps_until_f_follows(regist
     async with app.run_test(size=(140, 36)) as pilot:
         pane = app.query_one(GroupsPane)
         await wait_for(pilot, lambda: pane.groups and pane.step == steps[-1], timeout=CEILING)
-        assert not pane.follow and text_of(app, "#groups-summary").endswith("held · f: follow")
+        assert not pane.follow and text_of(app, "#groups-follow") == "held (f)"
         _log_groups(registry, run_id, steps[-1] + 1)
         await wait_for(pilot, lambda: len(pane.steps) == len(steps) + 1, timeout=CEILING)
-        await wait_for(pilot, lambda: "held · 1 newer step · f: follow" in text_of(app, "#groups-summary"),
+        await wait_for(pilot, lambda: text_of(app, "#groups-follow") == "held +1 (f)",
                        timeout=CEILING)
         assert pane.step == steps[-1]  # stayed put
         await pilot.press("f")
         assert pane.follow and pane.step == steps[-1] + 1
         _log_groups(registry, run_id, steps[-1] + 2)
         await wait_for(pilot, lambda: pane.step == steps[-1] + 2, timeout=CEILING)  # following
-        await wait_for(pilot, lambda: "following the run ● f: hold" in text_of(app, "#groups-summary"),
+        await wait_for(pilot, lambda: text_of(app, "#groups-follow") == "● follow (f)",
                        timeout=CEILING)
         await pilot.press("p")  # moving away stops following
         assert not pane.follow and pane.step == steps[-1] + 1

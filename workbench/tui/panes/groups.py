@@ -159,6 +159,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
     def compose(self) -> ComposeResult:
         with Vertical(id="groups-steps"):
             yield Static(Content("train steps"), id="groups-steps-title")
+            yield Static(Content("held (f)"), id="groups-follow")
             yield OptionList(id="groups-step-picker")
         with Vertical(id="groups-main"):
             yield Static(Content("reading groups…"), id="groups-summary")
@@ -222,8 +223,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         target = self.steps[-1] if follow_latest or self.step not in self.steps else self.step
         picker.highlighted = self.steps.index(target)
         self.step = target
-        if self.groups:
-            self._show_summary()  # the count of newer steps changed
+        self._show_follow()  # the count of newer steps changed
 
     @on(OptionList.OptionHighlighted, "#groups-step-picker")
     def _pick_step(self, event: OptionList.OptionHighlighted) -> None:
@@ -241,17 +241,20 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         if follow and self.steps and self.step != self.steps[-1]:
             self.query_one("#groups-step-picker", OptionList).highlighted = len(self.steps) - 1
             self.step = self.steps[-1]
-        if self.groups:
-            self._show_summary()
+        self._show_follow()
 
     def follow_text(self) -> str:
-        """The follow state for the summary: "following ● f" or "held · 2 newer · f: follow"."""
+        """The follow state under the step list: "● follow (f)", "held +2 (f)" (2 newer steps), "held (f)"."""
         if self.follow:
-            return "following the run ● f: hold"
+            return "● follow (f)"
         newer = sum(1 for step in self.steps if self.step is not None and step > self.step)
-        return f"held · {newer} newer step{'s' if newer != 1 else ''} · f: follow" if newer else "held · f: follow"
+        return f"held +{newer} (f)" if newer else "held (f)"
+
+    def _show_follow(self) -> None:
+        self.query_one("#groups-follow", Static).update(Content(self.follow_text()))
 
     def watch_step(self, step: int | None) -> None:
+        self._show_follow()
         if step is not None:
             self.read_groups(self.app.registry_path, self.kind, step)
 
@@ -298,12 +301,11 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         dropped = sum(r.dropped_by is not None for r in responses)
         size = len(self.groups[0].responses) if self.groups else 0
         if self.is_narrow:
-            text = (f"{self.kind} step {self.step} · {len(self.groups)}×{size} · {zero} ≡ · {dropped} ✗ · "
-                    f"enter: tokens · {self.follow_text()}")
+            text = f"{self.kind} step {self.step} · {len(self.groups)}×{size} · {zero} ≡ · {dropped} ✗ · enter: tokens"
         else:
             text = (
                 f"{self.kind} step {self.step} · {len(self.groups)} prompts × {size} · {zero} zero-variance ≡ · "
-                f"{dropped} filtered ✗ · enter: tokens · {self.follow_text()}"
+                f"{dropped} filtered ✗ · enter: tokens"
             )
         self.query_one("#groups-summary", Static).update(Content(text))
 
