@@ -15,7 +15,10 @@ from textual.widgets import DataTable, Static
 
 from workbench import whatif
 from workbench.health import HEALTH_KEYS, run_health
+from workbench.insights import config_diff
+from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import GroupRecord, Registry, ResponseRecord
+from workbench.tui.panes.config import ConfigPane, keys_differ, shown_path
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.tokens import WHATIF_CYCLE, TokensPane, TokenView
 from workbench.tui.screens.modals import HelpModal
@@ -172,3 +175,27 @@ async def test_groups_hold_still_while_the_run_logs_steps_until_f_follows(regist
                        timeout=CEILING)
         await pilot.press("p")  # moving away stops following
         assert not pane.follow and pane.step == steps[-1] + 1
+
+
+# ---------------------------------------------------------------- config: the file it was launched from
+
+
+async def test_config_diffs_against_the_recipe_file_it_was_launched_from(tmp_path, make_app, wait_for):
+    path = tmp_path / "registry.db"
+    source = find_recipe("quickstart")
+    resolved = load_recipe(source, ["run.max_steps=3"])
+    with Registry.open(path, create=True) as registry:  # what `workbench launch quickstart --set ...` registers
+        run_id = registry.create_run(name="quick", variant=resolved.preset, recipe=resolved.to_dict(), status="queued")
+        registry.add_event(run_id, "queued", f"launched from {source}")
+    preset_diff = config_diff(load_recipe(find_recipe(resolved.preset)).to_dict(), resolved.to_dict())
+    app = make_app(path, clock=lambda: 0.0, poll_interval=60)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await app.push_screen(RunScreen(run_id, tab="config"))
+        pane = app.screen.query_one(ConfigPane)
+        await wait_for(pilot, lambda: pane.view is not None, timeout=CEILING)
+        assert text_of(app, "#config-source-title") == (
+            f"1 key differs from {shown_path(source)}, the file it was launched from (as the file reads now)")
+        table = app.screen.query_one("#config-source-diff", DataTable)
+        assert [str(cell) for cell in table.get_row_at(0)] == ["run.max_steps", str(load_recipe(source).run.max_steps), "3"]
+        assert text_of(app, "#config-diff-title").startswith(f"{keys_differ(len(preset_diff))} from preset")
+    assert keys_differ(1) == "1 key differs" and keys_differ(2) == "2 keys differ"
