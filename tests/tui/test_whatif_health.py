@@ -199,3 +199,17 @@ async def test_config_diffs_against_the_recipe_file_it_was_launched_from(tmp_pat
         assert [str(cell) for cell in table.get_row_at(0)] == ["run.max_steps", str(load_recipe(source).run.max_steps), "3"]
         assert text_of(app, "#config-diff-title").startswith(f"{keys_differ(len(preset_diff))} from preset")
     assert keys_differ(1) == "1 key differs" and keys_differ(2) == "2 keys differ"
+
+
+# ---------------------------------------------------------------- screenshots
+
+
+async def test_screenshot_is_saved_beside_the_registry_and_the_path_is_said(registry, make_app, wait_for):
+    app = make_app(registry, poll_interval=60)
+    folder = registry.parent / "screenshots"
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.action_screenshot()
+        await wait_for(pilot, lambda: list(folder.glob("*.svg")), timeout=CEILING)
+        (saved,) = folder.glob("*.svg")
+        await wait_for(pilot, lambda: any(str(saved) in note.message for note in app._notifications), timeout=CEILING)
+    assert saved.read_text().startswith("<svg")
