@@ -81,6 +81,22 @@ def ema(values: Sequence[float], smoothing: float) -> list[float]:
     return smoothed
 
 
+#: an automatic smoothing keeps about this many effective points across a chart
+SMOOTHING_POINTS = 60
+
+
+def smoothing_for_length(points: int, levels: Sequence[float], floor: float) -> float:
+    """The smoothing a chart of `points` values opens with: at least `floor`, else the largest level
+    whose EMA averages over no more than points / SMOOTHING_POINTS values.
+
+    An EMA with weight w averages over about 1 / (1 - w) points, so a 10,000-step run gets 0.99 (a
+    100-step memory, about 100 bumps across the chart) where 0.6 would leave a cloud of noise.
+    """
+    window = points / SMOOTHING_POINTS
+    fitting = [level for level in levels if 1.0 / (1.0 - level) <= window]
+    return max([floor, *fitting])
+
+
 def axis_positions(
     steps: Sequence[int], axis_steps: Sequence[int], axis_values: Sequence[float]
 ) -> tuple[list[int], list[float]]:

@@ -15,14 +15,22 @@ from textual.widgets import DataTable, Static
 
 from workbench import whatif
 from workbench.health import HEALTH_KEYS, run_health
-from workbench.insights import config_diff
+from workbench.insights import config_diff, smoothing_for_length
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import GroupRecord, Registry, ResponseRecord
 from workbench.tui.panes.config import ConfigPane, keys_differ, shown_path
+from workbench.tui.panes.curves import SMOOTHING_LEVELS, CurvesPane
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.tokens import WHATIF_CYCLE, TokensPane, TokenView
 from workbench.tui.screens.modals import HelpModal
 from workbench.tui.screens.run import RunScreen
+from workbench.tui.widgets.chart import (
+    ChartSeries,
+    MetricChart,
+    SignedZeroFreeFormatter,
+    legend_text,
+    tick_label,
+)
 
 FORENSICS_TCSS = Path(__file__).resolve().parents[2] / "workbench" / "tui" / "forensics.tcss"
 CEILING = 120.0  # seconds: a ceiling for a busy machine, not an expected time
@@ -213,3 +221,54 @@ async def test_screenshot_is_saved_beside_the_registry_and_the_path_is_said(regi
         (saved,) = folder.glob("*.svg")
         await wait_for(pilot, lambda: any(str(saved) in note.message for note in app._notifications), timeout=CEILING)
     assert saved.read_text().startswith("<svg")
+
+
+# ---------------------------------------------------------------- charts
+
+
+def test_chart_ticks_never_read_negative_zero():
+    assert [tick_label(label) for label in ("-0.0", "-0.00", "-0", "-0.5", "0.0", "-10")] == [
+        "0.0", "0.00", "0", "-0.5", "0.0", "-10"]
+    assert SignedZeroFreeFormatter().get_labels_for_ticks([-0.1, -1e-17, 0.1]) == ["-0.1", "0.0", "0.1"]
+
+
+def test_legend_names_band_edges_and_the_raw_layer():
+    line = ChartSeries("reward", [0.0, 1.0], [0.1, 0.2], "#0072B2", band=([0.0, 0.1], [0.2, 0.3]), band_label="±std")
+    assert legend_text([line], smoothing=0.6).plain == "━━ reward ┄┄ ±std edges   ── raw (lines: EMA 0.60)"
+    assert legend_text([line], smoothing=0.0).plain == "━━ reward ┄┄ ±std edges"
+
+
+def test_default_smoothing_follows_the_series_length():
+    assert smoothing_for_length(40, SMOOTHING_LEVELS, 0.6) == 0.6
+    assert smoothing_for_length(1_000, SMOOTHING_LEVELS, 0.6) == 0.9  # window 16.7: 0.9 averages ~10
+    assert smoothing_for_length(10_000, SMOOTHING_LEVELS, 0.6) == 0.99
+
+
+async def test_curves_pick_the_smoothing_from_the_run_length_and_say_so(tmp_path, wait_for):
+    path = tmp_path / "long.db"
+    with Registry.open(path, create=True) as registry, registry.bulk():
+        run_id = registry.create_run(name="long", variant="grpo", recipe={}, status="finished")
+        for step in range(1_000):
+            registry.record_step(run_id, step, {"reward": (step % 7) / 7})
+    app = CurvesHost(path, run_id)
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.query_one(CurvesPane)
+        await wait_for(pilot, lambda: pane.loaded and pane.query_one(MetricChart).drawn, timeout=CEILING)
+        assert pane.smoothing == 0.9
+        assert text_of(app, "#curves-status").startswith("EMA 0.90 (auto: [ ] to change)")
+        pane.focus()
+        await pilot.press("left_square_bracket")
+        assert pane.smoothing == 0.8 and not pane.auto_smoothing
+        assert text_of(app, "#curves-status").startswith("EMA 0.80  ·")
+
+
+class CurvesHost(App):
+    CSS_PATH = FORENSICS_TCSS
+
+    def __init__(self, registry_path: Path, run_id: str) -> None:
+        super().__init__()
+        self.registry_path = registry_path
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        yield CurvesPane(self.run_id, id="curves-pane")

@@ -26,7 +26,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from workbench.insights import EntropyCollapse, axis_positions, entropy_collapse
+from workbench.insights import EntropyCollapse, axis_positions, entropy_collapse, smoothing_for_length
 from workbench.registry import Registry
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
@@ -192,6 +192,8 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         self.loaded = False
         self._polling = False
         self._stale = False
+        #: the smoothing follows the series length until the user picks one ([ or ])
+        self.auto_smoothing = True
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -263,7 +265,13 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         self.series = event.series
         self.last_step = event.last_step
         self.loaded = True
+        if self.auto_smoothing:
+            self.set_reactive(CurvesPane.smoothing_index, SMOOTHING_LEVELS.index(self.auto_level()))
         self._data_changed(set(event.series))
+
+    def auto_level(self) -> float:
+        points = max((len(steps) for steps, _ in self.series.values()), default=0)
+        return smoothing_for_length(points, SMOOTHING_LEVELS, SMOOTHING_LEVELS[DEFAULT_SMOOTHING_INDEX])
 
     @on(MetricsAppended)
     def _take_new_rows(self, event: MetricsAppended) -> None:
@@ -359,12 +367,14 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
 
     def _show_status(self) -> None:
         last = "-" if self.last_step is None else str(self.last_step)
-        text = f"EMA {self.smoothing:.2f}  ·  x {self.x_axis}  ·  band {self.band}  ·  step {last}"
+        auto = " (auto: [ ] to change)" if self.auto_smoothing else ""
+        text = f"EMA {self.smoothing:.2f}{auto}  ·  x {self.x_axis}  ·  band {self.band}  ·  step {last}"
         self.query_one("#curves-status", Static).update(Content(text))
 
     # ---------------------------------------------------------------- keys
 
     def action_smoothing(self, direction: int) -> None:
+        self.auto_smoothing = False
         self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
 
     def action_cycle_x_axis(self) -> None:
