@@ -135,7 +135,7 @@ async def test_run_screen_health_line_details_and_tab_keys(registry, run_of, mak
         await wait_for(pilot, lambda: isinstance(app.screen, HelpModal), timeout=CEILING)
         listed = dict(app.screen.keys)
         assert listed["Tokens: w"] == "What-if rule"
-        assert listed["Curves: ["] == "Smooth-"
+        assert listed["Curves: [ ]"] == "Smoothing"
         assert listed["Groups: e"] == "Train/eval"
 
 

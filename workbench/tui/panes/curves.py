@@ -153,13 +153,14 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
     """The Curves tab of one run."""
 
     BINDINGS = [
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", key_display="["),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", key_display="]"),
+        Binding("left_square_bracket", "smoothing(-1)", "Smoothing", key_display="[ ]"),
+        Binding("right_square_bracket", "smoothing(1)", "Smoothing up", key_display="]", show=False),
         Binding("x", "cycle_x_axis", "X axis"),
         Binding("b", "cycle_band", "Band"),
-        Binding("plus", "zoom(True)", "Zoom in", key_display="+"),
-        Binding("minus", "zoom(False)", "Zoom out", key_display="-"),
-        Binding("r", "reset_zoom", "Reset zoom"),
+        # zoom keys stay out of the footer (80 columns hold the rest); the Run screen's help lists them
+        Binding("plus", "zoom(True)", "Zoom in", key_display="+", show=False),
+        Binding("minus", "zoom(False)", "Zoom out", key_display="-", show=False),
+        Binding("r", "reset_zoom", "Reset zoom", show=False),
     ]
 
     class MetricsLoaded(Message):

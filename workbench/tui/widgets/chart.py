@@ -9,6 +9,7 @@ renders the same axes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,7 +99,17 @@ class DrawnSeries:
 
 
 class SignedZeroFreeFormatter(NumericAxisFormatter):
-    """textual-plot's numeric ticks, with "-0.0" (a tick that is 0 up to float error) written as 0."""
+    """textual-plot's numeric ticks, with "-0.0" (a tick that is 0 up to float error) written as 0, and
+    no more ticks than `limit`: two ticks on one row of cells overwrite each other's labels (a "-0.2"
+    under a "0.0" reads "-0.0")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limit = 8
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        ticks = super().get_ticks(min_, max_, min(max_ticks, self.limit))
+        return ticks[:: math.ceil(len(ticks) / max(1, self.limit))] if ticks else ticks
 
     def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
         return [tick_label(label) for label in super().get_labels_for_ticks(ticks)]
@@ -142,8 +153,9 @@ class ChartPlot(PlotWidget):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.set_x_formatter(SignedZeroFreeFormatter())
-        self.set_y_formatter(SignedZeroFreeFormatter())
+        self.x_ticks, self.y_ticks = SignedZeroFreeFormatter(), SignedZeroFreeFormatter()
+        self.set_x_formatter(self.x_ticks)
+        self.set_y_formatter(self.y_ticks)
 
     def action_reset_scales(self) -> None:
         self.post_message(self.ZoomReset())
@@ -203,6 +215,9 @@ class MetricChart(Widget):
         plot = self.plot
         plot.clear()
         plot.set_xlabel(x_label)
+        # a y tick every other row at most, an x tick every 8 columns: labels never share a cell row
+        plot.y_ticks.limit = max(2, (plot.size.height - 4) // 2)
+        plot.x_ticks.limit = max(2, plot.size.width // 8)
         max_points = max(MIN_DRAW_POINTS, POINTS_PER_COLUMN * self.size.width)
         self.drawn = []
         bounds_x: list[float] = []
