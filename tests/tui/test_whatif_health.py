@@ -128,7 +128,7 @@ async def test_run_screen_health_line_details_and_tab_keys(registry, run_of, mak
         assert text_of(app, "#run-health") == f"⚠ entropy collapse since step {finding.step}  ·  h: details"
         await pilot.press("h")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpModal), timeout=CEILING)
-        assert (f"step {finding.step}", f"entropy collapse: {finding.detail}") in app.screen.keys
+        assert (f"step {finding.step} ·", f"entropy collapse: {finding.detail}") in app.screen.keys
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), timeout=CEILING)
         await pilot.press("question_mark")

@@ -64,7 +64,7 @@ def health_line(health: Health) -> str:
 
 def health_details(health: Health, thresholds: Thresholds, problem: str | None) -> tuple[list[tuple[str, str]], str]:
     """The rows and notes of the health modal: each finding with what it measured, then the thresholds."""
-    rows = [(f"step {finding.step}", f"{finding.check.replace('_', ' ')}: {finding.detail}") for finding in health.findings]
+    rows = [(f"step {finding.step} ·", f"{finding.check.replace('_', ' ')}: {finding.detail}") for finding in health.findings]
     if not rows:
         rows = [("ok", "no failure mode found" if health.checked else "not enough steps logged to judge")]
     unjudged = sorted(set(CHECK_NAMES) - set(health.checked))
