@@ -69,7 +69,8 @@ def _summary_table(run_id: str, step: int, results: list) -> Table:
     for column in ("rule", "ratio", "clip", "aggregation", "clipped", "low", "high", "no grad", "push A>0",
                    "A<0", "short", "long"):
         table.add_column(column, justify="left" if column in ("rule", "ratio", "clip", "aggregation") else "right",
-                         no_wrap=column != "aggregation")
+                         no_wrap=column != "aggregation", overflow="fold",
+                         min_width=12 if column == "aggregation" else None)
     for result in results:
         summary = result.summary
         table.add_row(

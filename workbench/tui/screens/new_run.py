@@ -198,21 +198,11 @@ class FieldRow(Widget):
         return self.query_one(f"#{self.field.widget_id}")
 
     @property
-    def composed(self) -> bool:
-        """Whether the editor exists yet (a row mounted in a later batch composes a moment after)."""
-        return bool(self.query(".field-input"))
-
-    @property
     def text(self) -> str:
-        if not self.composed:
-            return self.initial_text
         editor = self.editor
         return editor.value if isinstance(editor, Input) else str(editor.value)
 
     def set_text(self, text: str) -> None:
-        if not self.composed:
-            self.initial_text = text  # compose will use it
-            return
         editor = self.editor
         with editor.prevent(Input.Changed, Select.Changed):
             if isinstance(editor, Select):
@@ -248,9 +238,6 @@ NEW_RUN_HELP = (
     'recipe as a TOML file to launch later with `workbench launch FILE`.'
 )
 FIRST_SECTION = "algorithm"
-#: fields of a section mounted before the next paint; the rest follow right after it, so the form
-#: shows at once even when the machine is busy (styling each widget is what mounting costs)
-FIRST_ROWS = 10
 
 
 class NewRunScreen(ReportsWorkerErrors, Screen):
@@ -358,14 +345,8 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
         if section in self.mounted_sections:
             return
         self.mounted_sections.add(section)
-        fields = [field for field in self.fields if field.section == section]
-        self._mount_rows(section, fields[:FIRST_ROWS])
-        if fields[FIRST_ROWS:]:
-            self.call_after_refresh(self._mount_rows, section, fields[FIRST_ROWS:])
-
-    def _mount_rows(self, section: str, fields: list[FormField]) -> None:
-        # the values are read now, not when the section was first shown: the preset may have loaded since
-        rows = [FieldRow(field, self.preset_values.get(field.dotted, "")) for field in fields]
+        rows = [FieldRow(field, self.preset_values.get(field.dotted, "")) for field in self.fields
+                if field.section == section]
         self.query_one(f"#fields-{section}", VerticalScroll).mount_all(rows)
 
     def action_section(self, step: int) -> None:
