@@ -267,6 +267,46 @@ def most_clipped_response(path: Path, run_id: str) -> tuple[int, int, int, int]:
     return best[2:]
 
 
+def forensics_shots(fixture_path: Path, run_ids: list[str]) -> list[tuple[str, Path, Callable, dict]]:
+    """What-if, health and Compare's what-if on the fixture registry (its runs clip far more than the
+    tiny model's short runs, so the rules differ visibly)."""
+    from workbench.tui.screens.compare import CompareScreen
+    from workbench.tui.screens.modals import HelpModal
+    from workbench.tui.screens.run import RunScreen
+
+    grpo = run_ids[0]
+    step, group, response, token = most_clipped_response(fixture_path, grpo)
+
+    async def tokens_whatif(app: WorkbenchApp, pilot: Pilot) -> None:
+        app.push_screen(RunScreen(grpo, tab="tokens"))
+        await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+        tokens = app.screen.query_one("#tokens-pane")
+        tokens.show_response(step, group, response)
+        await settle(pilot, lambda: tokens.stats is not None)
+        tokens.rule = "dapo"
+        await settle(pilot, lambda: tokens.whatif is not None, seconds=120)
+        for _ in range(token):
+            await pilot.press("right")
+
+    async def health(app: WorkbenchApp, pilot: Pilot) -> None:
+        app.push_screen(RunScreen(grpo))
+        await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.health is not None)
+        await pilot.press("h")
+        await settle(pilot, lambda: isinstance(app.screen, HelpModal))
+
+    async def compare_whatif(app: WorkbenchApp, pilot: Pilot) -> None:
+        app.push_screen(CompareScreen(run_ids[:3]))
+        await settle(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.runs)
+        app.screen.query_one("#compare-tabs", TabbedContent).active = "compare-whatif"
+        await settle(pilot, lambda: app.screen.whatif, seconds=120)
+
+    return [
+        ("run-tokens-whatif", fixture_path, tokens_whatif, {}),
+        ("run-health", fixture_path, health, {}),
+        ("compare-whatif", fixture_path, compare_whatif, {}),
+    ]
+
+
 async def main(runs_dir: Path, png_dir: Path | None, browser: bool) -> None:
     from workbench.tui.screens.compare import CompareScreen
     from workbench.tui.screens.modals import HelpModal
@@ -367,6 +407,7 @@ async def main(runs_dir: Path, png_dir: Path | None, browser: bool) -> None:
             ("new-run-invalid", fixture_path, new_run_invalid, {"size": (80, 24)}),
             ("help", fixture_path, help_modal, {}),
             ("confirm-stop", fixture_path, confirm_stop, {}),
+            *forensics_shots(fixture_path, run_ids),
         ]
         for name, path, prepare, options in shots:
             target = await shoot(path, name, prepare, **options)

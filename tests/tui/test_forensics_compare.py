@@ -92,10 +92,14 @@ async def test_compare_summary_marks_the_best_value_per_row(registry, compared, 
             rows = table_rows(table)
             assert rows[0][0] == f"final reward (last {last_k})"
             for row, spec in zip(rows, insights.SUMMARY_ROWS, strict=True):
+                marked = {i for i, cell in enumerate(row[1:]) if cell.startswith(BEST_MARK)}
+                if spec.better is None:
+                    # Peak KL and length have no "better" without a target: a star there would mislead.
+                    assert not marked, spec.label
+                    continue
                 values = [getattr(s, spec.field) for s in summaries]
                 best = insights.best_indices(values, spec.better)
                 assert best, f"no best value in row {spec.label}"
-                marked = {i for i, cell in enumerate(row[1:]) if cell.startswith(BEST_MARK)}
                 assert marked == best, spec.label
             peak_kl = [max(metrics[r]["kl"][1]) for r in compared]
             assert [cell.removeprefix(BEST_MARK) for cell in rows[2][1:]] == [f"{v:.4g}" for v in peak_kl]

@@ -1,6 +1,13 @@
-"""The New-run screen: the form mirrors the recipe schema, validates like the CLI, launches and saves."""
+"""The New-run screen: the form mirrors the recipe schema, validates like the CLI, launches and saves.
+
+Every wait is on the form's own state (fields mounted, a validation of the current values arrived,
+a screen or notification shown) with a ceiling meant for a busy machine: building the form and
+validating it takes seconds when several jobs share two cores.
+"""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from textual.widgets import Button, DataTable, Input, Select, Static, TabbedContent
@@ -17,6 +24,26 @@ from workbench.tui.screens.run import RunScreen
 from workbench.tui.screens.runs import RunsScreen
 
 SIZE = (120, 36)
+CEILING = 60.0  # seconds
+
+
+async def until(pilot, condition, timeout: float = CEILING) -> None:
+    """Let the app run until `condition()` holds; fail naming it after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition.__doc__ or condition}")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+def wait_for():
+    """The shared waiter with this module's ceiling (the form is slow to build on a loaded machine)."""
+
+    async def wait(pilot, condition, timeout: float = CEILING) -> None:
+        await until(pilot, condition, max(timeout, CEILING))
+
+    return wait
 
 
 async def open_form(app, pilot, wait_for, preset: str = "dapo") -> NewRunScreen:
@@ -30,10 +57,14 @@ def rows(screen) -> dict[str, FieldRow]:
     return {row.field.dotted: row for row in screen.query(FieldRow)}
 
 
+def section_mounted(screen, section: str) -> bool:
+    expected = len(SCHEMA[section])
+    return sum(1 for row in screen.query(FieldRow) if row.field.section == section and row.is_mounted) == expected
+
+
 async def show_section(pilot, screen, section: str) -> None:
     screen.query_one("#new-run-form", TabbedContent).active = f"section-{section}"
-    await pilot.pause()
-    assert any(row.field.section == section for row in screen.query(FieldRow))
+    await until(pilot, lambda: section_mounted(screen, section))
 
 
 async def set_field(pilot, screen, dotted: str, text: str) -> None:
@@ -62,6 +93,7 @@ async def test_form_has_every_schema_key_with_the_preset_values(registry, make_a
         for _ in SECTIONS:
             await pilot.press("ctrl+pagedown")
         assert tabs.active == "section-algorithm"
+        await until(pilot, lambda: all(section_mounted(screen, section) for section in SECTIONS))
         fields = rows(screen)
         assert sorted(fields) == sorted(f"{section}.{key}" for section in SECTIONS for key in SCHEMA[section])
         for dotted, text in flat_values(preset).items():

@@ -28,6 +28,7 @@ from workbench.cli.common import (
     shown,
     visible,
 )
+from workbench.health import HEALTH_KEYS, load_thresholds, run_health
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
 from workbench.registry.sync import read_sync_state, unreachable_label
@@ -140,11 +141,14 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         info = handle.get_run(run)
         last = handle.last_metrics(info.id)
         events = handle.events(info.id)
+        thresholds = load_thresholds(registry_path(registry))
+        health = run_health({key: handle.series(info.id, key) for key in HEALTH_KEYS}, thresholds)
     if as_json:
         print_json(_finite({
             "run": info.to_dict(),
             "last_metrics": {key: {"step": step, "value": value} for key, (step, value) in last.items()},
             "events": [asdict(event) for event in events],
+            "health": health.to_dict() | {"thresholds": asdict(thresholds)},
         }))
         return
     facts = Table.grid(padding=(0, 2))
@@ -166,8 +170,11 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         ("tags", shown(", ".join(info.tags)) or "-"),
         ("parent", info.parent_id or "-"),
     ]
+    rows.append(("health", Text(health.badge, style="green" if health.badge == "ok" else "yellow")))
     for label, value in rows:
         facts.add_row(label, value)
+    for finding in health.findings:
+        facts.add_row("", Text(f"since step {finding.step}: {finding.detail}", style="yellow"))
     if info.error:
         facts.add_row("error", Text(info.error, style="red"))
     console.print(facts)

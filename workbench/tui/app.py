@@ -30,6 +30,8 @@ from workbench.tui.screens.modals import ErrorModal
 from workbench.tui.screens.runs import RunsScreen, read_run_list
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
+#: screenshots (command palette → Screenshot) go here, beside the registry file
+SCREENSHOT_DIR = "screenshots"
 
 
 def describe_error(error: BaseException) -> str:
@@ -118,6 +120,20 @@ class WorkbenchApp(App[None]):
         measure durations with.
         """
         return Registry.open(self.registry_path, create=False, clock=self.clock)
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """Save an SVG screenshot under `screenshots/` beside the registry (not ~/Downloads, which may not
+        exist); the notification names the file."""
+        folder = Path(path) if path else self.registry_path.parent / SCREENSHOT_DIR
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            self.notify(f"Cannot save a screenshot in {folder}: {error.strerror or error}", title="Screenshot",
+                        severity="error", markup=False)
+            return None
+        return super().deliver_screenshot(filename, str(folder), time_format)
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]

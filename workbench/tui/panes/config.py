@@ -1,4 +1,5 @@
-"""Config tab: a run's resolved recipe, and what it changed relative to the preset recipe it came from.
+"""Config tab: a run's resolved recipe, and what it changed relative to the recipe file it was launched
+from (the launcher's "launched from PATH" event, read as the file reads now) and to its preset.
 
 The resolved recipe is the one the registry stored at launch. The preset is `[algorithm] preset` (or
 the run's variant) loaded from `recipes/<preset>.toml`; the diff is `insights.config_diff` of the two.
@@ -25,6 +26,7 @@ from workbench.tui import ReportsWorkerErrors
 from workbench.tui.widgets.cells import Line, fill_table
 
 DIFF_LABELS = ("key", "preset", "this run")
+SOURCE_LABELS = ("key", "file", "this run")
 
 
 def toml_value(value: object) -> str:
@@ -107,6 +109,41 @@ def preset_name(recipe: dict, variant: str | None) -> str | None:
     return variant or None
 
 
+LAUNCHED_FROM = "launched from "
+
+
+def launched_from(events: list) -> Path | None:
+    """The recipe file a run was launched from, from the launcher's "queued" event; None if unknown."""
+    for event in events:
+        if event.kind == "queued" and event.message.startswith(LAUNCHED_FROM):
+            return Path(event.message.removeprefix(LAUNCHED_FROM))
+    return None
+
+
+def keys_differ(count: int) -> str:
+    """ "1 key differs", "3 keys differ"."""
+    return f"{count} key differs" if count == 1 else f"{count} keys differ"
+
+
+@dataclass(frozen=True)
+class SourceDiff:
+    """The run's recipe against the file it was launched from (as the file reads now)."""
+
+    path: Path
+    diff: list[tuple[str, object, object]]
+    problem: str | None = None
+
+
+def source_diff(recipe: dict, path: Path | None) -> SourceDiff | None:
+    if path is None:
+        return None
+    try:
+        source = load_recipe(path).to_dict()
+    except UserError as error:
+        return SourceDiff(path, [], f"cannot load it now: {error}")
+    return SourceDiff(path, config_diff(source, recipe))
+
+
 @dataclass(frozen=True)
 class ConfigView:
     """What the pane shows: the resolved recipe, the preset file it is compared with, and the diff."""
@@ -117,10 +154,20 @@ class ConfigView:
     diff: list[tuple[str, object, object]]
     problem: str | None = None
     preset_recipe: dict = field(default_factory=dict)
+    source: SourceDiff | None = None
 
 
-def config_view(recipe: dict, variant: str | None) -> ConfigView:
-    """Resolve the preset recipe of `recipe` and diff them; a missing or invalid preset is a `problem`."""
+def config_view(recipe: dict, variant: str | None, source: Path | None = None) -> ConfigView:
+    """Resolve the preset recipe of `recipe` and diff them; a missing or invalid preset is a `problem`.
+
+    source: the recipe file the run was launched from, diffed too when given (`launched_from`).
+    """
+    view = _preset_view(recipe, variant)
+    return ConfigView(view.recipe, view.preset, view.preset_path, view.diff, view.problem, view.preset_recipe,
+                      source_diff(recipe, source))
+
+
+def _preset_view(recipe: dict, variant: str | None) -> ConfigView:
     preset = preset_name(recipe, variant)
     if preset is None:
         return ConfigView(recipe, None, None, [], "the recipe names no preset")
@@ -160,6 +207,11 @@ class ConfigPane(ReportsWorkerErrors, VerticalScroll):
         self.view: ConfigView | None = None
 
     def compose(self) -> ComposeResult:
+        yield Static("Diff against the recipe file it was launched from", id="config-source-title",
+                     classes="pane-title")
+        source = DataTable(id="config-source-diff", cursor_type="row", zebra_stripes=True)
+        source.add_columns(*SOURCE_LABELS)
+        yield source
         yield Static("Diff against the preset", id="config-diff-title", classes="pane-title")
         diff = DataTable(id="config-diff", cursor_type="row", zebra_stripes=True)
         diff.add_columns(*DIFF_LABELS)
@@ -174,7 +226,8 @@ class ConfigPane(ReportsWorkerErrors, VerticalScroll):
     def read_config(self) -> None:
         with self.app.open_registry() as registry:
             run = registry.get_run(self.run_id)
-        self.post_message(ConfigRead(config_view(run.recipe, run.variant)))
+            source = launched_from(registry.events(self.run_id))
+        self.post_message(ConfigRead(config_view(run.recipe, run.variant, source)))
 
     @on(ConfigRead)
     def show_config(self, event: ConfigRead) -> None:
@@ -183,9 +236,8 @@ class ConfigPane(ReportsWorkerErrors, VerticalScroll):
         if view.problem:
             title.update(Content(f"No diff: {view.problem}"))
         elif view.diff:
-            count = len(view.diff)
             title.update(Content(
-                f"{count} key{'s' if count != 1 else ''} differ from preset {view.preset} ({shown_path(view.preset_path)})"
+                f"{keys_differ(len(view.diff))} from preset {view.preset} ({shown_path(view.preset_path)})"
             ))
         else:
             title.update(Content(f"Same as preset {view.preset} ({shown_path(view.preset_path)})"))
@@ -193,7 +245,27 @@ class ConfigPane(ReportsWorkerErrors, VerticalScroll):
         table.display = bool(view.diff)
         rows = [(key, [Line(key, "bold"), Line(preset_value), Line(run_value)]) for key, preset_value, run_value in diff_rows(view)]
         fill_table(table, DIFF_LABELS, rows)
+        self._show_source(view.source)
         self.query_one("#config-recipe", Static).update(self.recipe_text(view))
+
+    def _show_source(self, source: SourceDiff | None) -> None:
+        title = self.query_one("#config-source-title", Static)
+        table = self.query_one("#config-source-diff", DataTable)
+        title.display = source is not None
+        table.display = source is not None and bool(source.diff)
+        if source is None:
+            return
+        where = shown_path(source.path)
+        if source.problem:
+            title.update(Content(f"Launched from {where}; {source.problem}"))
+        elif source.diff:
+            title.update(Content(f"{keys_differ(len(source.diff))} from {where}, the file it was launched from "
+                                 "(as the file reads now)"))
+        else:
+            title.update(Content(f"Same as {where}, the file it was launched from (as the file reads now)"))
+        rows = [(key, [Line(key, "bold"), Line(value_text(before)), Line(value_text(after))])
+                for key, before, after in source.diff]
+        fill_table(table, SOURCE_LABELS, rows)
 
     def recipe_text(self, view: ConfigView) -> Text:
         """The recipe as TOML, section headers bold and the keys that differ from the preset marked."""

@@ -26,7 +26,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from workbench.insights import EntropyCollapse, axis_positions, entropy_collapse
+from workbench.insights import EntropyCollapse, axis_positions, entropy_collapse, smoothing_for_length
 from workbench.registry import Registry
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
@@ -135,17 +135,32 @@ def chart_lines(spec: ChartSpec, series: dict[str, Series], x_axis: str, band: s
     return lines
 
 
+def metric_labels(specs: Iterable[ChartSpec]) -> dict[str, str]:
+    """The name each metric key goes by, as the Curves picker names its charts: the chart's title for
+    a one-line chart ("KL"), "title · line" for a line of a shared chart ("clip fractions · high")."""
+    labels = {}
+    for spec in specs:
+        for key in spec.keys:
+            if len(spec.keys) == 1:
+                labels[key] = spec.title
+                continue
+            line = key.removeprefix(COMPONENT_PREFIX).removesuffix(COMPONENT_SUFFIX).rsplit("/", 1)[-1]
+            labels[key] = f"{spec.title} · {line.removesuffix('_mean').replace('_', ' ')}"
+    return labels
+
+
 class CurvesPane(ReportsWorkerErrors, Vertical):
     """The Curves tab of one run."""
 
     BINDINGS = [
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", key_display="["),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", key_display="]"),
+        Binding("left_square_bracket", "smoothing(-1)", "Smoothing", key_display="[ ]"),
+        Binding("right_square_bracket", "smoothing(1)", "Smoothing up", key_display="]", show=False),
         Binding("x", "cycle_x_axis", "X axis"),
         Binding("b", "cycle_band", "Band"),
-        Binding("plus", "zoom(True)", "Zoom in", key_display="+"),
-        Binding("minus", "zoom(False)", "Zoom out", key_display="-"),
-        Binding("r", "reset_zoom", "Reset zoom"),
+        # zoom keys stay out of the footer (80 columns hold the rest); the Run screen's help lists them
+        Binding("plus", "zoom(True)", "Zoom in", key_display="+", show=False),
+        Binding("minus", "zoom(False)", "Zoom out", key_display="-", show=False),
+        Binding("r", "reset_zoom", "Reset zoom", show=False),
     ]
 
     class MetricsLoaded(Message):
@@ -178,6 +193,8 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         self.loaded = False
         self._polling = False
         self._stale = False
+        #: the smoothing follows the series length until the user picks one ([ or ])
+        self.auto_smoothing = True
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -249,7 +266,13 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         self.series = event.series
         self.last_step = event.last_step
         self.loaded = True
+        if self.auto_smoothing:
+            self.set_reactive(CurvesPane.smoothing_index, SMOOTHING_LEVELS.index(self.auto_level()))
         self._data_changed(set(event.series))
+
+    def auto_level(self) -> float:
+        points = max((len(steps) for steps, _ in self.series.values()), default=0)
+        return smoothing_for_length(points, SMOOTHING_LEVELS, SMOOTHING_LEVELS[DEFAULT_SMOOTHING_INDEX])
 
     @on(MetricsAppended)
     def _take_new_rows(self, event: MetricsAppended) -> None:
@@ -345,12 +368,14 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
 
     def _show_status(self) -> None:
         last = "-" if self.last_step is None else str(self.last_step)
-        text = f"EMA {self.smoothing:.2f}  ·  x {self.x_axis}  ·  band {self.band}  ·  step {last}"
+        auto = " (auto: [ ] to change)" if self.auto_smoothing else ""
+        text = f"EMA {self.smoothing:.2f}{auto}  ·  x {self.x_axis}  ·  band {self.band}  ·  step {last}"
         self.query_one("#curves-status", Static).update(Content(text))
 
     # ---------------------------------------------------------------- keys
 
     def action_smoothing(self, direction: int) -> None:
+        self.auto_smoothing = False
         self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
 
     def action_cycle_x_axis(self) -> None:

@@ -8,6 +8,10 @@ sampling, GFPO's group filter). Zero-variance groups (every reward equal, so eve
 are marked "≡". Key e switches between the groups trained on and the evaluation groups (held-out
 prompts: the greedy answer, then the pass@k samples). Enter on a response posts
 GroupsPane.ResponseOpened for the Tokens tab.
+
+Follow mode is explicit: the view opens on the newest step and then holds still while the run logs
+new ones (the summary says how many are newer); key f follows the run, jumping to each new step
+as it arrives, until the user moves to another step.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         Binding("p", "step(-1)", "Prev step"),
         Binding("n", "step(1)", "Next step"),
         Binding("e", "toggle_kind", "Train/eval"),
+        Binding("f", "toggle_follow", "Follow"),
     ]
 
     class ResponseOpened(Message):
@@ -141,6 +146,8 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
     step: reactive[int | None] = reactive(None)
     #: which groups are shown: "train" (the groups trained on) or "eval" (held-out prompts)
     kind: reactive[str] = reactive("train", init=False)
+    #: jump to each new step as the run logs it (key f); moving to another step turns it off
+    follow: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, run_id: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -152,6 +159,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
     def compose(self) -> ComposeResult:
         with Vertical(id="groups-steps"):
             yield Static(Content("train steps"), id="groups-steps-title")
+            yield Static(Content("held (f)"), id="groups-follow")
             yield OptionList(id="groups-step-picker")
         with Vertical(id="groups-main"):
             yield Static(Content("reading groups…"), id="groups-summary")
@@ -202,7 +210,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
     def _take_steps(self, event: StepsRead) -> None:
         if event.kind != self.kind or (event.steps == self.steps and self.steps):
             return
-        follow_latest = self.step is None or (bool(self.steps) and self.step == self.steps[-1])
+        follow_latest = self.step is None or self.follow
         self.steps = event.steps
         picker = self.query_one("#groups-step-picker", OptionList)
         picker.clear_options()
@@ -211,18 +219,42 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
             hint = "  ·  e: train groups" if self.kind == "eval" else "  ·  e: eval groups"
             self.query_one("#groups-summary", Static).update(Content(f"no {self.kind} groups logged yet{hint}"))
             return
-        # while the user sits on the newest step, follow the run; otherwise stay where they are
+        # follow the run only when asked (f); otherwise stay where the user is
         target = self.steps[-1] if follow_latest or self.step not in self.steps else self.step
         picker.highlighted = self.steps.index(target)
         self.step = target
+        self._show_follow()  # the count of newer steps changed
 
     @on(OptionList.OptionHighlighted, "#groups-step-picker")
     def _pick_step(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
         if event.option.id is not None:
-            self.step = int(event.option.id)
+            chosen = int(event.option.id)
+            if self.follow and self.steps and chosen != self.steps[-1]:
+                self.follow = False  # the user moved away from the newest step
+            self.step = chosen
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+
+    def watch_follow(self, follow: bool) -> None:
+        if follow and self.steps and self.step != self.steps[-1]:
+            self.query_one("#groups-step-picker", OptionList).highlighted = len(self.steps) - 1
+            self.step = self.steps[-1]
+        self._show_follow()
+
+    def follow_text(self) -> str:
+        """The follow state under the step list: "● follow (f)", "held +2 (f)" (2 newer steps), "held (f)"."""
+        if self.follow:
+            return "● follow (f)"
+        newer = sum(1 for step in self.steps if self.step is not None and step > self.step)
+        return f"held +{newer} (f)" if newer else "held (f)"
+
+    def _show_follow(self) -> None:
+        self.query_one("#groups-follow", Static).update(Content(self.follow_text()))
 
     def watch_step(self, step: int | None) -> None:
+        self._show_follow()
         if step is not None:
             self.read_groups(self.app.registry_path, self.kind, step)
 
@@ -323,5 +355,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
             return
         index = self.steps.index(self.step) if self.step in self.steps else len(self.steps) - 1
         index = max(0, min(len(self.steps) - 1, index + direction))
+        if index != len(self.steps) - 1:
+            self.follow = False
         self.query_one("#groups-step-picker", OptionList).highlighted = index
         self.step = self.steps[index]

@@ -7,13 +7,19 @@ cursor; the panel beside the tokens shows that token's log-probs (old, new, refe
 entropy and advantage. Below: clip fraction by token position and the tokens clipped most often,
 for the step or the whole run (key a). When clip statistics are 0 by construction (one update per
 rollout makes every ratio 1) a note says so instead of letting a flat 0 pass for stability.
+
+What-if (key w): the step re-scored under another variant's rule (workbench.whatif, the training
+loss itself): the tokens take that rule's ratio and clip marks, the panel shows each token's push
+(-d loss / d logp), and a line sums the step up. Torch loads in a worker the first time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -35,6 +41,7 @@ from workbench.insights import (
 )
 from workbench.registry import GroupRecord, RecordNotFound, Registry, TokenStats
 from workbench.tui import ReportsWorkerErrors
+from workbench.whatif import RULE_NAMES, WhatIf
 
 # ratio RATIO_SPAN (or 1 / RATIO_SPAN) is the end of the colour scale: just past a typical clip range of 0.2
 RATIO_SPAN = 1.3
@@ -140,6 +147,30 @@ def token_detail(stats: TokenStats, index: int) -> str:
     )
 
 
+# the rules key w steps through: as recorded (None), then every what-if rule
+WHATIF_CYCLE: tuple[str | None, ...] = (None, *RULE_NAMES)
+
+
+def whatif_summary(result: WhatIf, response: Any) -> str:
+    """The what-if line: the rule, then the step's and this response's totals under it."""
+    summary = result.summary
+    text = (
+        f"what-if {result.rule.describe()}  ·  step: {summary.clip_fraction:.1%} clipped, "
+        f"{summary.silenced} tokens without gradient, push A>0 {summary.positive_share:.0%} / "
+        f"A<0 {summary.negative_share:.0%}, short {summary.short_share:.0%} / long {summary.long_share:.0%}"
+    )
+    if response is None:
+        return text + "  ·  this response was not trained on: no what-if"
+    return text + f"  ·  this response: {response.clipped} clipped, push {response.total_push:+.4g}"
+
+
+def whatif_stats(stats: TokenStats, verdict: Any) -> TokenStats:
+    """The response's stats with the what-if rule's ratio and clip flags in place of the recorded ones."""
+    return dataclasses.replace(
+        stats, ratio=verdict.ratio, clipped_low=verdict.clipped_low, clipped_high=verdict.clipped_high
+    )
+
+
 def response_title(kind: str, step: int, group_index: int, response_index: int) -> str:
     """Which response is shown: "step 3 · group 0 · response 2", eval ones prefixed "eval"."""
     title = f"step {step} · group {group_index} · response {response_index}"
@@ -232,7 +263,7 @@ class TokenView(Static, can_focus=True):
 class TokensPane(ReportsWorkerErrors, Vertical):
     """The Tokens tab of one run: call show_response(step, group_index, response_index, kind)."""
 
-    BINDINGS = [Binding("a", "toggle_scope", "Step/run stats")]
+    BINDINGS = [Binding("a", "toggle_scope", "Step/run stats"), Binding("w", "next_rule", "What-if rule")]
 
     class ResponseRead(Message):
         """One response's token stats (None when none were recorded for it), the step's groups of
@@ -254,7 +285,28 @@ class TokensPane(ReportsWorkerErrors, Vertical):
             self.aggregates = aggregates
             super().__init__()
 
+    class RunAggregatesProgress(Message):
+        """How many of the run's recent logged steps the aggregate worker has read."""
+
+        def __init__(self, done: int, total: int) -> None:
+            self.done, self.total = done, total
+            super().__init__()
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, TokensPane.RunAggregatesProgress)
+
+    class WhatIfScored(Message):
+        """The opened step re-scored under a rule (result None and error set when it could not be)."""
+
+        def __init__(self, key: tuple[Any, ...], result: WhatIf | None, error: str | None = None) -> None:
+            self.key = key
+            self.result = result
+            self.error = error
+            super().__init__()
+
     scope: reactive[str] = reactive("step")
+    #: the what-if rule in force (None: the ratios and clip flags training recorded)
+    rule: reactive[str | None] = reactive(None)
 
     def __init__(self, run_id: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -264,10 +316,16 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         self.stats: TokenStats | None = None
         self.step_aggregates: Aggregates | None = None
         self.run_aggregates: Aggregates | None = None
+        self.groups: list[GroupRecord] = []
+        self.recipe: dict[str, Any] = {}
+        self.whatif: WhatIf | None = None
+        self.push: list[float] | None = None  # the what-if push of each token of the shown response
+        self.run_progress: tuple[int, int] | None = None  # logged steps read / to read for the run scope
 
     def compose(self) -> ComposeResult:
         yield Static(Content("Open a response in the Groups tab (enter) to read its tokens."), id="tokens-header")
         yield Static(legend(), id="tokens-legend")
+        yield Static(Content("what-if: as recorded  ·  w: re-score under another rule"), id="tokens-whatif")
         yield Static(Content(TRIVIAL_CLIP_NOTE), id="tokens-note")
         with Horizontal(id="tokens-body"):
             with VerticalScroll(id="tokens-scroll"):
@@ -287,6 +345,9 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         # the pane's keys work as soon as its tab is shown, without tabbing into it first
         if self.screen.focused is None or self.screen.focused not in self.query("*"):
             self.query_one("#tokens-view").focus()
+        if self.run_aggregates is None:
+            self.read_run_aggregates(self.app.registry_path)
+        self._show_aggregates()
 
     # ---------------------------------------------------------------- reading
 
@@ -310,13 +371,17 @@ class TokensPane(ReportsWorkerErrors, Vertical):
                 stats = None  # said on screen: a response logged without token stats is no failure
             groups = registry.groups(self.run_id, step, kind=kind, with_tokens=True)
             flag = _flag_at(registry, self.run_id, step)
+            self.recipe = registry.get_run(self.run_id).recipe
         self.post_message(self.ResponseRead(opened, stats, groups, flag))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="tokens-run", name="reading run token stats")
     def read_run_aggregates(self, path: Path) -> None:
         with Registry.open(path, create=False) as registry:
             steps = registry.group_steps(self.run_id)[-RUN_AGGREGATE_STEPS:]
-            stats = [s for step in steps for s in _all_token_stats(registry.groups(self.run_id, step, with_tokens=True))]
+            stats = []
+            for done, step in enumerate(steps, 1):
+                stats += _all_token_stats(registry.groups(self.run_id, step, with_tokens=True))
+                self.post_message(self.RunAggregatesProgress(done, len(steps)))
             flags = registry.series(self.run_id, "clip_stats_trivial")[1]
         label = f"run (last {len(steps)} logged steps)" if len(steps) == RUN_AGGREGATE_STEPS else "run"
         flag = min(flags) if flags else None  # trivial for the run only if trivial at every step
@@ -344,9 +409,77 @@ class TokensPane(ReportsWorkerErrors, Vertical):
             header += " · no token stats were recorded for this response"
         self.query_one("#tokens-header", Static).update(Content(header))
         self.query_one("#tokens-detail", Static).update("")
+        self.groups = event.groups
+        self.whatif, self.push = None, None
         self.query_one(TokenView).show(event.stats)
         self.step_aggregates = aggregate(f"step {event.step}", _all_token_stats(event.groups), event.flag)
         self._show_aggregates()
+        self._rescore()
+
+    # ---------------------------------------------------------------- what-if
+
+    def action_next_rule(self) -> None:
+        self.rule = WHATIF_CYCLE[(WHATIF_CYCLE.index(self.rule) + 1) % len(WHATIF_CYCLE)]
+
+    def watch_rule(self) -> None:
+        self._rescore()
+
+    def _whatif_key(self) -> tuple[Any, ...]:
+        return (self.rule, self.opened_kind, self.opened)
+
+    def _rescore(self) -> None:
+        line = self.query_one("#tokens-whatif", Static)
+        if self.rule is None:
+            self.whatif, self.push = None, None
+            line.update(Content("what-if: as recorded  ·  w: re-score under another rule"))
+            if self.stats is not None:
+                self.query_one(TokenView).show(self.stats)
+            return
+        if self.opened is None or self.opened_kind != "train":
+            line.update(Content(f"what-if {self.rule}: open a train response to re-score its step  ·  w: next rule"))
+            return
+        line.update(Content(f"what-if {self.rule}: re-scoring step {self.opened[0]}…"))
+        self.rescore_step(self._whatif_key(), self.groups, self.recipe)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="tokens-whatif", name="re-scoring the step")
+    def rescore_step(self, key: tuple[Any, ...], groups: list[GroupRecord], recipe: dict[str, Any]) -> None:
+        from workbench import whatif
+
+        rule_name, _, (step, _, _) = key
+        algorithm = recipe.get("algorithm")
+        try:
+            chosen = whatif.rule(rule_name, algorithm)
+            level = whatif.recorded_level(algorithm)
+            if not whatif.scorable(groups, level):
+                raise ValueError(f"step {step} has no trained response with token stats")
+        except ValueError as error:  # AlgorithmArgumentError is one: a recipe the rules cannot read
+            self.post_message(self.WhatIfScored(key, None, str(error)))
+            return
+        max_len = (recipe.get("rollout") or {}).get("max_completion_length")
+        self.post_message(self.WhatIfScored(key, whatif.rescore(groups, chosen, step, max_len, level)))
+
+    @on(WhatIfScored)
+    def _take_whatif(self, event: WhatIfScored) -> None:
+        if event.key != self._whatif_key():
+            return  # the rule or the response changed while it was computed
+        line = self.query_one("#tokens-whatif", Static)
+        if event.result is None:
+            line.update(Content(f"what-if {self.rule}: {event.error}  ·  w: next rule"))
+            return
+        self.whatif = event.result
+        _, group_index, response_index = self.opened
+        verdict = next((v for v in event.result.responses
+                        if (v.group, v.response) == (group_index, response_index)), None)
+        line.update(Content(whatif_summary(event.result, verdict) + "  ·  w: next rule"))
+        self.push = verdict.push if verdict is not None else None
+        if self.stats is not None and verdict is not None:
+            self.query_one(TokenView).show(whatif_stats(self.stats, verdict))
+
+    @on(RunAggregatesProgress)
+    def _show_progress(self, event: RunAggregatesProgress) -> None:
+        self.run_progress = (event.done, event.total)
+        if self.run_aggregates is None:
+            self._show_aggregates()
 
     @on(RunAggregatesRead)
     def _take_run_aggregates(self, event: RunAggregatesRead) -> None:
@@ -358,8 +491,12 @@ class TokensPane(ReportsWorkerErrors, Vertical):
     @on(TokenView.CursorMoved)
     def _show_token(self, event: TokenView.CursorMoved) -> None:
         event.stop()
-        if self.stats is not None and self.stats.tokens:
-            self.query_one("#tokens-detail", Static).update(Content(token_detail(self.stats, event.index)))
+        shown = self.query_one(TokenView).stats
+        if shown is not None and shown.tokens:
+            detail = token_detail(shown, event.index)
+            if self.push is not None:
+                detail += f"\npush      {self.push[event.index]:+.4g}  ({self.rule})"
+            self.query_one("#tokens-detail", Static).update(Content(detail))
 
     def watch_scope(self) -> None:
         self._show_aggregates()
@@ -372,7 +509,11 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         title = self.query_one("#tokens-aggregates-title", Static)
         other = "run" if self.scope == "step" else "step"
         if shown is None:
-            title.update(Content(f"clip aggregates: {self.scope} (reading…)  ·  a: {other}"))
+            waiting = ("open a response in Groups (enter) to see its step's" if self.opened is None
+                       else "reading…") if self.scope == "step" else (
+                "reading logged steps…" if self.run_progress is None
+                else f"reading logged step {self.run_progress[0]} of {self.run_progress[1]}…")
+            title.update(Content(f"clip aggregates: {self.scope}: {waiting}  ·  a: {other}"))
             return
         title.update(Content(f"clip aggregates: {shown.scope}, {shown.responses} responses  ·  a: {other}"))
         self.query_one("#tokens-note").display = shown.trivial

@@ -3,8 +3,10 @@
 Curves: one metric at a time with every run overlaid (fixed colour per run, legend by run name),
 the same smoothing ([ ]), x axis (x) and zoom (+ - r) keys as the Curves tab. Summary: final
 reward over the last K steps (k cycles K), steps to reach a reward threshold, peak KL, mean clip
-fraction, mean length, the best value of each row marked ★ (workbench.insights.SUMMARY_ROWS says
-which direction is best). Config: only the recipe keys whose values differ.
+fraction, mean length, the best value of each row marked ★ where "better" is defined
+(workbench.insights.SUMMARY_ROWS: KL and length have none), and each run's health
+(workbench.health). Config: only the recipe keys whose values differ. What-if: the same logged
+step of every run re-scored under one rule (w cycles the rules, p / n the steps they all logged).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from textual.widgets import DataTable, Footer, Header, OptionList, Static, Tabbe
 from textual.widgets.option_list import Option
 
 from workbench.errors import UserError
+from workbench.health import HEALTH_KEYS, Thresholds, load_thresholds, run_health
 from workbench.insights import (
     SUMMARY_ROWS,
     RunSummary,
@@ -36,13 +39,22 @@ from workbench.insights import (
 )
 from workbench.registry import Registry, RunInfo
 from workbench.tui import ReportsWorkerErrors
-from workbench.tui.panes.curves import SMOOTHING_LEVELS, X_AXES, X_AXIS_KEYS, X_AXIS_LABELS, chart_specs
+from workbench.tui.panes.curves import (
+    SMOOTHING_LEVELS,
+    X_AXES,
+    X_AXIS_KEYS,
+    X_AXIS_LABELS,
+    chart_specs,
+    metric_labels,
+)
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
+from workbench.whatif import RULE_NAMES, WhatIf
 
 Series = tuple[list[int], list[float]]
 MIN_RUNS, MAX_RUNS = 2, len(SERIES_COLOURS)
 LAST_K_CHOICES: tuple[int, ...] = (5, 10, 20, 50, 100)
-SUMMARY_KEYS = ("reward", "kl", "clip_ratio/region_mean", "clip_stats_trivial", "completions/mean_length")
+SUMMARY_KEYS = ("reward", "kl", "clip_ratio/region_mean", "clip_stats_trivial", "completions/mean_length",
+                *HEALTH_KEYS)
 # what a clip fraction that is 0 by construction reads (see insights.clip_stats_trivial)
 TRIVIAL_CLIP_TEXT = "0 (ratio ≡ 1)"
 BEST_MARK = "★ "
@@ -97,6 +109,10 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         Binding("1", "show_tab('compare-curves')", "Curves", show=False),
         Binding("2", "show_tab('compare-summary')", "Summary", show=False),
         Binding("3", "show_tab('compare-config')", "Config", show=False),
+        Binding("4", "show_tab('compare-whatif')", "What-if", show=False),
+        Binding("w", "next_rule", "What-if rule", show=False),
+        Binding("p", "whatif_step(-1)", "Prev step", show=False),
+        Binding("n", "whatif_step(1)", "Next step", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -109,6 +125,14 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             self.series = series
             super().__init__()
 
+    class WhatIfScored(Message):
+        """Every compared run's step re-scored under one rule (None for a run that cannot be)."""
+
+        def __init__(self, key: tuple[str, int], results: list[WhatIf | str]) -> None:
+            self.key = key
+            self.results = results
+            super().__init__()
+
     class SeriesRead(Message):
         def __init__(self, key: str, series: dict[str, Series]) -> None:
             self.key = key
@@ -119,6 +143,8 @@ class CompareScreen(ReportsWorkerErrors, Screen):
     x_axis: reactive[str] = reactive("step")
     metric: reactive[str] = reactive("reward")
     last_k: reactive[int] = reactive(10)
+    rule: reactive[str] = reactive("dapo")
+    whatif_step: reactive[int | None] = reactive(None)
 
     def __init__(self, run_ids: list[str]) -> None:
         if not MIN_RUNS <= len(run_ids) <= MAX_RUNS:
@@ -131,6 +157,9 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         self.series: dict[str, dict[str, Series]] = {}
         self.summaries: list[RunSummary] = []
         self.threshold: float | None = None
+        self.thresholds = Thresholds()
+        self.common_steps: list[int] = []  # train steps every compared run logged groups at
+        self.whatif: list[WhatIf | str] = []
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -144,9 +173,13 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             with TabPane("Summary", id="compare-summary"):
                 yield Static(id="compare-summary-note")
                 yield DataTable(id="compare-summary-table", cursor_type="row")
+                yield Static(id="compare-health")
             with TabPane("Config", id="compare-config"):
                 yield Static(id="compare-config-note")
                 yield DataTable(id="compare-config-table", cursor_type="row")
+            with TabPane("What-if", id="compare-whatif"):
+                yield Static(Content("what-if: reading…"), id="compare-whatif-note")
+                yield DataTable(id="compare-whatif-table", cursor_type="row")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -167,6 +200,12 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             keys = sorted({key for run_id in ids for key in registry.metric_keys(run_id)})
             wanted = {*SUMMARY_KEYS, *X_AXIS_KEYS.values(), self.metric}
             series = {key: registry.series_many(ids, key) for key in wanted if key in keys}
+            logged = [set(registry.group_steps(run_id)) for run_id in ids]
+            try:
+                self.thresholds = load_thresholds(path)
+            except UserError:
+                self.thresholds = Thresholds()  # the Run screen's health details name the problem
+        self.common_steps = sorted(set.intersection(*logged)) if logged else []
         self.post_message(self.RunsRead(runs, keys, series))
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="compare-series", name="reading a metric")
@@ -184,13 +223,20 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         self.query_one("#compare-title", Static).update(Content(f"comparing {len(self.runs)} runs  ·  {names}"))
         picker = self.query_one("#compare-picker", OptionList)
         picker.clear_options()
-        ordered = [key for spec in chart_specs(self.keys) for key in spec.keys]
-        picker.add_options(Option(Content(key), id=key) for key in ordered)
+        specs = chart_specs(self.keys)
+        labels = metric_labels(specs)
+        ordered = [key for spec in specs for key in spec.keys]
+        picker.add_options(Option(Content(labels[key]), id=key) for key in ordered)
         if ordered:
             picker.highlighted = ordered.index(self.metric) if self.metric in ordered else 0
         self._fill_summary()
         self._fill_config()
         self._draw()
+        if self.common_steps:
+            self.whatif_step = self.common_steps[-1]
+        else:
+            self.query_one("#compare-whatif-note", Static).update(
+                Content("what-if: the compared runs share no logged train step"))
 
     @on(SeriesRead)
     def _take_series(self, event: SeriesRead) -> None:
@@ -272,7 +318,8 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         threshold = format_value(self.threshold)
         note = (
             f"K = {self.last_k} (k cycles)  ·  reward threshold {threshold}: the lowest final reward, so every "
-            f"run reaches it and the row shows how fast  ·  ★ best"
+            f"run reaches it and the row shows how fast  ·  ★ best where better is defined (KL and length: "
+            f"no best without a target)"
         )
         self.query_one("#compare-summary-note", Static).update(Content(note))
         table = self.query_one("#compare-summary-table", DataTable)
@@ -281,6 +328,13 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         for row in SUMMARY_ROWS:
             label = row.label.replace("K", str(self.last_k)) if "last K" in row.label else row.label
             table.add_row(label, *summary_cells(self.summaries, row.field, row.better), key=row.field)
+        lines = []
+        for index, run in enumerate(self.runs):
+            health = run_health({key: self.series[key][run.id] for key in HEALTH_KEYS if key in self.series},
+                                self.thresholds)
+            found = "; ".join(f"{f.check.replace('_', ' ')} since step {f.step}" for f in health.findings)
+            lines.append(f"{index + 1}:{run_label(run)}  {health.short}" + (f" ({found})" if found else ""))
+        self.query_one("#compare-health", Static).update(Content("health  ·  " + "  ·  ".join(lines)))
 
     def _fill_config(self) -> None:
         rows = config_diff_many([run.recipe for run in self.runs])
@@ -291,3 +345,75 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             table.add_row(key, *(format_value(v) for v in values), key=key)
         note = f"{len(rows)} recipe keys differ" if rows else "the recipes are identical"
         self.query_one("#compare-config-note", Static).update(Content(note))
+
+    # ---------------------------------------------------------------- what-if
+
+    def action_next_rule(self) -> None:
+        self.rule = RULE_NAMES[(RULE_NAMES.index(self.rule) + 1) % len(RULE_NAMES)]
+
+    def action_whatif_step(self, direction: int) -> None:
+        if self.whatif_step is None or not self.common_steps:
+            return
+        index = self.common_steps.index(self.whatif_step) + direction
+        self.whatif_step = self.common_steps[max(0, min(len(self.common_steps) - 1, index))]
+
+    def watch_rule(self) -> None:
+        self._rescore()
+
+    def watch_whatif_step(self) -> None:
+        self._rescore()
+
+    def _rescore(self) -> None:
+        if not self.is_mounted or self.whatif_step is None:
+            return
+        self.query_one("#compare-whatif-note", Static).update(
+            Content(f"what-if {self.rule} at step {self.whatif_step}: re-scoring…"))
+        self.rescore_runs(self.app.registry_path, (self.rule, self.whatif_step))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare-whatif", name="re-scoring the runs")
+    def rescore_runs(self, path: Path, key: tuple[str, int]) -> None:
+        from workbench import whatif
+
+        rule_name, step = key
+        results: list[WhatIf | str] = []
+        with Registry.open(path, create=False) as registry:
+            for run in self.runs:
+                algorithm = run.recipe.get("algorithm")
+                try:
+                    level = whatif.recorded_level(algorithm)
+                    groups = registry.groups(run.id, step, with_tokens=True)
+                    if not whatif.scorable(groups, level):
+                        results.append("no token stats")
+                        continue
+                    max_len = (run.recipe.get("rollout") or {}).get("max_completion_length")
+                    results.append(whatif.rescore(groups, whatif.rule(rule_name, algorithm), step, max_len, level))
+                except ValueError as error:  # a recipe the rules cannot read
+                    results.append(str(error))
+        self.post_message(self.WhatIfScored(key, results))
+
+    @on(WhatIfScored)
+    def _take_whatif(self, event: WhatIfScored) -> None:
+        if event.key != (self.rule, self.whatif_step):
+            return
+        self.whatif = event.results
+        rule_name, step = event.key
+        described = next((r.rule.describe() for r in event.results if isinstance(r, WhatIf)), rule_name)
+        self.query_one("#compare-whatif-note", Static).update(Content(
+            f"what-if {described} at step {step} (steps all runs logged: {len(self.common_steps)})  ·  "
+            "w: next rule  ·  p / n: step"))
+        table = self.query_one("#compare-whatif-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("", *(f"{i + 1}:{run_label(run)}" for i, run in enumerate(self.runs)))
+        for label, cell in WHATIF_ROWS:
+            table.add_row(label, *(cell(r) if isinstance(r, WhatIf) else r for r in event.results))
+
+
+WHATIF_ROWS = (
+    ("tokens", lambda r: str(r.summary.tokens)),
+    ("clipped", lambda r: f"{r.summary.clip_fraction:.1%}"),
+    ("clipped low / high", lambda r: f"{r.summary.clipped_low} / {r.summary.clipped_high}"),
+    ("tokens without gradient", lambda r: str(r.summary.silenced)),
+    ("push A>0 / A<0", lambda r: f"{r.summary.positive_share:.0%} / {r.summary.negative_share:.0%}"),
+    ("push short / long", lambda r: f"{r.summary.short_share:.0%} / {r.summary.long_share:.0%}"),
+    ("ratio ≡ 1 (one update per rollout)", lambda r: "yes" if r.trivial else "no"),
+)

@@ -199,11 +199,20 @@ class FieldRow(Widget):
 
     @property
     def text(self) -> str:
+        if not self.query(".field-input"):
+            return self.initial_text  # not composed yet
         editor = self.editor
         return editor.value if isinstance(editor, Input) else str(editor.value)
 
     def set_text(self, text: str) -> None:
+        editors = self.query(".field-input")
+        if not editors:
+            self.initial_text = text  # not composed yet: compose uses it
+            return
         editor = self.editor
+        if not editor.is_mounted:  # a Select updates its inner widgets, which exist once it is mounted
+            self.call_after_refresh(self.set_text, text)
+            return
         with editor.prevent(Input.Changed, Select.Changed):
             if isinstance(editor, Select):
                 options = list(self.field.choices or ())

@@ -1,10 +1,14 @@
-"""The Run screen: a live header (status, progress, reward, time) over five tabs.
+"""The Run screen: a live header (status, progress, reward, time, health) over five tabs.
 
 Curves | Groups | Tokens | Config | Logs. Each tab is a pane that reads the registry on its own; this
-screen only keeps the header fresh and routes "open this response" from Groups to Tokens.
+screen only keeps the header fresh and routes "open this response" from Groups to Tokens. The health
+line (workbench.health) is judged again whenever the run's last step moves; h shows every finding
+with the threshold it crossed.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,6 +18,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from workbench.errors import UserError
+from workbench.health import CHECKS as CHECK_NAMES
+from workbench.health import HEALTH_KEYS, Health, Thresholds, load_thresholds, run_health
 from workbench.registry import RunInfo
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.panes.config import ConfigPane
@@ -35,14 +42,39 @@ TABS = (("curves", "Curves"), ("groups", "Groups"), ("tokens", "Tokens"), ("conf
 
 
 class RunRead(Message):
-    """The run's registry row, re-read for the header; bursts collapse to the newest."""
+    """The run's registry row, re-read for the header (and its health, when its last step moved);
+    bursts collapse to the newest."""
 
-    def __init__(self, run: RunInfo) -> None:
+    def __init__(self, run: RunInfo, health: tuple[Health, Thresholds, str | None] | None = None) -> None:
         self.run = run
+        self.health = health
         super().__init__()
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunRead)
+        return isinstance(message, RunRead) and (self.health is not None or message.health is None)
+
+
+def health_line(health: Health) -> str:
+    """The header's health line: "health ok", or the findings, earliest first, with their steps."""
+    if not health.findings:
+        return "health ok" if health.checked else "health: not enough steps logged to judge"
+    found = "  ·  ".join(f"{finding.check.replace('_', ' ')} since step {finding.step}" for finding in health.findings)
+    return f"⚠ {found}  ·  h: details"
+
+
+def health_details(health: Health, thresholds: Thresholds, problem: str | None) -> tuple[list[tuple[str, str]], str]:
+    """The rows and notes of the health modal: each finding with what it measured, then the thresholds."""
+    rows = [(f"step {finding.step} ·", f"{finding.check.replace('_', ' ')}: {finding.detail}") for finding in health.findings]
+    if not rows:
+        rows = [("ok", "no failure mode found" if health.checked else "not enough steps logged to judge")]
+    unjudged = sorted(set(CHECK_NAMES) - set(health.checked))
+    notes = "Thresholds: " + ", ".join(f"{key} {value:g}" for key, value in dataclasses.asdict(thresholds).items())
+    notes += ". Change them in health.toml beside the registry (docs/health.md)."
+    if unjudged:
+        notes += f" Not judged (no data): {', '.join(unjudged)}."
+    if problem:
+        notes += f" {problem}: the defaults are used."
+    return rows, notes
 
 
 def header_lines(run: RunInfo, now: float) -> tuple[str, str]:
@@ -70,6 +102,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("1", "show_tab('curves')", "Tabs", key_display="1-5"),
         *(Binding(str(number), f"show_tab('{tab}')", label, show=False) for number, (tab, label) in enumerate(TABS, 1)),
+        Binding("h", "health", "Health"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -79,11 +112,14 @@ class RunScreen(ReportsWorkerErrors, Screen):
         self.run_id = run_id
         self.initial_tab = tab
         self.run: RunInfo | None = None
+        self.health: tuple[Health, Thresholds, str | None] | None = None
+        self._health_step: int | None | bool = False  # the last step health was judged at (False: never)
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
         yield Static(Content(f"{self.run_id}"), id="run-who", classes="run-header")
         yield Static(Content("reading…"), id="run-where", classes="run-header")
+        yield Static(Content("health: reading…"), id="run-health", classes="run-header")
         with TabbedContent(initial=self.initial_tab, id="run-tabs"):
             with TabPane("Curves", id="curves"):
                 yield CurvesPane(self.run_id, id="curves-pane")
@@ -108,7 +144,16 @@ class RunScreen(ReportsWorkerErrors, Screen):
     def read_run(self) -> None:
         with self.app.open_registry() as registry:
             run = registry.get_run(self.run_id)
-        self.post_message(RunRead(run))
+            health = None
+            if run.last_step != self._health_step:
+                self._health_step = run.last_step
+                try:
+                    thresholds, problem = load_thresholds(self.app.registry_path), None
+                except UserError as error:
+                    thresholds, problem = Thresholds(), str(error)
+                series = {key: registry.series(self.run_id, key) for key in HEALTH_KEYS}
+                health = (run_health(series, thresholds), thresholds, problem)
+        self.post_message(RunRead(run, health))
 
     @on(RunRead)
     def show_run(self, event: RunRead) -> None:
@@ -120,6 +165,18 @@ class RunScreen(ReportsWorkerErrors, Screen):
         where_widget.update(Content(where))
         for status in set(STATUS_COLOURS):
             where_widget.set_class(status == event.run.status, f"status-{status}")
+        if event.health is not None:
+            self.health = event.health
+            line = self.query_one("#run-health", Static)
+            line.update(Content(health_line(event.health[0])))
+            line.set_class(bool(event.health[0].findings), "unhealthy")
+
+    def action_health(self) -> None:
+        if self.health is None:
+            self.notify("Health is still being read.")
+            return
+        rows, notes = health_details(*self.health)
+        self.app.push_screen(HelpModal(f"Health of run {self.run_id}", rows, notes))
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#run-tabs", TabbedContent).active = tab
@@ -133,6 +190,23 @@ class RunScreen(ReportsWorkerErrors, Screen):
 
     def action_help(self) -> None:
         keys = [(str(number), f"{label} tab") for number, (_, label) in enumerate(TABS, 1)]
-        keys += [("esc", "back to the runs"), ("ctrl+t", "dark / light theme"), ("?", "this help"), ("q", "quit")]
-        notes = "Curves, Groups and Tokens have their own keys: see the footer while they have focus."
+        keys += [("h", "health: each finding, since when, thresholds"), ("esc", "back to the runs"),
+                 ("ctrl+t", "dark / light theme"), ("?", "this help"), ("q", "quit")]
+        for (_, label), pane in zip(TABS, PANES, strict=True):
+            keys += [(f"{label}: {key}", what) for key, what in tab_keys(pane)]
+        notes = "A tab's keys work while the tab is shown."
         self.app.push_screen(HelpModal(f"Run {self.run_id}", keys, notes))
+
+
+#: the pane class of each tab, in TABS order; the Tokens text view's cursor keys are the pane's too
+PANES = (CurvesPane, GroupsPane, TokensPane, ConfigPane, LogsPane)
+EXTRA_KEYS = {TokensPane: [("←/→ ↑/↓ home/end", "move the token cursor")]}
+
+
+def tab_keys(pane: type) -> list[tuple[str, str]]:
+    """The keys a pane binds, as the help lists them: (key as shown, what it does)."""
+    keys = []
+    for binding in pane.__dict__.get("BINDINGS", []):
+        if isinstance(binding, Binding):
+            keys.append((binding.key_display or binding.key, binding.description))
+    return keys + EXTRA_KEYS.get(pane, [])

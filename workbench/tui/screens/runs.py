@@ -8,7 +8,7 @@ selection and the scroll position survive every refresh.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
-from workbench.registry import STATUSES, Registry, RegistryError, RunInfo
+from workbench.errors import UserError
+from workbench.health import HEALTH_KEYS, Health, Thresholds, load_thresholds, run_health
+from workbench.registry import STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.screens.modals import ConfirmModal, HelpModal
 from workbench.tui.widgets.cells import Line
@@ -68,6 +70,7 @@ COLUMNS = (
     Column("host", "host", 8),
     Column("step", "step", 11),
     Column("reward", "reward", 7),
+    Column("health", "health", 10),
     Column("started", "started", 11),
     Column("duration", "duration", 8),
 )
@@ -75,9 +78,11 @@ SORTABLE = tuple(column.key for column in COLUMNS if column.key != "selected")
 #: narrower than this, the table leaves out host and start time (the Run header shows both), so
 #: an 80-column terminal shows every other column without scrolling sideways
 NARROW_WIDTH = 100
+#: health is judged in the run-list read itself while the runs to judge hold at most this many steps
+HEALTH_INLINE_STEPS = 2_000
 #: rows added before the first paint of a long list; the rest follow right after it
 FIRST_BATCH_ROWS = 60
-NARROW_HIDDEN = frozenset({"host", "started"})
+NARROW_HIDDEN = frozenset({"host", "started", "health"})
 #: the name column's width when narrow: 80 cells then hold every column and the vertical scrollbar
 NARROW_NAME_WIDTH = 16
 
@@ -153,7 +158,17 @@ def _nullable(value: object) -> tuple:
     return (value is None, value if value is not None else 0)
 
 
-def run_cells(run: RunInfo, now: float, selected: bool, colours: dict[str, str]) -> dict[str, Cell]:
+def health_cell(health: Health | None, colours: dict[str, str]) -> Cell:
+    """The health badge of a run (workbench.health); '…' until its series have been read."""
+    if health is None:
+        return Cell("…", sort_value=_nullable(None))
+    style = colours.get("warning", "") if health.findings else ""
+    return Cell(health.short, style, sort_value=_nullable(len(health.findings) if health.checked else None))
+
+
+def run_cells(
+    run: RunInfo, now: float, selected: bool, colours: dict[str, str], health: Health | None = None
+) -> dict[str, Cell]:
     """The table row of one run, keyed by column; `colours` maps theme variable names to colours."""
     done = steps_done(run)
     step = f"{done}/{run.total_steps}" if run.total_steps else str(done)
@@ -175,6 +190,7 @@ def run_cells(run: RunInfo, now: float, selected: bool, colours: dict[str, str])
         "host": Cell(run.host or "-", sort_value=_nullable(run.host or None)),
         "step": Cell(step, sort_value=_nullable(progress)),
         "reward": Cell(reward, sort_value=_nullable(run.last_reward)),
+        "health": health_cell(health, colours),
         "started": Cell(format_started(run.started_at), sort_value=_nullable(started)),
         "duration": Cell(format_duration(duration), sort_value=_nullable(duration)),
     }
@@ -229,22 +245,61 @@ class RunFilter:
         return all(word in haystack for word in self.words)
 
 
-def read_run_list(path: Path, open_registry: Callable[[], Registry]) -> Message:
-    """RunsLoaded with every run of the registry, or RegistryUnavailable with the cause (any thread)."""
+def read_run_list(
+    path: Path, open_registry: Callable[[], Registry], judged: Mapping[str, int | None] | None = None
+) -> Message:
+    """RunsLoaded with every run of the registry, or RegistryUnavailable with the cause (any thread).
+
+    Runs whose last step differs from `judged` (run id -> step its health was judged at) have their
+    health judged in the same read while their steps add up to HEALTH_INLINE_STEPS, so a small
+    registry shows its badges in the first paint; the rest are judged in a worker after it.
+    """
     if not path.exists():
         return RegistryUnavailable(path, f"no registry at {path} yet", missing=True)
     try:
         with open_registry() as registry:
-            return RunsLoaded(registry.list_runs())
+            runs = registry.list_runs()
+            judged = judged or {}
+            stale = [run for run in runs if run.id not in judged or judged[run.id] != run.last_step]
+            inline, budget = [], HEALTH_INLINE_STEPS
+            for run in stale:
+                budget -= run.last_step or 0
+                if budget < 0:
+                    break
+                inline.append(run)
+            health = judge_health(registry, inline, path) if inline else {}
+            return RunsLoaded(runs, health)
     except RegistryError as error:
         return RegistryUnavailable(path, str(error), missing=False)
 
 
-class RunsLoaded(Message):
-    """A fresh read of every run; a burst collapses to the newest read."""
+def judge_health(registry: Registry, runs: list[RunInfo], path: Path) -> dict[str, tuple[int | None, Health]]:
+    """The health of each run from its metric series, with the step it was judged at (any thread).
 
-    def __init__(self, runs: list[RunInfo]) -> None:
+    Thresholds come from health.toml beside the registry; a bad file falls back to the defaults
+    (the Run screen's health details name the problem).
+    """
+    try:
+        thresholds = load_thresholds(path)
+    except UserError:
+        thresholds = Thresholds()
+    judged = {}
+    for run in runs:
+        try:
+            series = {key: registry.series(run.id, key) for key in HEALTH_KEYS}
+        except RecordNotFound:  # deleted since the list was read
+            continue
+        judged[run.id] = (run.last_step, run_health(series, thresholds))
+    return judged
+
+
+class RunsLoaded(Message):
+    """A fresh read of every run, with the health of those judged in the same read; a burst collapses
+    to the newest read (health judged in a replaced read is judged again by the next)."""
+
+    def __init__(self, runs: list[RunInfo], health: dict[str, tuple[int | None, Health]] | None = None) -> None:
         self.runs = runs
+        self.health = health or {}
         super().__init__()
 
     def can_replace(self, message: Message) -> bool:
@@ -261,6 +316,14 @@ class RegistryUnavailable(Message):
         super().__init__()
 
 
+class HealthRead(Message):
+    """Fresh health of the runs whose last step changed, with the step each was judged at."""
+
+    def __init__(self, health: dict[str, tuple[int | None, Health]]) -> None:
+        self.health = health
+        super().__init__()
+
+
 class RunsChanged(Message):
     """A stop or delete finished: the table should re-read the registry now."""
 
@@ -274,7 +337,9 @@ class RunsTable(DataTable):
 RUNS_HELP = (
     'Filter: words match id, name, variant, host, status and tags; status:running, variant:dapo and '
     'tag:x restrict those fields (comma-separated values allowed). Click a column header or press o / '
-    'O to sort. Space marks runs for compare (2-8).'
+    'O to sort. Space marks runs for compare (2-8). health: failure modes found in each run\'s metrics '
+    '(entropy collapse, clip spike, KL blow-up, no signal, length runaway, reward up while eval falls); the '
+    'run screen (key h) says which, since when, and the thresholds.'
 )
 
 
@@ -310,6 +375,9 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.loaded = False
         self.registry_problem: str | None = None
         self._poll_in_flight = False
+        #: run id -> (the last step it was judged at, its health)
+        self.health: dict[str, tuple[int | None, Health]] = {}
+        self._health_in_flight = False
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -370,7 +438,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-read", name="reading runs")
     def read_runs(self) -> None:
         try:
-            self.post_message(read_run_list(self.app.registry_path, self.app.open_registry))
+            judged = {run_id: step for run_id, (step, _) in self.health.items()}
+            self.post_message(read_run_list(self.app.registry_path, self.app.open_registry, judged))
         finally:
             self._poll_in_flight = False
 
@@ -415,7 +484,29 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     def runs_loaded(self, event: RunsLoaded) -> None:
         self.registry_problem = None
         self.loaded = True
+        self.health.update(event.health)
         self.apply_runs(event.runs)
+
+    def refresh_health(self) -> None:
+        """Judge again the runs whose last step moved since their health was read (in a worker)."""
+        stale = [run for run in self.runs.values()
+                 if run.id not in self.health or self.health[run.id][0] != run.last_step]
+        if stale and not self._health_in_flight and self.is_mounted:
+            self._health_in_flight = True
+            self.read_runs_health(stale)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="runs-health", name="judging run health")
+    def read_runs_health(self, runs: list[RunInfo]) -> None:
+        try:
+            with self.app.open_registry() as registry:
+                self.post_message(HealthRead(judge_health(registry, runs, self.app.registry_path)))
+        finally:
+            self._health_in_flight = False
+
+    @on(HealthRead)
+    def health_read(self, event: HealthRead) -> None:
+        self.health.update(event.health)
+        self.apply_runs(list(self.runs.values()))
 
     @on(RunsChanged)
     def runs_changed(self) -> None:
@@ -429,8 +520,13 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         """Patch the table to show `runs` through the filter: only changed cells are rewritten."""
         self.runs = {run.id: run for run in runs}
         self.selected &= self.runs.keys()
+        self.refresh_health()
         now, colours, flt = self.now, self.theme_colours(), self.run_filter
-        wanted = {run.id: run_cells(run, now, run.id in self.selected, colours) for run in runs if flt.matches(run)}
+        wanted = {
+            run.id: run_cells(run, now, run.id in self.selected, colours, self.health.get(run.id, (None, None))[1])
+            for run in runs
+            if flt.matches(run)
+        }
         self.shown_count = len(wanted)
         if not self.rows and len(wanted) > FIRST_BATCH_ROWS:
             self.fill_empty_table(wanted)

@@ -9,6 +9,7 @@ renders the same axes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, PlotWidget
+from textual_plot.axis_formatter import NumericAxisFormatter
 from textual_plot.plot_widget import Legend
 
 from workbench.insights import downsample_minmax, ema
@@ -46,8 +48,10 @@ POINTS_PER_COLUMN = 2
 MIN_DRAW_POINTS = 64
 
 
-def legend_text(series: list[ChartSeries]) -> Text:
-    """One entry per series: a line sample in its colour, its label, and its band if it has one."""
+def legend_text(series: list[ChartSeries], smoothing: float = 0.0) -> Text:
+    """One entry per series (a line sample in its colour and its label), its band edges if it has a
+    band (drawn as two faint lines, so the sample is a faint line, not a fill), and, when the lines are
+    smoothed, the faint raw values behind them."""
     text = Text()
     for line in series:
         if text:
@@ -55,8 +59,12 @@ def legend_text(series: list[ChartSeries]) -> Text:
         text.append("━━ ", style=f"bold {line.colour}")
         text.append(line.label)
         if line.band is not None and line.band_label:
-            text.append(" ░ ", style=faint_colour(line.colour))
-            text.append(line.band_label, style="dim")
+            text.append(" ┄┄ ", style=faint_colour(line.colour))
+            text.append(f"{line.band_label} edges", style="dim")
+    if series and smoothing > 0:
+        text.append("   ")
+        text.append("── ", style=faint_colour(series[0].colour))
+        text.append(f"raw (lines: EMA {smoothing:.2f})", style="dim")
     return text
 
 
@@ -90,6 +98,28 @@ class DrawnSeries:
     points: int  # points in the data before downsampling
 
 
+class SignedZeroFreeFormatter(NumericAxisFormatter):
+    """textual-plot's numeric ticks, with "-0.0" (a tick that is 0 up to float error) written as 0, and
+    no more ticks than `limit`: two ticks on one row of cells overwrite each other's labels (a "-0.2"
+    under a "0.0" reads "-0.0")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limit = 8
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        ticks = super().get_ticks(min_, max_, min(max_ticks, self.limit))
+        return ticks[:: math.ceil(len(ticks) / max(1, self.limit))] if ticks else ticks
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return [tick_label(label) for label in super().get_labels_for_ticks(ticks)]
+
+
+def tick_label(label: str) -> str:
+    """A formatted tick without the sign of a negative zero: "-0.00" -> "0.00"."""
+    return label[1:] if label.startswith("-") and not label.strip("-0.") else label
+
+
 class StyledCanvas(Canvas):
     """A hires Canvas whose lines never carry a segment without a style.
 
@@ -120,6 +150,12 @@ class ChartPlot(PlotWidget):
             yield StyledCanvas(1, 1, id="plot")
             yield StyledCanvas(1, 1, id="margin-bottom")
         yield Legend(id="legend")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.x_ticks, self.y_ticks = SignedZeroFreeFormatter(), SignedZeroFreeFormatter()
+        self.set_x_formatter(self.x_ticks)
+        self.set_y_formatter(self.y_ticks)
 
     def action_reset_scales(self) -> None:
         self.post_message(self.ZoomReset())
@@ -179,6 +215,9 @@ class MetricChart(Widget):
         plot = self.plot
         plot.clear()
         plot.set_xlabel(x_label)
+        # a y tick every other row at most, an x tick every 8 columns: labels never share a cell row
+        plot.y_ticks.limit = max(2, (plot.size.height - 4) // 2)
+        plot.x_ticks.limit = max(2, plot.size.width // 8)
         max_points = max(MIN_DRAW_POINTS, POINTS_PER_COLUMN * self.size.width)
         self.drawn = []
         bounds_x: list[float] = []
@@ -208,8 +247,8 @@ class MetricChart(Widget):
             plot.set_ylimits(self.view[2], self.view[3])
         # the legend sits above the plot rather than in it, so it never hides a curve
         legend = self.query_one(".chart--legend", Static)
-        legend.display = len(self.drawn) > 1 or any(line.band is not None for line in series)
-        legend.update(legend_text(series))
+        legend.display = bool(self.drawn)
+        legend.update(legend_text(series, smoothing))
 
     def _set_limits(self, xs: list[float], ys: list[float]) -> None:
         """Limits from the data with a margin, set explicitly so each render of the same data is identical."""

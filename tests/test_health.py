@@ -1,0 +1,149 @@
+"""Run health: each failure mode fires at the step it began on a synthetic series, and not on a healthy one."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.make_registry import make_registry
+from workbench import health as H
+from workbench.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = list(range(1, 61))
+
+
+def _series(values):
+    return (STEPS[: len(values)], list(values))
+
+
+def healthy() -> dict:
+    """60 steps of a run that learns: entropy eases down, clip and KL stay small, eval follows reward."""
+    return {
+        "entropy": _series([1.0 - 0.004 * i for i in range(60)]),
+        "clip_ratio/region_mean": _series([0.02 + 0.002 * math.sin(i) for i in range(60)]),
+        "clip_stats_trivial": _series([0.0] * 60),
+        "kl": _series([0.001 + 0.0005 * i for i in range(60)]),
+        "frac_reward_zero_std": _series([0.2 + 0.1 * math.sin(i) for i in range(60)]),
+        "completions/clipped_ratio": _series([0.05] * 60),
+        "reward": _series([0.2 + 0.01 * i for i in range(60)]),
+        "eval/accuracy": ([10, 20, 30, 40, 50, 60], [0.2, 0.3, 0.4, 0.45, 0.5, 0.55]),
+    }
+
+
+def _with(key, values):
+    metrics = healthy()
+    metrics[key] = _series(values) if not isinstance(values, tuple) else values
+    return metrics
+
+
+def test_healthy_run_has_no_findings_and_every_check_judged():
+    report = H.run_health(healthy())
+    assert report.findings == []
+    assert report.checked == list(H.CHECKS)
+    assert report.badge == "ok"
+
+
+def test_no_data_gives_a_dash_not_ok():
+    assert H.run_health({}).badge == "-"
+
+
+def test_entropy_collapse_fires_where_the_trailing_mean_crossed_half_the_start():
+    # 1.0 for 30 steps, then 0.1: the 10-step mean first drops below 0.5 when 6 of its 10 values are 0.1 (step 36)
+    (finding,) = H.run_health(_with("entropy", [1.0] * 30 + [0.1] * 30)).findings
+    assert finding.check == "entropy_collapse" and finding.step == 36
+    assert finding.value == pytest.approx(0.1) and finding.threshold == pytest.approx(0.5)
+
+
+def test_clip_spike_fires_at_the_step_the_trailing_mean_passed_the_limit():
+    # early mean 0.02 -> limit max(3 x 0.02, 0.05) = 0.06; with 0.3 from step 41 the mean passes 0.06 at step 42
+    (finding,) = H.run_health(_with("clip_ratio/region_mean", [0.02] * 40 + [0.3] * 20)).findings
+    assert finding.check == "clip_spike" and finding.step == 42
+    assert finding.threshold == pytest.approx(0.06)
+
+
+def test_clip_spike_is_not_judged_when_clip_stats_are_trivial():
+    metrics = _with("clip_ratio/region_mean", [0.02] * 40 + [0.3] * 20)
+    metrics["clip_stats_trivial"] = _series([1.0] * 60)
+    report = H.run_health(metrics)
+    assert report.findings == [] and "clip_spike" not in report.checked
+
+
+def test_kl_blowup_needs_both_the_factor_and_the_floor():
+    # early 0.01 -> limit max(10 x 0.01, 0.1) = 0.1; 0.5 from step 51: (8 x 0.01 + 2 x 0.5) / 10 > 0.1 at step 52
+    (finding,) = H.run_health(_with("kl", [0.01] * 50 + [0.5] * 10)).findings
+    assert finding.check == "kl_blowup" and finding.step == 52
+    # tripling a tiny KL stays under the floor: no finding
+    assert H.run_health(_with("kl", [0.001] * 30 + [0.02] * 30)).findings == []
+
+
+def test_zero_variance_past_half_fires():
+    (finding,) = H.run_health(_with("frac_reward_zero_std", [0.2] * 40 + [0.9] * 20)).findings
+    # mean over 10 passes 0.5 when n values of 0.9: (0.2 (10 - n) + 0.9 n) / 10 > 0.5 -> n = 5 -> step 45
+    assert finding.check == "zero_variance" and finding.step == 45
+
+
+def test_length_runaway_fires_when_more_and_more_responses_hit_the_limit():
+    rising = [0.05] * 20 + [0.05 + 0.02 * i for i in range(40)]
+    (finding,) = H.run_health(_with("completions/clipped_ratio", rising)).findings
+    assert finding.check == "length_runaway"
+    assert finding.threshold == pytest.approx(0.2)
+    means = H.trailing_means(rising, 10)
+    first = next(i for i, mean in enumerate(means) if mean > 0.2)
+    assert finding.step == STEPS[first + 9]
+    # a constant share at the limit is what the run always did, not a runaway
+    assert H.run_health(_with("completions/clipped_ratio", [0.3] * 60)).findings == []
+
+
+def test_reward_up_eval_down_fires_at_the_first_eval_after_the_best():
+    falling = ([10, 20, 30, 40, 50, 60], [0.3, 0.5, 0.42, 0.40, 0.35, 0.3])
+    (finding,) = H.run_health(_with("eval/accuracy", falling)).findings
+    assert finding.check == "reward_vs_eval" and finding.step == 30
+    assert finding.threshold == pytest.approx(0.45)
+    # eval falls, but reward fell too: not the reward-hacking pattern
+    metrics = _with("eval/accuracy", falling)
+    metrics["reward"] = _series([0.8 - 0.01 * i for i in range(60)])
+    assert H.run_health(metrics).findings == []
+
+
+def test_findings_are_ordered_by_step_and_the_badge_names_them():
+    metrics = _with("kl", [0.01] * 50 + [0.5] * 10)
+    metrics["entropy"] = _series([1.0] * 30 + [0.1] * 30)
+    report = H.run_health(metrics)
+    assert [f.check for f in report.findings] == ["entropy_collapse", "kl_blowup"]
+    assert report.badge == "2 issues: entropy, kl"
+
+
+def test_thresholds_are_configurable_and_checked(tmp_path):
+    metrics = _with("frac_reward_zero_std", [0.6] * 60)
+    assert [f.check for f in H.run_health(metrics).findings] == ["zero_variance"]
+    assert H.run_health(metrics, H.Thresholds(zero_variance_max=0.7)).findings == []
+    registry = tmp_path / "registry.db"
+    (tmp_path / "health.toml").write_text("[health]\nzero_variance_max = 0.7\nwindow = 5\n")
+    assert H.load_thresholds(registry) == H.Thresholds(zero_variance_max=0.7, window=5)
+    (tmp_path / "health.toml").write_text("[health]\nzero_variance = 0.7\n")
+    with pytest.raises(UserError, match=r"health.toml: unknown key 'zero_variance'; allowed keys: window"):
+        H.load_thresholds(registry)
+    (tmp_path / "health.toml").write_text("[health]\nkl_floor = -1\n")
+    with pytest.raises(UserError, match=r"kl_floor=-1"):
+        H.load_thresholds(registry)
+
+
+@pytest.mark.slow
+def test_show_json_includes_health(tmp_path):
+    path = tmp_path / "registry.db"
+    run_id = make_registry(path, runs=1, steps=40)[0]
+    command = [sys.executable, "-c", "import sys; from workbench.cli import main; sys.argv[0] = 'workbench'; main()"]
+    done = subprocess.run([*command, "show", run_id, "--json", "--registry", str(path)], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    health = json.loads(done.stdout)["health"]
+    # the fixture's grpo run: entropy from 2.2 towards 0.4, so it collapses; nothing else fires
+    assert [finding["check"] for finding in health["findings"]] == ["entropy_collapse"]
+    assert health["badge"] == "1 issue: entropy"
+    assert health["thresholds"]["entropy_max_drop"] == 0.5

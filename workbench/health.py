@@ -1,0 +1,273 @@
+"""Run health: the known failure modes of GRPO-family training, flagged from a run's metric series.
+
+Plain Python over `{metric key: (steps, values)}` (no torch, no textual), so the runs table, the run
+screen, Compare and `workbench show --json` all report the same findings. Each check says when the
+trouble began: the first step of the current streak in which the condition held, judged on trailing
+means over `window` logged steps (one noisy batch never fires a check). A check with too few points
+says nothing. Every threshold is a field of `Thresholds`; `load_thresholds` reads overrides from a
+`health.toml` next to the registry file. docs/health.md explains each check and its defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import UserError
+from workbench.insights import entropy_collapse
+
+Series = tuple[Sequence[int], Sequence[float]]
+HEALTH_FILE = "health.toml"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When each check fires. Fractions are in [0, 1]; windows count logged steps."""
+
+    window: int = 10  # trailing-mean window of every check
+    entropy_max_drop: float = 0.5  # entropy collapse: trailing mean below (1 - drop) x the first window's mean
+    clip_factor: float = 3.0  # clip spike: trailing clip fraction above factor x the first window's mean ...
+    clip_floor: float = 0.05  # ... and above this fraction of tokens
+    kl_factor: float = 10.0  # KL blow-up: trailing KL above factor x the first window's mean ...
+    kl_floor: float = 0.1  # ... and above this many nats per token
+    zero_variance_max: float = 0.5  # no signal: trailing share of zero-variance groups above this
+    length_limit_share: float = 0.2  # length runaway: trailing share of responses hitting the limit above this ...
+    length_limit_rise: float = 0.1  # ... and this much above the first window's share
+    eval_drop: float = 0.05  # reward up, held-out down: accuracy this far below its best ...
+    reward_rise: float = 0.0  # ... while the reward's trailing mean rose by more than this since that best
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
+            raise UserError(f"health threshold window={self.window!r}: allowed values: an integer >= 1")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name != "window" and (isinstance(value, bool) or not isinstance(value, int | float)
+                                           or not math.isfinite(value) or value < 0):
+                raise UserError(f"health threshold {field.name}={value!r}: allowed values: a number >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "health thresholds") -> Thresholds:
+        allowed = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise UserError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+        try:
+            return cls(**values)
+        except UserError as error:
+            raise UserError(f"{source}: {error}") from None
+
+
+def load_thresholds(registry_file: Path | str) -> Thresholds:
+    """Defaults, overridden by the `[health]` table of `health.toml` beside the registry file (if any)."""
+    path = Path(registry_file).parent / HEALTH_FILE
+    if not path.is_file():
+        return Thresholds()
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UserError(f"{path}: cannot read health thresholds: {error}") from None
+    table = document.get("health", {})
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: [health] must be a table of thresholds")
+    return Thresholds.from_mapping(table, str(path))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failure mode that holds at the run's latest step."""
+
+    check: str  # key in CHECKS
+    label: str  # short name for badges
+    step: int  # first step of the streak in which the condition held
+    value: float  # the trailing mean at the latest step (the measured quantity)
+    threshold: float  # the value it crossed
+    detail: str  # one line: what was measured against what
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Health:
+    """Every check's outcome for one run: findings, and the checks that had data enough to judge."""
+
+    findings: list[Finding]
+    checked: list[str]
+
+    @property
+    def badge(self) -> str:
+        """"ok", "2 issues: kl, clip", or "-" when no check had data."""
+        if not self.findings:
+            return "ok" if self.checked else "-"
+        labels = ", ".join(finding.label for finding in self.findings)
+        return f"{len(self.findings)} issue{'s' if len(self.findings) > 1 else ''}: {labels}"
+
+    @property
+    def short(self) -> str:
+        """The badge in at most 10 cells, for table columns: "ok", "⚠ kl", "⚠ 3 issues", "-"."""
+        if not self.findings:
+            return self.badge
+        return f"⚠ {self.findings[0].label}" if len(self.findings) == 1 else f"⚠ {len(self.findings)} issues"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"badge": self.badge, "checked": self.checked, "findings": [f.to_dict() for f in self.findings]}
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+def trailing_means(values: Sequence[float], window: int) -> list[float]:
+    """Mean of the `window` values ending at each index from window - 1 on: [N] -> [N - window + 1]."""
+    if len(values) < window:
+        return []
+    running = sum(values[:window])
+    means = [running / window]
+    for end in range(window, len(values)):
+        running += values[end] - values[end - window]
+        means.append(running / window)
+    return means
+
+
+def streak_start(steps: Sequence[int], means: Sequence[float], window: int, holds: Callable[[float], bool]) -> int | None:
+    """The step where the current streak of `holds(trailing mean)` began; None if it fails at the end."""
+    if not means or not holds(means[-1]):
+        return None
+    first = len(means) - 1
+    while first > 0 and holds(means[first - 1]):
+        first -= 1
+    return steps[first + window - 1]
+
+
+def _finite(series: Series | None) -> tuple[list[int], list[float]]:
+    if not series:
+        return [], []
+    pairs = [(step, value) for step, value in zip(*series, strict=True) if math.isfinite(value)]
+    return [step for step, _ in pairs], [value for _, value in pairs]
+
+
+def _rising_above(
+    name: str, label: str, series: Series | None, window: int, factor: float, floor: float, unit: str
+) -> tuple[bool, Finding | None]:
+    """Trailing mean above max(factor x baseline, floor); baseline = mean of the first window."""
+    steps, values = _finite(series)
+    if len(values) < 2 * window:
+        return False, None
+    baseline = sum(values[:window]) / window
+    limit = max(factor * baseline, floor)
+    means = trailing_means(values, window)
+    start = streak_start(steps, means, window, lambda mean: mean > limit)
+    if start is None:
+        return True, None
+    detail = f"{unit} {means[-1]:.3g} over the last {window} steps > {limit:.3g} (max of {factor:g} x early {baseline:.3g}, {floor:g})"
+    return True, Finding(name, label, start, means[-1], limit, detail)
+
+
+def check_entropy(metrics: Mapping[str, Series], t: Thresholds) -> tuple[bool, Finding | None]:
+    steps, values = _finite(metrics.get("entropy"))
+    if len(values) < 2 * t.window:
+        return False, None
+    collapse = entropy_collapse(steps, values, window=t.window, max_drop=t.entropy_max_drop)
+    if collapse is None:
+        return True, None
+    limit = (1 - t.entropy_max_drop) * collapse.baseline
+    detail = (f"entropy {collapse.recent:.3g} over the last {t.window} steps < {limit:.3g} "
+              f"({1 - t.entropy_max_drop:g} x early {collapse.baseline:.3g})")
+    return True, Finding("entropy_collapse", "entropy", collapse.step, collapse.recent, limit, detail)
+
+
+def check_clip(metrics: Mapping[str, Series], t: Thresholds) -> tuple[bool, Finding | None]:
+    flags = metrics.get("clip_stats_trivial")
+    if flags and flags[1] and all(flag >= 1.0 for flag in flags[1]):
+        return False, None  # one update per rollout: the clip fraction is 0 by construction
+    return _rising_above("clip_spike", "clip", metrics.get("clip_ratio/region_mean"), t.window, t.clip_factor,
+                         t.clip_floor, "clip fraction")
+
+
+def check_kl(metrics: Mapping[str, Series], t: Thresholds) -> tuple[bool, Finding | None]:
+    return _rising_above("kl_blowup", "kl", metrics.get("kl"), t.window, t.kl_factor, t.kl_floor, "KL")
+
+
+def check_zero_variance(metrics: Mapping[str, Series], t: Thresholds) -> tuple[bool, Finding | None]:
+    steps, values = _finite(metrics.get("frac_reward_zero_std"))
+    if len(values) < t.window:
+        return False, None
+    means = trailing_means(values, t.window)
+    start = streak_start(steps, means, t.window, lambda mean: mean > t.zero_variance_max)
+    if start is None:
+        return True, None
+    detail = (f"{means[-1]:.0%} of groups had one reward for all responses over the last {t.window} steps "
+              f"> {t.zero_variance_max:.0%}: no learning signal left")
+    return True, Finding("zero_variance", "no signal", start, means[-1], t.zero_variance_max, detail)
+
+
+def check_length(metrics: Mapping[str, Series], t: Thresholds) -> tuple[bool, Finding | None]:
+    steps, values = _finite(metrics.get("completions/clipped_ratio"))
+    if len(values) < 2 * t.window:
+        return False, None
+    baseline = sum(values[: t.window]) / t.window
+    limit = max(t.length_limit_share, baseline + t.length_limit_rise)
+    means = trailing_means(values, t.window)
+    start = streak_start(steps, means, t.window, lambda mean: mean > limit)
+    if start is None:
+        return True, None
+    detail = (f"{means[-1]:.0%} of responses hit the length limit over the last {t.window} steps > {limit:.0%} "
+              f"(max of {t.length_limit_share:.0%}, early {baseline:.0%} + {t.length_limit_rise:.0%})")
+    return True, Finding("length_runaway", "length", start, means[-1], limit, detail)
+
+
+def check_reward_vs_eval(metrics: Mapping[str, Series], t: Thresholds) -> tuple[bool, Finding | None]:
+    """Reward keeps rising while held-out accuracy falls: the policy games the training reward."""
+    eval_steps, accuracy = _finite(metrics.get("eval/accuracy"))
+    reward_steps, reward = _finite(metrics.get("reward"))
+    if len(accuracy) < 3 or len(reward) < t.window:
+        return False, None
+    best = max(range(len(accuracy)), key=lambda i: (accuracy[i], -i))  # the earliest best
+    after = accuracy[best + 1 :]
+    limit = accuracy[best] - t.eval_drop
+    if not after or not all(value < limit for value in after):
+        return True, None
+
+    def reward_mean_at(step: int) -> float:
+        upto = [value for s, value in zip(reward_steps, reward, strict=True) if s <= step][-t.window :]
+        return sum(upto) / len(upto) if upto else math.nan
+
+    rise = reward_mean_at(reward_steps[-1]) - reward_mean_at(eval_steps[best])
+    if not rise > t.reward_rise:
+        return True, None
+    detail = (f"eval accuracy {after[-1]:.3g} < {limit:.3g} (best {accuracy[best]:.3g} at step {eval_steps[best]} "
+              f"- {t.eval_drop:g}) while reward rose {rise:+.3g} since")
+    return True, Finding("reward_vs_eval", "overfit", eval_steps[best + 1], after[-1], limit, detail)
+
+
+CHECKS: Mapping[str, Callable[[Mapping[str, Series], Thresholds], tuple[bool, Finding | None]]] = {
+    "entropy_collapse": check_entropy,
+    "clip_spike": check_clip,
+    "kl_blowup": check_kl,
+    "zero_variance": check_zero_variance,
+    "length_runaway": check_length,
+    "reward_vs_eval": check_reward_vs_eval,
+}
+# The metric keys the checks read: fetch these and nothing else.
+HEALTH_KEYS: tuple[str, ...] = (
+    "entropy", "clip_ratio/region_mean", "clip_stats_trivial", "kl", "frac_reward_zero_std",
+    "completions/clipped_ratio", "eval/accuracy", "reward",
+)
+
+
+def run_health(metrics: Mapping[str, Series], thresholds: Thresholds | None = None) -> Health:
+    """Every check over one run's series ({key: (steps, values)}, steps ascending)."""
+    thresholds = thresholds or Thresholds()
+    findings, checked = [], []
+    for name, check in CHECKS.items():
+        judged, finding = check(metrics, thresholds)
+        if judged:
+            checked.append(name)
+        if finding is not None:
+            findings.append(finding)
+    findings.sort(key=lambda finding: finding.step)
+    return Health(findings, checked)
