@@ -266,3 +266,29 @@ def test_value_text_uses_the_override_syntax():
     assert [value_text(v) for v in (None, True, 0.001, 8, "tiny", ["+", "-"])] == [
         "off", "true", "0.001", "8", "tiny", '["+", "-"]'
     ]
+
+
+async def test_target_lists_the_registrys_hosts_and_launches_there(registry, make_app, wait_for):
+    """Hosts added with `workbench hosts add` are Target choices; launching on one goes over SSH. The host
+    here is a closed loopback port, so the real connection is refused and the modal names that cause."""
+    from workbench.launch.hosts import Host, add_host
+
+    add_host(registry, Host(name="gpu-box", dest="root@127.0.0.1:1"))
+    with Registry.open(registry) as reg:
+        before = [run.id for run in reg.list_runs()]
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(app, pilot, wait_for)
+        target = screen.query_one("#target", Select)
+        await wait_for(pilot, lambda: len(target._options) == 2)
+        assert [str(label) for label, _ in target._options] == ["local", "gpu-box (root@127.0.0.1:1)"]
+        assert screen.target_host is None
+        target.value = "gpu-box"
+        await pilot.pause()
+        assert screen.target_host == "gpu-box"
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        cause = str(app.screen.query_one("#error-cause", Static).render())
+        assert "gpu-box" in cause and "refused" in cause, cause
+    with Registry.open(registry) as reg:
+        assert [run.id for run in reg.list_runs()] == before   # nothing registered when the host is unreachable

@@ -163,6 +163,14 @@ class FormValidated(Message):
         return isinstance(message, FormValidated)
 
 
+class HostsLoaded(Message):
+    """The SSH hosts a run can target (`workbench hosts add`), as (label, name) options."""
+
+    def __init__(self, options: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.options = options
+
+
 class RunLaunched(Message):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -306,6 +314,7 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
 
     def on_mount(self) -> None:
         self.show_section(FIRST_SECTION)
+        self.load_hosts()
         if not self.presets:
             self.query_one("#new-run-status", Static).update(Content(f"No recipes in {recipe.RECIPES_DIR}."))
             return
@@ -438,15 +447,38 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
             self.notify(f"Cannot launch: {problem}", severity="error", markup=False)
             return
         self.query_one("#launch", Button).disabled = True
-        self.notify(f"Launching {self.preset}…")
-        self.launch_run(self.preset_path, self.validation.overrides, self.run_name)
+        host = self.target_host
+        self.notify(f"Launching {self.preset}" + (f" on {host}…" if host else "…"), markup=False)
+        self.launch_run(self.preset_path, self.validation.overrides, self.run_name, host)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="hosts", name="reading the hosts")
+    def load_hosts(self) -> None:
+        from workbench.launch.hosts import list_hosts  # reads hosts.json beside the registry; never connects
+
+        hosts = list_hosts(self.app.registry_path)
+        self.post_message(HostsLoaded([(f"{host.name} ({host.dest})", host.name) for host in hosts]))
+
+    @on(HostsLoaded)
+    def hosts_loaded(self, event: HostsLoaded) -> None:
+        target = self.query_one("#target", Select)
+        chosen = target.value
+        target.set_options([("local", LOCAL_TARGET), *event.options])
+        if chosen in {value for _, value in event.options}:
+            target.value = chosen
+
+    @property
+    def target_host(self) -> str | None:
+        """The SSH host chosen under Target, or None for this machine."""
+        value = self.query_one("#target", Select).value
+        return None if value in (LOCAL_TARGET, Select.NULL) else str(value)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch", name="launching")
-    def launch_run(self, path: Path, overrides: tuple[str, ...], name: str | None) -> None:
+    def launch_run(self, path: Path, overrides: tuple[str, ...], name: str | None, host: str | None) -> None:
         from workbench.launch import launch  # process control loads only when a run is launched
 
         try:
-            run_id = launch(path, overrides=overrides, name=name, registry_path=self.app.registry_path)
+            # With a host this connects over SSH, copies the run's inputs and starts it there.
+            run_id = launch(path, overrides=overrides, name=name, registry_path=self.app.registry_path, host=host)
         except Exception as error:  # every failure reaches the user as a modal with its cause
             self.app.call_from_thread(self._launch_failed, error)
             return

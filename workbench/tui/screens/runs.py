@@ -39,15 +39,19 @@ LIVE_HEARTBEAT_S = 15.0
 STATUS_MARKERS = {
     "queued": "◌",
     "running": "●",
+    "unresponsive": "◐",
     "finished": "✓",
     "failed": "✗",
     "crashed": "!",
     "stopped": "■",
 }
+#: a run with a process (or a place in the queue): it can be stopped, not deleted
+ACTIVE_STATUSES = ("running", "unresponsive", "queued")
 #: theme variable that colours each status
 STATUS_COLOURS = {
     "queued": "accent",
     "running": "success",
+    "unresponsive": "warning",
     "finished": "foreground",
     "failed": "error",
     "crashed": "error",
@@ -733,7 +737,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         run = self.require_cursor_run()
         if run is None:
             return
-        if run.status not in ("running", "queued"):
+        if run.status not in ACTIVE_STATUSES:
             self.notify(f"Run {run.id} is {run.status}: nothing to stop.", severity="warning")
             return
         question = f"Stop run {run.name} ({run.id})? The trainer saves a checkpoint and records 'stopped'."
@@ -759,7 +763,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         run = self.require_cursor_run()
         if run is None:
             return
-        if run.status in ("running", "queued"):
+        if run.status in ACTIVE_STATUSES:
             self.notify(f"Run {run.id} is {run.status}: stop it first (s).", severity="warning")
             return
         question = f"Delete run {run.name} ({run.id}) with its metrics, samples and files? This cannot be undone."
