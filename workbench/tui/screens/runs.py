@@ -605,7 +605,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         statuses = [run.status for run in self.runs.values()]
         shown, total = self.shown_count, len(self.runs)
         parts = [f"{shown} of {total} runs" if shown != total else f"{total} runs"]
-        parts += [f"{statuses.count(status)} {status}" for status in ("running", "queued") if status in statuses]
+        parts += [f"{statuses.count(status)} {status}" for status in ACTIVE_STATUSES if status in statuses]
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         parts.append(f"sort {self.sort_column} {'↓' if self.sort_reverse else '↑'}")
