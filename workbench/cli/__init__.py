@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from workbench.cli import launch_cmds, registry_cmds, tui_cmd, variants  # noqa: F401  (registers commands)
+from workbench.cli import launch_cmds, models_cmd, registry_cmds, tui_cmd, variants  # noqa: F401  (registers commands)
 from workbench.cli.app import app
 from workbench.cli.common import err_console
 from workbench.errors import UserError

@@ -298,6 +298,8 @@ def samples_command(
         if record.zero_variance:
             title += "  (zero variance)"
         table = Table(title=Text(title), title_justify="left", header_style="bold", box=None)
+        if record.rendered_prompt and record.rendered_prompt != record.prompt:
+            table.caption, table.caption_justify = Text(f"the model saw: {record.rendered_prompt!r}"), "left"
         for column in ("#", "reward", "components", "adv", "len", "trunc", "dropped", "text"):
             table.add_column(column, justify="right" if column in ("#", "reward", "adv", "len") else "left",
                              overflow="fold" if column == "text" else "ellipsis")
