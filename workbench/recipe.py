@@ -75,14 +75,15 @@ class ModelSpec:
 class TaskSpec:
     """[task]: where prompts come from and how completions are rewarded."""
 
-    name: str = _key("arithmetic", "built-in procedural task, or 'dataset' for a local file", BUILTIN_TASKS)
+    name: str = _key("arithmetic", "built-in procedural task, or 'dataset' for a local file (word_arithmetic and countdown need a real "
+                               "tokenizer)", BUILTIN_TASKS)
     num_prompts: int = _key(0, "built-in tasks: size of the training prompt pool (0: every prompt the "
                                "generator can make, minus the eval set)")
     eval_size: int = _key(8, "held-out prompts for evaluation (never trained on); with eval_path: the first "
                              "eval_size rows of it (0: all)")
-    min_operand: int = _key(0, "arithmetic: smallest operand")
-    max_operand: int = _key(9, "arithmetic: largest operand")
-    operations: tuple[str, ...] = _key(("+",), "arithmetic: operators to draw from", ("+", "-", "*"))
+    min_operand: int = _key(0, "arithmetic, word_arithmetic: smallest operand; countdown: smallest number")
+    max_operand: int = _key(9, "arithmetic, word_arithmetic: largest operand; countdown: largest number")
+    operations: tuple[str, ...] = _key(("+",), "arithmetic, word_arithmetic: operators to draw from", ("+", "-", "*"))
     min_digits: int = _key(1, "reverse: shortest digit string")
     max_digits: int = _key(4, "reverse: longest digit string")
     num_count: int = _key(3, "countdown: numbers given per puzzle (each usable at most once)")
