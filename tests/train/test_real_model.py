@@ -157,6 +157,7 @@ def test_models_json_lists_builtin_packaged_converted_and_used_checkpoints_witho
     checkpoint = create_initial_model(recipe_from_dict({}).model, tmp_path / "tiny-ckpt", seed=0)
     with Registry.open(registry_path, create=True) as registry:
         registry.create_run(name="mine", variant="grpo", recipe={"model": {"name_or_path": str(checkpoint)}})
+        registry.create_run(name="smol", variant="grpo", recipe={"model": {"name_or_path": NAME}})
     script = ("import sys\nfrom workbench.cli import main\n"
               f"sys.argv = ['workbench', 'models', '--json', '--registry', {str(registry_path)!r}]\n"
               "try:\n    main()\nexcept SystemExit:\n    pass\n"
@@ -173,7 +174,7 @@ def test_models_json_lists_builtin_packaged_converted_and_used_checkpoints_witho
     packaged = entries["packaged", NAME]
     assert packaged["available"] is True and packaged["install"] is None
     assert packaged["parameters"] == 134_515_008 and packaged["size_bytes"] > 90_000_000
-    assert packaged["runs"] >= 1                                  # the training tests above used it
+    assert packaged["runs"] >= 1
     converted = entries["converted", NAME]
     assert (converted["parameters"], converted["dtype"]) == (134_515_008, "float32")
     assert converted["size_bytes"] > 500_000_000 and converted["architecture"] == "LlamaForCausalLM"
