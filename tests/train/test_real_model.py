@@ -113,7 +113,7 @@ def test_two_grpo_steps_on_smollm2_record_the_chat_rendered_prompt(registry_dir)
         eval_group = registry.groups(run_id, 2, kind="eval")[0]
     assert weights.stat().st_mtime_ns == before.st_mtime_ns              # trained from the cache as is
     assert not (registry_dir / run_id / "model").exists()                # no per-run copy of the weights
-    assert "<answer></answer>" in group.prompt and "<|im_start|>" not in group.prompt
+    assert "<answer>NUMBER</answer>" in group.prompt and "<|im_start|>" not in group.prompt
     assert group.rendered_prompt.startswith("<|im_start|>system\n")
     assert group.rendered_prompt.endswith(f"<|im_start|>user\n{group.prompt}<|im_end|>\n<|im_start|>assistant\n")
     assert eval_group.rendered_prompt.endswith("<|im_start|>assistant\n")
@@ -135,7 +135,8 @@ def test_conversational_dataset_goes_through_the_chat_template(registry_dir, tmp
         "    return [1.0 if answer[0] in c[-1]['content'] else 0.0 for c in completions]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry_path = registry_dir / "registry.db"
-    code, run_id = train(registry_path, "smollm2-grpo", *SMALL, "run.max_steps=1", "task.name=dataset",
+    code, run_id = train(registry_path, "smollm2-grpo", *SMALL, "run.max_steps=1", "rollout.prompts_per_step=1",
+                         "task.name=dataset",
                          f"task.path={data}", "task.eval_size=1", "run.eval_steps=0",
                          'task.reward_funcs=["seen_reward:reward"]', "task.reward_weights=[]", fast=False)
     assert code == 0

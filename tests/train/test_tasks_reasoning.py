@@ -32,7 +32,7 @@ def test_word_arithmetic_is_seeded_answers_are_right_and_eval_is_held_out():
         assert 10 <= a <= 99 and 10 <= b <= 99
         assert int(example.answer) == {"+": a + b, "-": a - b, "*": a * b}[op] >= 0
         assert f" {a} " in example.prompt and f" {b}" in example.prompt
-        assert "<answer></answer>" in example.prompt
+        assert "<answer>NUMBER</answer>" in example.prompt
 
 
 def test_countdown_puzzles_are_solvable_and_distinct():
@@ -73,7 +73,8 @@ def test_answer_format_and_match_on_correct_wrong_and_malformed_answers():
     completions = [
         "17 + 25 = 42. <answer>42</answer>",      # right, well formed
         "<answer>41</answer>",                    # wrong number, well formed
-        "The answer is 42.",                      # right number, no tag
+        "The answer is 42.",                      # right final number, no tag
+        "42 apples, so 41.",                      # wrong final number, no tag
         "<answer>42</answer> and more text",      # text after the tag
         "<answer>4</answer><answer>42</answer>",  # two tags: the last counts for the match
         "<answer> 42.0 </answer>",                # same number written differently
@@ -81,9 +82,10 @@ def test_answer_format_and_match_on_correct_wrong_and_malformed_answers():
         "<answer>forty-two</answer>",             # not a number
         "<answer>1,042</answer>",                 # thousands separator
     ]
-    answers = ["42"] * 8 + ["1042"]
-    assert answer_format(None, completions) == [1, 1, 0, 0, 0, 1, 0, 1, 1]
-    assert answer_match(None, completions, answers) == [1, 0, 0, 1, 1, 1, 0, 0, 1]
+    answers = ["42"] * 9 + ["1042"]
+    assert answer_format(None, completions) == [1, 1, 0, 0, 0, 0, 1, 0, 1, 1]
+    assert answer_match(None, completions, answers) == [1, 0, 1, 0, 1, 1, 1, 0, 0, 1]
+    assert answer_match(None, ["no number at all"], ["42"]) == [0]
 
 
 def test_answer_match_uses_math_verify_for_non_integer_answers():

@@ -87,11 +87,15 @@ def answer_format(prompts, completions, **_) -> list[float]:
 
 
 def answer_match(prompts, completions, answer, **_) -> list[float]:
-    """1.0 when the <answer> content equals the reference: as numbers when both are numbers, else by
-    math-verify's equivalence check. No tag: 0.0 (the format is part of the task)."""
+    """1.0 when the answer equals the reference: the last <answer> content, or without a tag the
+    completion's final number; compared as numbers when both are numbers, else by math-verify's
+    equivalence check. The tag itself is answer_format's business."""
     scores = []
     for completion, reference in zip(completions, answer, strict=True):
         given = tagged_answer(completion)
+        if given is None:
+            numbers = NUMBER.findall(completion_text(completion).replace(",", ""))
+            given = numbers[-1] if numbers else None
         if given is None:
             scores.append(0.0)
             continue

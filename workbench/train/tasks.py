@@ -32,7 +32,7 @@ from workbench.recipe import TaskSpec
 
 MAX_ENUMERATED_PROMPTS = 10_000
 DEFAULT_SAMPLED_PROMPTS = 2000     # word_arithmetic / countdown training pool when num_prompts = 0
-ANSWER_INSTRUCTION = "Give only the final answer inside <answer></answer>, like <answer>12</answer>."
+ANSWER_INSTRUCTION = "End with the answer as <answer>NUMBER</answer>."
 
 
 class TaskError(UserError):
