@@ -80,3 +80,17 @@ def test_chat_messages_without_a_chat_template_are_refused():
         encode_prompts(build_char_tokenizer(), [[{"role": "user", "content": "1+1="}]], use_chat_template=False)
     ids, mask = encode_prompts(build_char_tokenizer(), ["1+1=", "12+3="], use_chat_template=False)
     assert ids.shape == mask.shape == (2, 5) and mask[0].tolist() == [0, 1, 1, 1, 1]
+
+
+def test_chat_messages_go_through_the_template_and_text_becomes_one_user_message():
+    from workbench.train.models import build_char_tokenizer
+    from workbench.train.rollout import encode_prompts, render_prompts
+
+    tokenizer = build_char_tokenizer()
+    # Roles as digits: the character tokenizer knows only 0-9 + - * = R :
+    tokenizer.chat_template = ("{% for m in messages %}{{ '1' if m['role'] == 'system' else '2' }}:{{ m['content'] }}="
+                               "{% endfor %}{% if add_generation_prompt %}R:{% endif %}")
+    messages = [{"role": "system", "content": "1"}, {"role": "user", "content": "2+3"}]
+    assert render_prompts(tokenizer, [messages, "4+4"], use_chat_template=True) == ["1:1=2:2+3=R:", "2:4+4=R:"]
+    ids, mask = encode_prompts(tokenizer, [messages], use_chat_template=True)
+    assert "".join(tokenizer.convert_ids_to_tokens(ids[0][mask[0].bool()].tolist())) == "1:1=2:2+3=R:"
