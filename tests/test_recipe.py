@@ -93,7 +93,8 @@ def test_impossible_combinations_are_refused(tmp_path):
             "overlong_buffer_len < rollout.max_completion_length = 8",
         "[task]\nname = 'dataset'\n": "task.path = '': task.name = 'dataset' needs a path",
         "[task]\nreward_funcs = ['exact', 'format']\n": "task.reward_funcs = 'exact': allowed: exact_match, numeric, "
-                                                         "format, math_verify, length_penalty or 'module:function' "
+                                                         "format, math_verify, length_penalty, answer_format, answer_match, countdown "
+                                                         "or 'module:function' "
                                                          "(did you mean 'exact_match'?)",
         "[task]\nreward_funcs = ['exact_match', 'format']\nreward_weights = [1.0]\n":
             "task.reward_weights = [1.0]: needs one weight per reward function (2), or none",

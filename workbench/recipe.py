@@ -29,8 +29,11 @@ from workbench.algorithms.variants import AXES, FIELD_NAMES, VARIANTS, Variant, 
 from workbench.errors import UserError
 
 RECIPES_DIR = Path(workbench.__file__).resolve().parents[1] / "recipes"
-BUILTIN_TASKS = ("arithmetic", "reverse", "dataset")
-BUILTIN_REWARDS = ("exact_match", "numeric", "format", "math_verify", "length_penalty")
+BUILTIN_TASKS = ("arithmetic", "reverse", "dataset", "word_arithmetic", "countdown")
+BUILTIN_REWARDS = ("exact_match", "numeric", "format", "math_verify", "length_penalty",
+                   "answer_format", "answer_match", "countdown")
+# Tasks written in English: they need a model with a real tokenizer, not the built-in character one.
+TEXT_TASKS = ("word_arithmetic", "countdown")
 GROUP_ESTIMATORS = ("group", "rloo", "reinforce_pp_baseline")
 # Variant fields that describe a preset rather than choose an axis: not settable from a recipe.
 _VARIANT_LABELS = ("name", "paper", "description")
@@ -52,7 +55,8 @@ def _key(default: Any, help: str, allowed: tuple | None = None) -> Any:
 class ModelSpec:
     """[model]: which causal LM to train (the built-in tiny model, or a checkpoint) and how."""
 
-    name_or_path: str = _key("tiny", "'tiny' (built-in Qwen2 model from the seed), a local checkpoint "
+    name_or_path: str = _key("tiny", "'tiny' (built-in Qwen2 model from the seed), a packaged model "
+                                     "('smollm2-135m-instruct'; see `workbench models`), a local checkpoint "
                                      "directory, or a hub id when online")
     dtype: str = _key("float32", "weights dtype when loading a checkpoint",
                       ("auto", "float32", "bfloat16", "float16"))
@@ -74,18 +78,21 @@ class ModelSpec:
 class TaskSpec:
     """[task]: where prompts come from and how completions are rewarded."""
 
-    name: str = _key("arithmetic", "built-in procedural task, or 'dataset' for a local file", BUILTIN_TASKS)
+    name: str = _key("arithmetic", "built-in procedural task, or 'dataset' for a local file (word_arithmetic and countdown need a real "
+                               "tokenizer)", BUILTIN_TASKS)
     num_prompts: int = _key(0, "built-in tasks: size of the training prompt pool (0: every prompt the "
                                "generator can make, minus the eval set)")
-    eval_size: int = _key(8, "held-out prompts for evaluation (never trained on)")
-    min_operand: int = _key(0, "arithmetic: smallest operand")
-    max_operand: int = _key(9, "arithmetic: largest operand")
-    operations: tuple[str, ...] = _key(("+",), "arithmetic: operators to draw from", ("+", "-", "*"))
+    eval_size: int = _key(8, "held-out prompts for evaluation (never trained on); with eval_path: the first "
+                             "eval_size rows of it (0: all)")
+    min_operand: int = _key(0, "arithmetic, word_arithmetic: smallest operand; countdown: smallest number")
+    max_operand: int = _key(9, "arithmetic, word_arithmetic: largest operand; countdown: largest number")
+    operations: tuple[str, ...] = _key(("+",), "arithmetic, word_arithmetic: operators to draw from", ("+", "-", "*"))
     min_digits: int = _key(1, "reverse: shortest digit string")
     max_digits: int = _key(4, "reverse: longest digit string")
-    path: str = _key("", "dataset: a .jsonl / .json / .parquet file or a saved HF dataset directory")
-    split: str = _key("train", "dataset: split to read from a saved DatasetDict")
-    prompt_column: str = _key("prompt", "dataset: column holding the prompt text")
+    num_count: int = _key(3, "countdown: numbers given per puzzle (each usable at most once)")
+    path: str = _key("", "dataset: a .jsonl / .json / .parquet / .csv file or a saved HF dataset directory")
+    split: str = _key("train", "dataset: split to read from a saved DatasetDict (path and eval_path)")
+    prompt_column: str = _key("prompt", "dataset: column holding the prompt (text, or a list of chat messages)")
     answer_column: str = _key("answer", "dataset: column holding the reference answer (rewards read it)")
     eval_path: str = _key("", "dataset: a separate held-out file (empty: the last eval_size rows of path)")
     reward_funcs: tuple[str, ...] = _key(("exact_match",), "built-in reward names or 'module:function' "
@@ -484,12 +491,18 @@ def _check_task(recipe: Recipe) -> None:
     task = recipe.task
     if task.name == "dataset" and not task.path:
         raise _fail(recipe, "task.path", task.path, "task.name = 'dataset' needs a path to a .jsonl, .json, "
-                    ".parquet file or a saved dataset directory")
-    if task.name == "arithmetic" and task.min_operand > task.max_operand:
+                    ".parquet, .csv file or a saved dataset directory")
+    if task.name in ("arithmetic", "word_arithmetic", "countdown") and task.min_operand > task.max_operand:
         raise _fail(recipe, "task.min_operand", task.min_operand, f"allowed: <= task.max_operand = {task.max_operand}")
-    if task.name == "arithmetic" and (task.min_operand < 0 or not task.operations):
+    if task.name in ("arithmetic", "word_arithmetic") and (task.min_operand < 0 or not task.operations):
         raise _fail(recipe, "task.operations", list(task.operations),
                     "needs at least one of '+', '-', '*' and operands >= 0")
+    if task.name in TEXT_TASKS and recipe.model.name_or_path == "tiny":
+        raise _fail(recipe, "task.name", task.name, "is written in English and needs a model with a real "
+                    "tokenizer (model.name_or_path = 'smollm2-135m-instruct' or a checkpoint); the built-in "
+                    "'tiny' model reads only digits and + - * = R :")
+    if task.name == "countdown" and (task.num_count < 2 or task.max_operand < 1):
+        raise _fail(recipe, "task.num_count", task.num_count, "countdown needs num_count >= 2 and max_operand >= 1")
     if task.name == "reverse" and not 1 <= task.min_digits <= task.max_digits:
         raise _fail(recipe, "task.min_digits", task.min_digits,
                     f"allowed: 1 <= min_digits <= max_digits = {task.max_digits}")

@@ -6,7 +6,7 @@ import sys
 
 from typer.exceptions import TyperException
 
-from workbench.cli import hosts_cmds, launch_cmds, registry_cmds, tui_cmd, variants, whatif_cmd  # noqa: F401  (registers commands)
+from workbench.cli import hosts_cmds, launch_cmds, models_cmd, registry_cmds, tui_cmd, variants, whatif_cmd  # noqa: F401  (registers commands)
 from workbench.cli.app import app
 from workbench.cli.common import err_console, print_error
 from workbench.errors import UserError

@@ -320,6 +320,9 @@ def samples_command(
         if record.zero_variance:
             title += "  (zero variance)"
         table = Table(title=Text(visible(title)), title_justify="left", header_style="bold", box=None)
+        if record.rendered_prompt and record.rendered_prompt != record.prompt:
+            table.caption = Text(f"the model saw: {visible(record.rendered_prompt)}")
+            table.caption_justify = "left"
         for column in ("#", "reward", "components", "adv", "len", "trunc", "dropped", "text"):
             table.add_column(column, justify="right" if column in ("#", "reward", "adv", "len") else "left",
                              overflow="fold" if column == "text" else "ellipsis")

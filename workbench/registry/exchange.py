@@ -82,6 +82,7 @@ def export_records(registry: Registry, run_id: str) -> Iterator[dict[str, Any]]:
                     "index": group.index,
                     "prompt": group.prompt,
                     "answer": group.answer,
+                    "rendered_prompt": group.rendered_prompt,
                     "responses": [asdict(response) for response in group.responses],
                 }
     for seq, ts, step, kind, level, message in registry.conn.execute(
@@ -125,7 +126,7 @@ def _group_record(data: dict[str, Any]) -> GroupRecord:
             ResponseRecord(**{**response, "tokens": TokenStats(**tokens) if tokens is not None else None})
         )
     return GroupRecord(index=data["index"], prompt=data["prompt"], responses=responses, answer=data.get("answer"),
-                       kind=data["kind"])
+                       kind=data["kind"], rendered_prompt=data.get("rendered_prompt"))
 
 
 class _Importer:
@@ -244,7 +245,7 @@ class _Importer:
     def _group(self, record: dict[str, Any]) -> None:
         connection = self.registry.conn
         group_rows, response_rows, token_rows = _group_rows(self.run_id, record["step"], [_group_record(record)])
-        connection.executemany("INSERT OR IGNORE INTO groups VALUES (?, ?, ?, ?, ?, ?)", group_rows)
+        connection.executemany("INSERT OR IGNORE INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)", group_rows)
         connection.executemany(
             """INSERT OR IGNORE INTO responses (run_id, kind, step, group_index, response_index, text, reward,
                    reward_components, advantage, length, truncated, dropped_by)

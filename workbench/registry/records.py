@@ -62,6 +62,7 @@ class GroupRecord:
     responses: list[ResponseRecord]
     answer: str | None = None
     kind: str = "train"
+    rendered_prompt: str | None = None   # the text the model saw (after the chat template), when known
 
     @property
     def zero_variance(self) -> bool:

@@ -127,7 +127,13 @@ def _add_token_stats_and_planned_length(db: Database) -> None:
     db.executescript(TOKEN_STATS_V2)
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_v1, _add_token_stats_and_planned_length)
+def _add_rendered_prompt(db: Database) -> None:
+    """Version 3: the prompt as the model saw it (after the chat template); NULL for older groups."""
+    db["groups"].add_column("rendered_prompt", str)
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_v1, _add_token_stats_and_planned_length,
+                                                      _add_rendered_prompt)
 SCHEMA_VERSION = len(MIGRATIONS)
 REGISTRY_TABLES = frozenset({"runs", "metric_keys", "steps", "metrics", "groups", "responses", "events"})
 

@@ -663,7 +663,7 @@ class Registry:
             for kind in {row[1] for row in group_rows}:
                 for table in ("groups", "responses", "token_stats"):
                     connection.execute(f"DELETE FROM {table} WHERE run_id = ? AND kind = ? AND step = ?", (run_id, kind, step))
-            connection.executemany("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)", group_rows)
+            connection.executemany("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)", group_rows)
             connection.executemany(
                 """INSERT INTO responses (run_id, kind, step, group_index, response_index, text, reward,
                        reward_components, advantage, length, truncated, dropped_by)
@@ -843,9 +843,10 @@ class Registry:
             self._require(connection, run_id)
             key = (run_id, kind, step)
             groups = {
-                index: GroupRecord(index=index, prompt=prompt, responses=[], answer=answer, kind=kind)
-                for index, prompt, answer in connection.execute(
-                    "SELECT group_index, prompt, answer FROM groups WHERE run_id = ? AND kind = ? AND step = ? "
+                index: GroupRecord(index=index, prompt=prompt, responses=[], answer=answer, kind=kind,
+                                   rendered_prompt=rendered)
+                for index, prompt, answer, rendered in connection.execute(
+                    "SELECT group_index, prompt, answer, rendered_prompt FROM groups WHERE run_id = ? AND kind = ? AND step = ? "
                     "ORDER BY group_index",
                     key,
                 )
@@ -958,7 +959,8 @@ def _group_rows(
     group_rows, response_rows, token_rows = [], [], []
     for group in groups:
         _check_kind(group.kind)
-        group_rows.append((run_id, group.kind, step, group.index, group.prompt, group.answer))
+        group_rows.append((run_id, group.kind, step, group.index, group.prompt, group.answer,
+                           group.rendered_prompt))
         for response_index, response in enumerate(group.responses):
             key = (run_id, group.kind, step, group.index, response_index)
             text: str | None = response.text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from workbench.registry import GroupRecord, ResponseRecord
 from workbench.train.engine import Engine
-from workbench.train.loop import reward_completions, rollout_engine
+from workbench.train.loop import prompt_text, rendered_prompt, reward_completions, rollout_engine
 from workbench.train.rollout import encode_prompts
 
 
@@ -44,8 +44,8 @@ def evaluate(engine: Engine) -> tuple[dict[str, float], list[GroupRecord]]:
             reward_components={name: float(values[r]) for name, values in parts.items()},
             advantage=0.0, length=int(rollout.lengths[r]), truncated=bool(rollout.truncated[r]),
         ) for _, rollout, total, parts, r in rows]
-        groups.append(GroupRecord(index=i, prompt=example.prompt, responses=responses, answer=example.answer,
-                                  kind="eval"))
+        groups.append(GroupRecord(index=i, prompt=prompt_text(example.prompt), responses=responses,
+                                  answer=example.answer, kind="eval", rendered_prompt=rendered_prompt(engine, example)))
     return metrics, groups
 
 

@@ -6,6 +6,7 @@ groups with per-token stats, and events; the runner writes them to the registry 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -24,6 +25,7 @@ from workbench.train.rollout import (
     batched,
     concat_rollouts,
     encode_prompts,
+    render_prompts,
     token_logprobs,
     token_values,
     with_mask,
@@ -514,15 +516,27 @@ def logged_groups(engine: Engine, batch: Batch, scores: TokenScores, advantages,
                 tokens=token_stats(engine, batch.rollout, scores, update, i, token_advantage)
                 if recipe.run.log_token_stats else None,
             ))
-        groups.append(GroupRecord(index=g, prompt=example.prompt, responses=responses, answer=example.answer))
+        groups.append(GroupRecord(index=g, prompt=prompt_text(example.prompt), responses=responses,
+                                  answer=example.answer, rendered_prompt=rendered_prompt(engine, example)))
     if batch.rejected and count:
         example, rollout, rewards, components = batch.rejected[0]
         responses = [ResponseRecord(
             text=rollout.texts[i], reward=float(rewards[i]), reward_components={k: float(v[i]) for k, v in components.items()},
             advantage=0.0, length=int(rollout.lengths[i]), truncated=bool(rollout.truncated[i]),
             dropped_by="dynamic_sampling") for i in range(rollout.size)]
-        groups.append(GroupRecord(index=len(groups), prompt=example.prompt, responses=responses, answer=example.answer))
+        groups.append(GroupRecord(index=len(groups), prompt=prompt_text(example.prompt), responses=responses,
+                                  answer=example.answer, rendered_prompt=rendered_prompt(engine, example)))
     return groups
+
+
+def prompt_text(prompt) -> str:
+    """A prompt as the registry stores it: the text, or a chat-message list as JSON."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+
+
+def rendered_prompt(engine: Engine, example: Example) -> str:
+    """The prompt as the model saw it (after the chat template, special tokens included)."""
+    return render_prompts(engine.tokenizer, [example.prompt], engine.models.use_chat_template)[0]
 
 
 def token_stats(engine: Engine, rollout: Rollout, scores: TokenScores, update: UpdateResult, i: int,

@@ -3,6 +3,9 @@
 The built-in model is a real transformers architecture (Qwen2) initialised from a seed, with a
 character-level tokenizer built with `tokenizers` over the built-in tasks' alphabet. It is saved to the
 run's `model/` directory, so every checkpoint reloads with stock `from_pretrained`.
+
+A packaged model (workbench.catalog, e.g. 'smollm2-135m-instruct') starts from its converted checkpoint
+in `<registry dir>/models/<name>/`, shared by every run of that registry (converted on first use).
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from workbench.catalog import BUILTIN_MODEL, cache_dir, packaged_model
 from workbench.errors import UserError
 from workbench.recipe import ModelSpec
 
-BUILTIN_MODEL = "tiny"
 # Every character the built-in tasks write: digits, the operators, '=' and the reverse marker.
 BUILTIN_ALPHABET = "0123456789+-*=R:"
 PAD, EOS = "<pad>", "<eos>"
@@ -95,12 +98,22 @@ def build_tiny_model(spec: ModelSpec, vocab_size: int, pad_id: int, eos_id: int,
 
 
 def initial_model_path(spec: ModelSpec, model_dir: Path) -> Path:
-    """Where the run's starting weights live: `model_dir` for the built-in model, else the checkpoint."""
-    return model_dir if spec.name_or_path == BUILTIN_MODEL else Path(spec.name_or_path)
+    """Where the run's starting weights live: `model_dir` (`<registry dir>/<run id>/model`) for the
+    built-in model, the registry's converted copy for a packaged model, else the checkpoint itself."""
+    if spec.name_or_path == BUILTIN_MODEL:
+        return model_dir
+    if packaged_model(spec.name_or_path) is not None:
+        return cache_dir(model_dir.parents[1], spec.name_or_path)
+    return Path(spec.name_or_path)
 
 
 def create_initial_model(spec: ModelSpec, model_dir: Path, seed: int) -> Path:
-    """Write the run's starting model to `model_dir` (built-in: built from the seed) and return its path."""
+    """Write the run's starting model to `model_dir` (built-in: built from the seed; packaged: converted
+    once into the registry's model cache) and return its path."""
+    if packaged_model(spec.name_or_path) is not None:
+        from workbench.train.packaged import ensure_converted
+
+        return ensure_converted(spec.name_or_path, model_dir.parents[1])
     if spec.name_or_path != BUILTIN_MODEL:
         return initial_model_path(spec, model_dir)
     tokenizer = build_char_tokenizer()

@@ -58,12 +58,24 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def encode_prompts(tokenizer, prompts: list[str], use_chat_template: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompt strings -> left-padded ids and attention mask [B, P] (chat template when the model has one)."""
-    if use_chat_template:
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                 add_generation_prompt=True) for p in prompts]
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not use_chat_template)
+def render_prompts(tokenizer, prompts: list, use_chat_template: bool) -> list[str]:
+    """The text the model sees for each prompt: a string, wrapped as one user message when the chat
+    template is on; a list of chat messages (TRL's conversational format) through the template as is."""
+    from workbench.errors import UserError
+
+    if not use_chat_template:
+        if any(not isinstance(p, str) for p in prompts):
+            raise UserError("the prompts are chat messages but model.use_chat_template is off or the tokenizer "
+                            "has no chat template; allowed: a model with a chat template, or text prompts")
+        return list(prompts)
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}] if isinstance(p, str) else p,
+                                          tokenize=False, add_generation_prompt=True) for p in prompts]
+
+
+def encode_prompts(tokenizer, prompts: list, use_chat_template: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts (strings or chat-message lists) -> left-padded ids and attention mask [B, P]."""
+    rendered = render_prompts(tokenizer, prompts, use_chat_template)
+    encoded = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=not use_chat_template)
     return encoded["input_ids"], encoded["attention_mask"]
 
 

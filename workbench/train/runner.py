@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.catalog import require_packaged
 from workbench.errors import UserError
 from workbench.recipe import Recipe, find_recipe, load_recipe, parse_override, recipe_from_dict
 from workbench.registry import Registry, RunInfo, RunNotFound
@@ -123,6 +124,7 @@ def main(request: Request) -> int:
     try:
         registry = Registry.open(request.registry, create=True)
         plan = make_plan(registry, request)
+        require_packaged(plan.recipe.model.name_or_path)   # a missing model package: before registering
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT_EXIT
