@@ -22,7 +22,14 @@ from pathlib import Path
 from workbench.launch.hosts import Host, HostError, agent_argv, connect, find_host, run_on, run_sync
 from workbench.launch.spec import LOG_FILE
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
-from workbench.registry.sync import SyncState, cursors, import_since, read_sync_state, write_sync_state
+from workbench.registry.sync import (
+    IncompletePull,
+    SyncState,
+    cursors,
+    import_since,
+    read_sync_state,
+    write_sync_state,
+)
 
 SYNC_INTERVAL_S = 1.0
 MAX_BACKOFF_S = 10.0
@@ -83,7 +90,10 @@ async def pull(conn, host: Host, registry_path: Path, run_id: str) -> SyncResult
     records = [json.loads(line) for line in str(result.stdout).splitlines() if line.strip()]
     log = next(record for record in records if record["type"] == "log")
     with Registry.open(registry_path, create=False) as registry:
-        import_since(registry, f"{host.name}:{run_id}", [r for r in records if r["type"] != "log"], host.name)
+        try:
+            import_since(registry, f"{host.name}:{run_id}", [r for r in records if r["type"] != "log"], host.name)
+        except IncompletePull as error:
+            raise HostError(str(error)) from None   # a transient failure: retried like a dropped link
         run = registry.get_run(run_id)
     data = base64.b64decode(log["data"])
     if data:

@@ -75,20 +75,25 @@ def export_records(registry: Registry, run_id: str) -> Iterator[dict[str, Any]]:
     for kind in ("train", "eval"):
         for step in registry.group_steps(run.id, kind=kind):
             for group in registry.groups(run.id, step, kind=kind, with_tokens=True):
-                yield {
-                    "type": "group",
-                    "kind": kind,
-                    "step": step,
-                    "index": group.index,
-                    "prompt": group.prompt,
-                    "answer": group.answer,
-                    "rendered_prompt": group.rendered_prompt,
-                    "responses": [asdict(response) for response in group.responses],
-                }
+                yield group_export(kind, step, group)
     for seq, ts, step, kind, level, message in registry.conn.execute(
         "SELECT seq, ts, step, kind, level, message FROM events WHERE run_id = ? ORDER BY seq", (run.id,)
     ):
         yield {"type": "event", "seq": seq, "ts": ts, "step": step, "kind": kind, "level": level, "message": message}
+
+
+def group_export(kind: str, step: int, group: GroupRecord) -> dict[str, Any]:
+    """One sampled group with its responses (and their token stats) as a JSONL object."""
+    return {
+        "type": "group", "kind": kind, "step": step, "index": group.index, "prompt": group.prompt,
+        "answer": group.answer, "rendered_prompt": group.rendered_prompt,
+        "responses": [asdict(response) for response in group.responses],
+    }  # fmt: skip
+
+
+def end_record(records: int) -> dict[str, Any]:
+    """The last line of an export: how many records came before it, so a cut copy is noticed."""
+    return {"type": "end", "records": records}
 
 
 def export_jsonl(registry: Registry, run_id: str, out: TextIO) -> int:
@@ -97,7 +102,7 @@ def export_jsonl(registry: Registry, run_id: str, out: TextIO) -> int:
     for record in export_records(registry, run_id):
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         lines += 1
-    out.write(json.dumps({"type": "end", "records": lines}) + "\n")
+    out.write(json.dumps(end_record(lines)) + "\n")
     return lines + 1
 
 

@@ -28,7 +28,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.registry.exchange import EXPORT_FORMAT, EXPORT_VERSION, RUN_FIELDS, _value, import_jsonl
+from workbench.registry.errors import RegistryError
+from workbench.registry.exchange import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    RUN_FIELDS,
+    _value,
+    end_record,
+    group_export,
+    import_jsonl,
+)
 from workbench.registry.records import TERMINAL_STATUSES
 from workbench.registry.store import SYNC_STATE_FILE, Registry
 
@@ -71,7 +80,16 @@ def cursors(registry: Registry, run_id: str) -> tuple[int, int]:
 
 def export_since(registry: Registry, run_id: str, after_step: int, after_seq: int) -> Iterator[dict[str, Any]]:
     """The export records (exchange.py's JSONL objects) of one run that a copy holding every step up to
-    `after_step` and every event up to `after_seq` lacks: the run row, then steps, groups, events."""
+    `after_step` and every event up to `after_seq` lacks: the run row, then steps, groups, events, and an
+    end record counting them (a pull cut short in transit is refused, never half-applied)."""
+    count = 0
+    for record in _records_since(registry, run_id, after_step, after_seq):
+        yield record
+        count += 1
+    yield end_record(count)
+
+
+def _records_since(registry: Registry, run_id: str, after_step: int, after_seq: int) -> Iterator[dict[str, Any]]:
     run = registry.get_run(run_id)
     stored = {field: getattr(run, field) for field in RUN_FIELDS}
     last_step, last_seq = cursors(registry, run.id)
@@ -94,10 +112,7 @@ def export_since(registry: Registry, run_id: str, after_step: int, after_seq: in
             if not after_step < step <= last_step:
                 continue
             for group in registry.groups(run.id, step, kind=kind, with_tokens=True):
-                yield {
-                    "type": "group", "kind": kind, "step": step, "index": group.index, "prompt": group.prompt,
-                    "answer": group.answer, "responses": [asdict(response) for response in group.responses],
-                }  # fmt: skip
+                yield group_export(kind, step, group)
     for seq, ts, step, kind, level, message in connection.execute(
         """SELECT seq, ts, step, kind, level, message FROM events
            WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq""",
@@ -106,8 +121,19 @@ def export_since(registry: Registry, run_id: str, after_step: int, after_seq: in
         yield {"type": "event", "seq": seq, "ts": ts, "step": step, "kind": kind, "level": level, "message": message}
 
 
+class IncompletePull(RegistryError):
+    """A pull whose records do not end with an end record counting them: it was cut short in transit."""
+
+
 def import_since(registry: Registry, source: str, records: list[dict[str, Any]], host: str) -> None:
-    """Apply records from `export_since` to the local copy (one transaction), recording them as `host`'s."""
+    """Apply records from `export_since` to the local copy (one transaction), recording them as `host`'s.
+
+    Raises IncompletePull, importing nothing, unless the records end with their end record: the copy
+    must never gain a warning event of its own, which would take a `seq` that belongs to the host.
+    """
+    if not records or records[-1] != end_record(len(records) - 1):
+        raise IncompletePull(f"{source}: the pull was cut short ({len(records)} records without a matching end "
+                             "record); nothing imported, the next sync fetches it again")
     lines = io.StringIO("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
     import_jsonl(registry, source, lines, host=host)
 
