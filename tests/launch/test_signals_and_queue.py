@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -125,6 +126,33 @@ def test_killing_the_train_command_stops_its_trainer_cleanly(registry_path, tiny
     assert (registry_path.parent / run.id / "checkpoints" / f"step-{ended.last_step}" / "trainer_state.pt").exists()
 
 
+def write_lock_free(registry_path) -> bool:
+    """True when a write transaction can start within 2 s (nobody frozen is holding SQLite's write lock)."""
+    connection = sqlite3.connect(str(registry_path), timeout=2.0, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+
+
+def freeze_outside_a_write(registry_path, run_id, pid: int, attempts: int = 5) -> None:
+    """SIGSTOP the trainer at a moment when it holds no write transaction. Frozen inside one, it would
+    lock every writer out, so nothing could be recorded about it (readers then leave the verdict for
+    later): let it run on to its next step and freeze it again."""
+    for _ in range(attempts):
+        os.kill(pid, signal.SIGSTOP)
+        if write_lock_free(registry_path):
+            return
+        step = get_run(registry_path, run_id).last_step or 0
+        os.kill(pid, signal.SIGCONT)
+        wait_for_step(registry_path, run_id, step + 1)
+    raise AssertionError(f"the trainer held the write lock each of the {attempts} times it was stopped")
+
+
 def test_a_stopped_trainer_is_unresponsive_then_running_again_and_finishes(registry_path, tiny_recipe):
     run_id = launch(tiny_recipe, ["run.max_steps=30"], registry_path=registry_path)
     wait_for_step(registry_path, run_id, 1)
@@ -134,7 +162,7 @@ def test_a_stopped_trainer_is_unresponsive_then_running_again_and_finishes(regis
         with Registry.open(registry_path, stale_after=stale_after) as registry:
             return registry.get_run(run_id)
 
-    os.kill(trainer.trainer_pid, signal.SIGSTOP)
+    freeze_outside_a_write(registry_path, run_id, trainer.trainer_pid)
     try:
         frozen = wait_for(lambda: (run := read()).status != "running" and run, what="a verdict on the frozen run")
         assert frozen.status == "unresponsive", frozen.error

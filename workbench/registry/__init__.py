@@ -1,6 +1,6 @@
 """The SQLite run registry: the trainer writes it, the TUI and CLI read it live (docs/registry.md)."""
 
-from workbench.registry.errors import RecordNotFound, RegistryError, RunNotFound
+from workbench.registry.errors import RecordNotFound, RegistryBusy, RegistryError, RunNotFound
 from workbench.registry.records import (
     GROUP_KINDS,
     STATUSES,
@@ -23,6 +23,7 @@ __all__ = [
     "GroupRecord",
     "RecordNotFound",
     "Registry",
+    "RegistryBusy",
     "RegistryError",
     "ResponseRecord",
     "RunInfo",

@@ -15,3 +15,7 @@ class RunNotFound(RegistryError):
 
 class RecordNotFound(RegistryError):
     """The run exists but has no record at this step, group, response or key."""
+
+
+class RegistryBusy(RegistryError):
+    """Another process held the write lock past the deadline (a long import, or a process that is frozen)."""

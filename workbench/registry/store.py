@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from workbench.registry.errors import RecordNotFound, RegistryError, RunNotFound
+from workbench.registry.errors import RecordNotFound, RegistryBusy, RegistryError, RunNotFound
 from workbench.registry.packing import pack_token_stats, unpack_token_stats
 from workbench.registry.records import (
     GROUP_KINDS,
@@ -56,6 +56,10 @@ STALE_AFTER_ENV = "WORKBENCH_STALE_AFTER"
 DEFAULT_STALE_AFTER_S = 60.0
 BUSY_TIMEOUT_MS = 5000
 BUSY_DEADLINE_S = 120.0
+# How long reconcile (run by every read of runs) tries for the write lock before leaving its verdict to
+# the next read.
+RECONCILE_BUSY_TIMEOUT_MS = 250
+RECONCILE_DEADLINE_S = 1.0
 UPDATABLE_FIELDS = frozenset(
     {"name", "variant", "recipe", "host", "pid", "heartbeat", "total_steps", "tags", "parent_id", "git_rev", "seed", "error"}
 )
@@ -241,9 +245,9 @@ class Registry:
 
     # ----------------------------------------------------------------- transactions
 
-    def _retrying(self, attempt: Callable[[], T]) -> T:
+    def _retrying(self, attempt: Callable[[], T], deadline_s: float = BUSY_DEADLINE_S) -> T:
         """Run `attempt` until it gets past SQLITE_BUSY (another writer, a checkpoint) or the deadline."""
-        deadline = time.monotonic() + BUSY_DEADLINE_S
+        deadline = time.monotonic() + deadline_s
         delay = 0.002
         while True:
             try:
@@ -252,8 +256,8 @@ class Registry:
                 if not _is_busy(error):
                     raise RegistryError(f"registry {self.path}: {error}") from None
                 if time.monotonic() > deadline:
-                    raise RegistryError(
-                        f"registry {self.path} stayed locked by another process for {BUSY_DEADLINE_S:.0f} s"
+                    raise RegistryBusy(
+                        f"registry {self.path} stayed locked by another process for {deadline_s:.0f} s"
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
@@ -264,7 +268,8 @@ class Registry:
                     raise
                 raise RegistryError(f"registry {self.path} is damaged ({error})") from None
 
-    def _transaction(self, begin: str, body: Callable[[sqlite3.Connection], T]) -> T:
+    def _transaction(self, begin: str, body: Callable[[sqlite3.Connection], T],
+                     deadline_s: float = BUSY_DEADLINE_S) -> T:
         def attempt() -> T:
             self.conn.execute(begin)
             try:
@@ -278,7 +283,7 @@ class Registry:
         with self._lock:
             if self._bulk_depth:
                 return body(self.conn)
-            return self._retrying(attempt)
+            return self._retrying(attempt, deadline_s)
 
     def _rollback(self) -> None:
         """Undo the open transaction; key ids it interned are forgotten with it."""
@@ -586,7 +591,16 @@ class Registry:
             changes = self._read(suspects)
             if not changes:
                 return []
-            crashed = self._write(lambda connection: self._mark(connection, changes, now))
+            # A reader must not hang behind the write lock: the process holding it may be the very one that
+            # is frozen (SIGSTOP inside a transaction). Then the verdict waits for a later read.
+            self.conn.execute(f"PRAGMA busy_timeout = {RECONCILE_BUSY_TIMEOUT_MS}")
+            try:
+                crashed = self._transaction("BEGIN IMMEDIATE", lambda connection: self._mark(connection, changes, now),
+                                            deadline_s=RECONCILE_DEADLINE_S)
+            except RegistryBusy:
+                return []
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if crashed:
             for listener in list(_CRASH_LISTENERS):
                 listener(self, crashed)
