@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench.catalog import packaged_model, require_packaged
 from workbench.errors import UserError
 from workbench.recipe import BUILTIN_REWARDS, Recipe
 
@@ -71,6 +72,9 @@ def _relative_note(text: str, workdir: Path) -> str:
 def check_model(name_or_path: str, workdir: Path) -> None:
     """The built-in model, a checkpoint directory (config.json, weights, tokenizer), or a hub id."""
     if name_or_path == BUILTIN_MODEL:
+        return
+    if packaged_model(name_or_path) is not None:
+        require_packaged(name_or_path)   # one line naming the install command when its package is missing
         return
     key = f"model.name_or_path = {name_or_path!r}"
     path = _resolved(name_or_path, workdir)

