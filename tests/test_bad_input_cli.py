@@ -293,9 +293,8 @@ def _read_only_cli(*args: str) -> subprocess.CompletedProcess:
     """The CLI as a process that file permissions bind (root bypasses them unless it drops the capability)."""
     command = [sys.executable, "-c", "from workbench.cli import main; main()", *args]
     if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: read-only files cannot be made to bind")
+        setpriv = shutil.which("setpriv")   # util-linux, an essential package on Debian
+        assert setpriv is not None, "running as root needs setpriv to make read-only files bind"
         command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 

@@ -156,7 +156,7 @@ def collect_batch(engine: Engine) -> Batch:
     rollout = concat_rollouts([group[1] for group in kept], engine.tokenizer.pad_token_id)
     rewards = torch.cat([group[2] for group in kept])
     components = {name: torch.cat([group[3][name] for group in kept]) for name in kept[0][3]}
-    keep = torch.ones(rollout.size, dtype=torch.bool)
+    keep = torch.ones(rollout.size, dtype=torch.bool, device="cpu")   # CPU bookkeeping, moved once later
     if algorithm.group_filter == "gfpo":
         keep = gfpo_filter(engine, rewards, rollout.lengths)
     all_rollout = concat_rollouts([group[1] for group in generated], engine.tokenizer.pad_token_id)
@@ -205,8 +205,9 @@ def reward_completions(engine: Engine, examples: list[Example], rollout: Rollout
     columns["max_completion_length"] = [engine.recipe.rollout.max_completion_length] * rollout.size
     prompts = [example.prompt for example in examples for _ in range(per_prompt)]
     scores = score_completions(engine.rewards, prompts, rollout.texts, dict(columns))
-    total = torch.tensor(scores.total, dtype=torch.float32)
-    components = {name: torch.tensor(values, dtype=torch.float32) for name, values in scores.components.items()}
+    total = torch.tensor(scores.total, dtype=torch.float32, device="cpu")   # rewards are Python: CPU
+    components = {name: torch.tensor(values, dtype=torch.float32, device="cpu")
+                  for name, values in scores.components.items()}
     algorithm = engine.recipe.algorithm
     if algorithm.overlong_buffer_len is not None:
         penalty = A.overlong_penalty(rollout.lengths.cpu().float(), engine.recipe.rollout.max_completion_length,
@@ -220,7 +221,7 @@ def split_groups(examples, rollout: Rollout, rewards, components, G: int):
     """Per prompt: (example, its G-row rollout, rewards [G], components {name: [G]})."""
     groups = []
     for i, example in enumerate(examples):
-        rows = torch.arange(i * G, (i + 1) * G)
+        rows = torch.arange(i * G, (i + 1) * G, device="cpu")   # an index: selects on any device
         groups.append((example, rollout.select(rows), rewards[rows], {k: v[rows] for k, v in components.items()}))
     return groups
 
@@ -231,7 +232,7 @@ def gfpo_filter(engine: Engine, rewards: torch.Tensor, lengths: torch.Tensor) ->
     k: int | torch.Tensor = algorithm.gfpo_k
     history = engine.state.difficulty_history
     if algorithm.gfpo_adaptive:
-        reference = torch.tensor(history) if history else None
+        reference = torch.tensor(history, device="cpu") if history else None
         k = A.gfpo_adaptive_k(rewards, G, algorithm.gfpo_k_min, algorithm.gfpo_k, reference=reference)
     history.extend(rewards.view(-1, G).mean(dim=1).tolist())
     del history[:-GFPO_HISTORY]
@@ -349,7 +350,7 @@ def run_updates(engine: Engine, batch: Batch, scores: TokenScores, advantages, r
     kl_in_loss = algorithm.beta > 0 and not algorithm.kl_in_reward
     for epoch in range(recipe.optim.num_iterations):
         # Shuffling draws from the CPU generator (saved in checkpoints); indices move to the device below.
-        order = torch.randperm(size)
+        order = torch.randperm(size, device="cpu")   # the CPU generator: its state is in checkpoints
         for start in range(0, size, minibatch):
             rows = order[start : start + minibatch]
             micro_rows = [part for part in torch.tensor_split(rows, micro_count) if len(part)]

@@ -201,7 +201,7 @@ def token_values(critic, rollout: Rollout) -> torch.Tensor:
 @torch.no_grad()
 def batched(fn, rollout: Rollout, chunk: int, *args, **kwargs):
     """fn(rollout_chunk, ...) over chunks of `chunk` rows, outputs concatenated (memory stays bounded)."""
-    outputs = [fn(rollout.select(torch.arange(start, min(start + chunk, rollout.size))), *args, **kwargs)
+    outputs = [fn(rollout.select(torch.arange(start, min(start + chunk, rollout.size), device="cpu")), *args, **kwargs)
                for start in range(0, rollout.size, chunk)]
     if isinstance(outputs[0], tuple):
         return tuple(None if parts[0] is None else torch.cat(parts) for parts in zip(*outputs, strict=True))
