@@ -407,7 +407,10 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
     def show_validation(self, event: FormValidated) -> None:
         validation = event.validation
         if validation.overrides != self.current_overrides():
-            return  # the form changed meanwhile; a newer validation is on its way
+            # The form changed meanwhile. Its change events may have been held back (a field set while it
+            # was still mounting), so no newer validation need be on its way: ask for one.
+            self.revalidate()
+            return
         self.validation = validation
         changed = {override.split("=", 1)[0] for override in validation.overrides}
         for row in self.query(FieldRow):
