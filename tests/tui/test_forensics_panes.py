@@ -416,6 +416,26 @@ async def test_groups_key_e_switches_to_eval_groups(tmp_path, wait_for):
         assert group_rows(app)[0][-1] == "3+4=  → 7"
 
 
+async def test_groups_detail_shows_the_chat_rendered_prompt_the_model_saw(tmp_path, wait_for):
+    path = tmp_path / "chat.db"
+    rendered = "<|im_start|>user\nWhat is 3+4?<|im_end|>\n<|im_start|>assistant\n"
+    responses = [ResponseRecord(text=text, reward=reward, reward_components={"answer_match": reward}, advantage=adv,
+                                length=3, truncated=False) for text, reward, adv in (("7", 1.0, 0.7), ("8", 0.0, -0.7))]
+    with Registry.open(path, create=True) as registry:
+        run_id = registry.create_run(name="chat", variant="grpo", recipe={}, status="finished")
+        registry.record_step(run_id, 1, {"reward": 0.5}, groups=[
+            GroupRecord(index=0, prompt="What is 3+4?", responses=responses, answer="7", rendered_prompt=rendered)])
+    app = PaneHost(path, run_id, initial="groups")
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = app.query_one(GroupsPane)
+        await wait_for(pilot, lambda: pane.groups and pane.step == 1)
+        app.query_one("#groups-table", DataTable).move_cursor(row=1)
+        await wait_for(pilot, lambda: "response 0" in static_text(app, "#groups-detail"))
+        lines = static_text(app, "#groups-detail").splitlines()
+        assert lines[0] == "prompt: What is 3+4?   answer: 7"
+        assert lines[1] == f"the model saw: {rendered!r}"
+
+
 # ---------------------------------------------------------------- snapshot
 
 

@@ -333,6 +333,8 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
             return
         group, response_index = target
         lines = [f"prompt: {group.prompt}" + (f"   answer: {group.answer}" if group.answer is not None else "")]
+        if group.rendered_prompt and group.rendered_prompt != group.prompt:
+            lines.append(f"the model saw: {group.rendered_prompt!r}")   # after the chat template, specials and all
         if response_index is not None:
             response = group.responses[response_index]
             components = ", ".join(f"{k} {v:.3g}" for k, v in sorted(response.reward_components.items()))
