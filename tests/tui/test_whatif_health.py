@@ -272,3 +272,30 @@ class CurvesHost(App):
 
     def compose(self) -> ComposeResult:
         yield CurvesPane(self.run_id, id="curves-pane")
+
+
+def test_tokens_what_if_snapshot(snap_compare, registry, run_of):
+    """The Tokens tab re-scored under DAPO's clip-higher: the rule line, the recoloured response and the
+    push of the token under the cursor, on the fixture registry's finished grpo run."""
+    run_id = run_of("finished")
+    with Registry.open(registry, stale_after=math.inf) as handle:
+        step = handle.group_steps(run_id)[-1]
+    app = TokensHost(registry, run_id)
+
+    async def rescored(pilot) -> None:
+        pane = app.query_one(TokensPane)
+        pane.show_response(step, 0, 1)
+        for _ in range(int(CEILING / 0.05)):
+            if pane.stats is not None:
+                break
+            await pilot.pause(0.05)
+        app.query_one(TokenView).focus()
+        await pilot.press(*["w"] * WHATIF_CYCLE.index("dapo"))
+        for _ in range(int(CEILING / 0.05)):
+            if text_of(app, "#tokens-whatif").startswith("what-if dapo"):
+                break
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=rescored)
