@@ -3,13 +3,11 @@ every process a test started (read from the runs' process records, never by name
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 
-from workbench.launch.processes import descendants, pid_alive, signal_group, signal_pid
-from workbench.launch.spec import read_process_record
+from tests.launch.helpers import kill_run_processes
 
 
 @pytest.fixture
@@ -18,7 +16,7 @@ def registry_path(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     path = tmp_path / "runs" / "registry.db"
     yield path
-    _kill_leftovers(path.parent)
+    kill_run_processes(path.parent)
 
 
 @pytest.fixture
@@ -58,19 +56,3 @@ log_groups_per_step = 1
 """
 
 
-def _kill_leftovers(runs_dir: Path) -> None:
-    """SIGKILL the processes of this test's runs that are still alive (only those this test started)."""
-    if not runs_dir.is_dir():
-        return
-    for run_dir in runs_dir.iterdir():
-        record = read_process_record(run_dir) if run_dir.is_dir() else None
-        if record is None:
-            continue
-        pids = [record.supervisor_pid, *( [record.trainer_pid] if record.trainer_pid else [])]
-        for pid in list(pids):
-            pids += descendants(pid)
-        if record.trainer_pgid:
-            signal_group(record.trainer_pgid, signal.SIGKILL)
-        for pid in pids:
-            if pid_alive(pid):
-                signal_pid(pid, signal.SIGKILL)

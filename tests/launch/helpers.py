@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from workbench.launch.processes import descendants, pid_alive, signal_group, signal_pid
+from workbench.launch.spec import read_process_record
 from workbench.registry import Registry, RunInfo
 
 # Long enough for a cold trainer start (torch + transformers imports) on a busy 2-core machine.
@@ -52,3 +55,22 @@ def wait_for_step(registry_path: Path, run_id: str, step: int, timeout: float = 
 def run_cli(*args: str, timeout: float = RUN_DEADLINE_S) -> subprocess.CompletedProcess:
     """`workbench ARGS` as a separate process, the way a user runs it."""
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def kill_run_processes(runs_dir: Path) -> None:
+    """SIGKILL the processes of the runs under `runs_dir` that are still alive (by their recorded pids, so
+    only what a test started: never by name)."""
+    if not runs_dir.is_dir():
+        return
+    for run_dir in runs_dir.iterdir():
+        record = read_process_record(run_dir) if run_dir.is_dir() else None
+        if record is None:
+            continue
+        pids = [record.supervisor_pid, *([record.trainer_pid] if record.trainer_pid else [])]
+        for pid in list(pids):
+            pids += descendants(pid)
+        if record.trainer_pgid:
+            signal_group(record.trainer_pgid, signal.SIGKILL)
+        for pid in pids:
+            if pid_alive(pid):
+                signal_pid(pid, signal.SIGKILL)

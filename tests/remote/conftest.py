@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 import workbench
-from workbench.launch.processes import descendants, pid_alive, signal_group, signal_pid
-from workbench.launch.spec import read_process_record
+from tests.launch.helpers import kill_run_processes
+from workbench.launch.processes import descendants, pid_alive, signal_pid
 
 SSHD = "/usr/sbin/sshd"
 CHECKOUT = Path(workbench.__file__).resolve().parents[1]
@@ -195,23 +195,7 @@ def world(sshd: Sshd, tmp_path: Path, monkeypatch) -> World:
     env.pop("WORKBENCH_REGISTRY", None)
     world = World(local, remote, host_python(tmp_path / "host-python"), env)
     yield world
-    _kill_runs(world.host_registry.parent)
+    kill_run_processes(world.host_registry.parent)
     shutil.rmtree(sshd.home / ".workbench", ignore_errors=True)
 
 
-def _kill_runs(runs_dir: Path) -> None:
-    """SIGKILL what is left of the runs this test started on the host (by their recorded pids)."""
-    if not runs_dir.is_dir():
-        return
-    for run_dir in runs_dir.iterdir():
-        record = read_process_record(run_dir) if run_dir.is_dir() else None
-        if record is None:
-            continue
-        pids = [record.supervisor_pid, *([record.trainer_pid] if record.trainer_pid else [])]
-        for pid in list(pids):
-            pids += descendants(pid)
-        if record.trainer_pgid:
-            signal_group(record.trainer_pgid, signal.SIGKILL)
-        for pid in pids:
-            if pid_alive(pid):
-                signal_pid(pid, signal.SIGKILL)
