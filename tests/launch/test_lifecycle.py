@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from tests.launch.helpers import get_run, run_cli, wait_for, wait_for_status, wait_for_step
 from workbench.launch import follow_log, launch, read_log, resume, stop
-from workbench.launch.spec import read_process_record
-from workbench.registry import Registry
+from workbench.launch.spec import ProcessRecord, read_process_record, write_process_record
+from workbench.registry import Registry, RegistryBusy
 from workbench.system import pid_alive
 
 ENDED = {"finished", "failed", "crashed", "stopped"}
@@ -156,3 +160,48 @@ def test_stop_kills_a_deaf_trainer_after_the_grace_period_and_frees_its_slot(reg
     outcome = stop(waiting, registry_path=registry_path, grace=60)
     assert outcome.status == "stopped", get_run(registry_path, waiting).error
     assert get_run(registry_path, dropped).status == "stopped"
+
+
+
+# Stands in for a trainer frozen inside a registry write transaction: once told to (a line on stdin) it takes
+# the write lock and stops itself, so it holds the lock and cannot act on SIGTERM.
+FROZEN_IN_A_TRANSACTION = """\
+import os, signal, sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+sys.stdin.readline()
+connection.execute("BEGIN IMMEDIATE")
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def test_stop_kills_a_trainer_frozen_inside_a_write_transaction_before_recording_the_verdict(registry_path):
+    # Recording `crashed` before the kill would wait for the write lock behind the very process `stop` is
+    # about to kill (a hang of minutes, then RegistryBusy); `stop` kills it first, and the lock goes with it.
+    registry_path.parent.mkdir(parents=True)
+    frozen = subprocess.Popen([sys.executable, "-c", FROZEN_IN_A_TRANSACTION, str(registry_path)],
+                              stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        with Registry.open(registry_path, create=True) as registry:
+            run_id = registry.create_run("frozen", "grpo", status="running")
+            registry.update_run(run_id, pid=frozen.pid)
+            run_dir = registry.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_process_record(run_dir, ProcessRecord(supervisor_pid=frozen.pid, trainer_pid=frozen.pid,
+                                                    trainer_pgid=frozen.pid))
+        frozen.stdin.write(b"go\n")
+        frozen.stdin.flush()
+        _, wait_status = os.waitpid(frozen.pid, os.WUNTRACED)  # returns once it stopped itself, lock held
+        assert os.WIFSTOPPED(wait_status)
+        with Registry.open(registry_path) as registry, pytest.raises(RegistryBusy):
+            registry.mark_crashed(run_id, "a brief write gives up behind the frozen lock holder", None, briefly=True)
+
+        outcome = stop(run_id, registry_path=registry_path, grace=0.2)
+    finally:
+        frozen.kill()
+        frozen.wait()
+    assert (outcome.status, outcome.killed) == ("crashed", True)
+    with Registry.open(registry_path) as registry:
+        run = registry.get_run(run_id)
+        events = [(event.kind, event.level, event.message) for event in registry.events(run_id)]
+    assert run.status == "crashed" and "SIGKILL" in run.error
+    assert [event for event in events if event[0] == "crashed"] == [("crashed", "error", run.error)]

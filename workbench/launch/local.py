@@ -37,7 +37,7 @@ from workbench.launch.spec import (
 )
 from workbench.preflight import check_inputs
 from workbench.recipe import find_recipe, load_recipe
-from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.registry import TERMINAL_STATUSES, Registry, RegistryBusy, RunInfo
 from workbench.registry.sync import read_sync_state
 from workbench.system import git_revision
 
@@ -270,17 +270,23 @@ def stop(run_id: str, registry_path: Path = Path("runs/registry.db"), grace: flo
                 f"did not stop within {grace:g} s of SIGTERM and was killed (SIGKILL); "
                 f"last committed step: {last_step if last_step is not None else 'none'}"
             )
-            registry.set_status(run.id, "crashed", error=error)
-            registry.add_event(run.id, "crashed", error, level="error", step=last_step)
+            try:
+                registry.mark_crashed(run.id, error, last_step, briefly=True)
+                recorded = True
+            except RegistryBusy:
+                # The deaf process itself may hold the write lock (frozen inside a transaction): waiting for
+                # it would hang `stop`. Its death releases the lock; the verdict is recorded right after.
+                recorded = False
             _kill_tree(run, read_process_record(run_dir))
+            if not recorded:
+                registry.mark_crashed(run.id, error, last_step)
         record = read_process_record(run_dir)
         if record is not None:
             _wait_until(lambda: not pid_alive(record.supervisor_pid), SUPERVISOR_SETTLE_S)
         run = registry.get_run(run.id)
         if run.status not in TERMINAL_STATUSES:
             error = "the trainer exited on SIGTERM without recording a final status"
-            registry.set_status(run.id, "crashed", error=error)
-            registry.add_event(run.id, "crashed", error, level="error", step=run.last_step)
+            registry.mark_crashed(run.id, error, run.last_step)
             run = registry.get_run(run.id)
     start_queued(registry_path)
     verb = "killed" if killed else "stopped"
@@ -425,8 +431,7 @@ def _foreground_ending(registry_path: Path, trainer_pid: int, started: float, re
                  else f"the trainer exited with code {returncode}")
         error += f" without recording a final status; last committed step: {_step_text(run.last_step)}"
         with Registry.open(registry_path, create=False) as registry:
-            registry.set_status(run.id, "crashed", error=error)
-            registry.add_event(run.id, "crashed", error, level="error", step=run.last_step)
+            registry.mark_crashed(run.id, error, run.last_step)
         if not killed:
             return code or FAILED_EXIT, f"run {run.id} ended {where} without a final status: marked crashed"
     if killed and run.status in ("crashed", "running", "unresponsive"):

@@ -102,8 +102,7 @@ class Supervisor:
             f"the trainer ended with {how} without recording a final status; "
             f"last committed step: {run.last_step if run.last_step is not None else 'none'}"
         )
-        registry.set_status(self.run_id, "crashed", error=error)
-        registry.add_event(self.run_id, "crashed", error, level="error", step=run.last_step)
+        registry.mark_crashed(self.run_id, error, run.last_step)
         say(error)
 
 

@@ -56,10 +56,10 @@ STALE_AFTER_ENV = "WORKBENCH_STALE_AFTER"
 DEFAULT_STALE_AFTER_S = 60.0
 BUSY_TIMEOUT_MS = 5000
 BUSY_DEADLINE_S = 120.0
-# How long reconcile (run by every read of runs) tries for the write lock before leaving its verdict to
-# the next read.
-RECONCILE_BUSY_TIMEOUT_MS = 250
-RECONCILE_DEADLINE_S = 1.0
+# How long a brief write tries for the write lock before giving up: reconcile (run by every read of runs)
+# then leaves its verdict to the next read; `stop` kills a frozen lock holder first.
+BRIEF_BUSY_TIMEOUT_MS = 250
+BRIEF_DEADLINE_S = 1.0
 UPDATABLE_FIELDS = frozenset(
     {"name", "variant", "recipe", "host", "pid", "heartbeat", "total_steps", "tags", "parent_id", "git_rev", "seed", "error"}
 )
@@ -320,6 +320,16 @@ class Registry:
         """One write transaction, taking the write lock up front so it cannot fail half way for a lock."""
         return self._transaction("BEGIN IMMEDIATE", body)
 
+    def _write_briefly(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """A write that gives up (RegistryBusy) after BRIEF_DEADLINE_S instead of waiting out a lock holder:
+        for callers that must not hang behind a process that is frozen inside a transaction."""
+        with self._lock:
+            self.conn.execute(f"PRAGMA busy_timeout = {BRIEF_BUSY_TIMEOUT_MS}")
+            try:
+                return self._transaction("BEGIN IMMEDIATE", body, deadline_s=BRIEF_DEADLINE_S)
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
     def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """One read transaction: every query in `body` sees the same committed snapshot."""
         return self._transaction("BEGIN", body)
@@ -418,6 +428,23 @@ class Registry:
             )
 
         self._write(update)
+
+    def mark_crashed(self, run_id: str, error: str, step: int | None, briefly: bool = False) -> None:
+        """Record a run as `crashed` with `error`, and the error event (at `step`, its last committed one),
+        in one transaction. `briefly`: give up with RegistryBusy after BRIEF_DEADLINE_S (see _write_briefly)."""
+        now = self.clock()
+
+        def update(connection: sqlite3.Connection) -> None:
+            self._require(connection, run_id)
+            connection.execute(
+                "UPDATE runs SET status = 'crashed', ended_at = ?, error = ? WHERE id = ?", (now, error, run_id)
+            )
+            self._insert_event(connection, run_id, "crashed", error, "error", step, now)
+
+        if briefly:
+            self._write_briefly(update)
+        else:
+            self._write(update)
 
     def heartbeat(self, run_id: str) -> None:
         """Record that the run's process is alive now; an `unresponsive` run becomes `running` again."""
@@ -593,14 +620,10 @@ class Registry:
                 return []
             # A reader must not hang behind the write lock: the process holding it may be the very one that
             # is frozen (SIGSTOP inside a transaction). Then the verdict waits for a later read.
-            self.conn.execute(f"PRAGMA busy_timeout = {RECONCILE_BUSY_TIMEOUT_MS}")
             try:
-                crashed = self._transaction("BEGIN IMMEDIATE", lambda connection: self._mark(connection, changes, now),
-                                            deadline_s=RECONCILE_DEADLINE_S)
+                crashed = self._write_briefly(lambda connection: self._mark(connection, changes, now))
             except RegistryBusy:
                 return []
-            finally:
-                self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if crashed:
             for listener in list(_CRASH_LISTENERS):
                 listener(self, crashed)
