@@ -208,3 +208,29 @@ def test_diverging_position_is_symmetric_in_log_space():
     assert I.diverging_position(5.0) == 1.0
     assert I.diverging_position(0.0) == -1.0
     assert I.diverging_position(1.5**0.5) == pytest.approx(0.5)
+
+
+# --- token text ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["<|im_end|>", "<|endoftext|>", "<|im_start|>", "</s>", "<s>", "<pad>",
+                                   "<end_of_turn>", "[SEP]"])
+def test_control_tokens_are_special(token):
+    assert I.is_special_token(token)
+
+
+@pytest.mark.parametrize("token", ["<answer>", "</answer>", "<", "|", " <|im_end|>", "<|a b|>", "s", "answer"])
+def test_ordinary_text_is_not_special(token):
+    # the answer tag is what the policy writes, not a control token; a control token is the whole token
+    assert not I.is_special_token(token)
+
+
+def test_special_spans_find_control_tokens_inside_a_rendered_prompt():
+    text = "<|im_start|>user\nHi <answer><|im_end|>\n"
+    assert [text[a:b] for a, b in I.special_spans(text)] == ["<|im_start|>", "<|im_end|>"]
+
+
+def test_subword_tokens_tell_bpe_from_one_character_per_token():
+    assert I.subword_tokens(["Ben", " has", " ", "1", "2", "<|im_end|>"])
+    assert not I.subword_tokens(list("12+34=46") + ["<|im_end|>"])  # the control token does not count
+    assert not I.subword_tokens([])

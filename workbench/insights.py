@@ -2,12 +2,14 @@
 
 Plain Python (no textual, no torch), so every number the TUI shows can be tested by hand:
 config diffs, EMA smoothing, downsampling for drawing, entropy-collapse detection,
-compare summaries with the best value per row, and per-token clip aggregates.
+compare summaries with the best value per row, per-token clip aggregates, and how a response's
+tokens read (special tokens, subword text).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -415,3 +417,32 @@ def diverging_position(ratio: float, span: float = 1.5) -> float:
     if not ratio > 0:
         return -1.0
     return max(-1.0, min(1.0, math.log(ratio) / math.log(span)))
+
+
+# --- token text ---------------------------------------------------------------------------------
+
+# Control tokens as tokenizers spell them: <|im_end|>, <|endoftext|> (ChatML, GPT-2, Qwen, SmolLM),
+# <s> </s> <unk> <pad> (Llama, Mistral), <start_of_turn> <end_of_turn> <bos> <eos> (Gemma), [CLS] [SEP]
+# [PAD] [MASK] [UNK] (BERT). The registry keeps token text only, so this is judged from the text.
+SPECIAL_TOKEN = re.compile(
+    r"<\|[^|<>\s]{1,48}\|>"
+    r"|</?s>|<(?:unk|pad|bos|eos|mask)>|<(?:start|end)_of_turn>"
+    r"|\[(?:CLS|SEP|PAD|MASK|UNK)\]"
+)
+
+
+def is_special_token(token: str) -> bool:
+    """True when the whole token is a control token (see SPECIAL_TOKEN)."""
+    return SPECIAL_TOKEN.fullmatch(token) is not None
+
+
+def special_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every control token inside a text (a chat-rendered prompt)."""
+    return [match.span() for match in SPECIAL_TOKEN.finditer(text)]
+
+
+def subword_tokens(tokens: Sequence[str]) -> bool:
+    """True for a subword (BPE, SentencePiece) tokenization, False for one character per token: more
+    than a quarter of the ordinary tokens are longer than one character."""
+    plain = [token for token in tokens if not is_special_token(token)]
+    return bool(plain) and sum(len(token) > 1 for token in plain) * 4 > len(plain)

@@ -10,6 +10,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+from rich.style import Style
 from textual import on
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, OptionList, Static, TabbedContent, TabPane
@@ -19,7 +20,7 @@ from workbench.registry import GroupRecord, Registry, ResponseRecord, TokenStats
 from workbench.tui import WorkerFailed
 from workbench.tui.panes.curves import SMOOTHING_LEVELS, CurvesPane
 from workbench.tui.panes.groups import GroupsPane
-from workbench.tui.panes.tokens import TRIVIAL_CLIP_NOTE, TokensPane, TokenView
+from workbench.tui.panes.tokens import BOUNDARY_SHADE, TRIVIAL_CLIP_NOTE, TokensPane, TokenView
 from workbench.tui.widgets.chart import MetricChart
 
 FORENSICS_TCSS = Path(__file__).resolve().parents[2] / "workbench" / "tui" / "forensics.tcss"
@@ -320,6 +321,62 @@ async def test_tokens_ratios_clip_marks_cursor_and_aggregates(registry, run_of, 
         assert pane.run_aggregates.responses == run_responses
 
 
+# A response of SmolLM2-135M-Instruct's tokenizer, each token decoded on its own (as the trainer records them).
+BPE_TOKENS = ["Ben", " has", " ", "1", "2", " +", " ", "3", " =", " ", "1", "5", " beads", ".", "\n",
+              "<", "answer", ">", "1", "5", "</", "answer", ">", "<|im_end|>"]
+
+
+def bpe_registry(path: Path) -> str:
+    """One step whose one response has BPE_TOKENS; token 1 (" has") ratio 1.4 (clipped high), token 12
+    (" beads") ratio 0.7 (clipped low), every other ratio 1."""
+    n = len(BPE_TOKENS)
+    ratio = [1.4 if i == 1 else 0.7 if i == 12 else 1.0 for i in range(n)]
+    stats = TokenStats(tokens=BPE_TOKENS, logp_old=[-1.0] * n, logp_new=[-1.0] * n, ratio=ratio,
+                       entropy=[0.5] * n, clipped_low=[i == 12 for i in range(n)],
+                       clipped_high=[i == 1 for i in range(n)], advantage=[0.8] * n)
+    text = "Ben has 12 + 3 = 15 beads.\n<answer>15</answer>"
+    with Registry.open(path, create=True) as registry:
+        run_id = registry.create_run(name="bpe", variant="grpo", recipe={}, status="finished")
+        registry.record_step(run_id, 1, {"reward": 1.0}, groups=[GroupRecord(
+            0, "Ben has 12 beads and gets 3 more. How many beads does Ben have now?",
+            [ResponseRecord(text, 1.0, {"answer_match": 1.0}, 0.8, n, False, tokens=stats)], answer="15")])
+    return run_id
+
+
+async def test_tokens_of_real_text_read_as_written_with_shaded_boundaries_and_dimmed_specials(tmp_path, wait_for):
+    path = tmp_path / "bpe.db"
+    run_id = bpe_registry(path)
+    app = PaneHost(path, run_id, initial="tokens")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(TokensPane)
+        pane.show_response(1, 0, 0)
+        await wait_for(pilot, lambda: pane.stats is not None)
+        assert pane.token_layout == "text"  # subword tokens: the text layout by default
+        rendered = app.query_one(TokenView).render()
+        # as written: the tokens' own spaces, nothing added, a clip glyph after each clipped token
+        assert rendered.plain == "Ben has↑ 12 + 3 = 15 beads↓.⏎\n<answer>15</answer><|im_end|>"
+        # each token's style, found at its extent in the plain text (a clip glyph follows a clipped token)
+        styles, at = [], 0
+        for index, token in enumerate(BPE_TOKENS):
+            shown = token.replace("\n", "⏎\n")
+            assert rendered.plain[at:at + len(shown)] == shown
+            styles.append(" ".join(str(span.style) for span in rendered.spans if span.start <= at < span.end))
+            at += len(shown) + (index in (1, 12))
+        # every other token without a ratio colour is shaded, so "1" "2" and " =" " " read as two tokens each
+        shade = "on rgb({},{},{})".format(*Style.parse(BOUNDARY_SHADE).bgcolor.triplet)
+        assert [i for i, style in enumerate(styles) if shade in style] == [
+            i for i in range(len(BPE_TOKENS)) if i % 2 and i not in (1,)]
+        assert "dim" in styles[-1] and not any("dim" in style for style in styles[:-1])
+        assert "underline" in styles[1] and "underline" in styles[12]
+        assert "tokens as text" in static_text(app, "#tokens-legend")
+
+        app.query_one(TokenView).focus()
+        await pilot.press("b")
+        assert pane.token_layout == "spaced"
+        assert app.query_one(TokenView).render().plain == token_layout(pane.stats)[0]
+        assert "tokens spaced" in static_text(app, "#tokens-legend")
+
+
 async def test_tokens_note_when_clip_stats_are_trivial(tmp_path, wait_for):
     path = tmp_path / "trivial.db"
     with Registry.open(path, create=True) as registry:
@@ -433,7 +490,39 @@ async def test_groups_detail_shows_the_chat_rendered_prompt_the_model_saw(tmp_pa
         await wait_for(pilot, lambda: "response 0" in static_text(app, "#groups-detail"))
         lines = static_text(app, "#groups-detail").splitlines()
         assert lines[0] == "prompt: What is 3+4?   answer: 7"
-        assert lines[1] == f"the model saw: {rendered!r}"
+        assert lines[1:] == [
+            "the model saw:", "<|im_start|>user⏎", "What is 3+4?<|im_end|>⏎", "<|im_start|>assistant⏎",
+            "response 0: reward 1 (answer_match 1), advantage +0.700", "7",
+        ]
+        shown = app.query_one("#groups-detail", Static).render()
+        dimmed = {str(shown)[span.start:span.end] for span in shown.spans if "dim" in str(span.style)}
+        assert {"<|im_start|>", "<|im_end|>"} <= dimmed and "user⏎" not in dimmed
+
+
+async def test_groups_cut_long_real_text_to_the_pane_and_the_detail_shows_it_whole(tmp_path, wait_for):
+    path = tmp_path / "long.db"
+    long_text = ("To find how many beads Ben has now, add the beads he gets to the beads he had: 12 + 3 = 15."
+                 "\nSo Ben has 15 beads now.\n<answer>15</answer>")
+    with Registry.open(path, create=True) as registry:
+        run_id = registry.create_run(name="long", variant="grpo", recipe={}, status="finished")
+        registry.record_step(run_id, 1, {"reward": 1.0}, groups=[GroupRecord(
+            0, "Ben has 12 beads and gets 3 more. How many beads does Ben have now?",
+            [ResponseRecord(long_text, 1.0, {"answer_match": 1.0}, 0.0, 40, False)], answer="15")])
+    app = PaneHost(path, run_id, initial="groups")
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(GroupsPane)
+        table = app.query_one("#groups-table", DataTable)
+        await wait_for(pilot, lambda: pane.groups and table.row_count == 2)
+        await pilot.pause()
+        cell = str(table.get_row_at(1)[-1])
+        assert cell.endswith("…") and long_text.replace("\n", "⏎").startswith(cell[:-1])
+        assert table.max_scroll_x == 0  # the whole row fits: no sideways scrolling to read a response
+        table.move_cursor(row=1)
+        await wait_for(pilot, lambda: "response 0" in static_text(app, "#groups-detail"))
+        assert static_text(app, "#groups-detail").endswith(long_text)
+
+        await pilot.resize_terminal(160, 30)  # a wider pane shows more of it
+        await wait_for(pilot, lambda: len(str(table.get_row_at(1)[-1])) > len(cell))
 
 
 # ---------------------------------------------------------------- snapshot

@@ -9,6 +9,11 @@ are marked "≡". Key e switches between the groups trained on and the evaluatio
 prompts: the greedy answer, then the pass@k samples). Enter on a response posts
 GroupsPane.ResponseOpened for the Tokens tab.
 
+Real text is long: a table cell holds one line of it, cut to the pane with "…"; the detail below the
+table has the whole prompt, the chat-rendered prompt the model saw (line breaks kept,
+control tokens such as <|im_start|> dimmed) and the selected response, wrapped; it scrolls with the
+mouse wheel and never takes the focus (the keys stay with the table).
+
 Follow mode is explicit: the view opens on the newest step and then holds still while the run logs
 new ones (the summary says how many are newer); key f follows the run, jumping to each new step
 as it arrives, until the user moves to another step.
@@ -16,18 +21,21 @@ as it arrives, until the user moves to another step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
+from workbench.insights import special_spans
 from workbench.registry import GroupRecord, Registry, ResponseRecord
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.widgets.cells import Line, fill_table
@@ -42,6 +50,10 @@ NARROW_WIDTH = 90
 # the components header spells each name out up to this width, then cuts names to a few letters
 COMPONENTS_LABEL_WIDTH, COMPONENT_NAME_LETTERS = 16, 5
 COLUMNS = ("g·r", "reward", "components", "adv", "len", "✂", "filter", "text")
+# the text column is cut to what the pane has left, but never narrower than this
+MIN_TEXT_WIDTH = 20
+# a DataTable cell's padding, each side
+CELL_PADDING = 1
 
 
 def advantage_text(advantage: float) -> Line:
@@ -105,6 +117,39 @@ def one_line(text: str) -> str:
     return text.replace("\n", "⏎")
 
 
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, its end replaced by "…" when it is longer."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def with_specials_dimmed(text: str, style: str = "") -> Text:
+    """Text with every control token in it (<|im_start|>, </s>) dimmed; the rest in `style`."""
+    shown, start = Text(style=style), 0
+    for begin, end in special_spans(text):
+        shown.append(text[start:begin])
+        shown.append(text[begin:end], style="dim italic")
+        start = end
+    shown.append(text[start:])
+    return shown
+
+
+def detail_text(group: GroupRecord, response_index: int | None) -> Text:
+    """The detail under the table: the prompt and its answer, the chat-rendered prompt when it differs
+    (line breaks kept, each shown as ⏎ too), then the selected response in full."""
+    lines = Text(f"prompt: {group.prompt}" + (f"   answer: {group.answer}" if group.answer is not None else ""))
+    if group.rendered_prompt and group.rendered_prompt != group.prompt:
+        lines.append("\nthe model saw:\n", style="dim")
+        lines.append_text(with_specials_dimmed(group.rendered_prompt.replace("\n", "⏎\n").removesuffix("\n")))
+    if response_index is not None:
+        response = group.responses[response_index]
+        components = ", ".join(f"{k} {v:.3g}" for k, v in sorted(response.reward_components.items()))
+        fate = f", dropped by {FILTER_NAMES.get(response.dropped_by, response.dropped_by)}" if response.dropped_by else ""
+        lines.append(f"\nresponse {response_index}: reward {response.reward:.3g} ({components}), "
+                     f"advantage {response.advantage:+.3f}{', truncated' if response.truncated else ''}{fate}\n")
+        lines.append_text(with_specials_dimmed(response.text))
+    return lines
+
+
 class GroupsPane(ReportsWorkerErrors, Horizontal):
     """The Groups tab of one run."""
 
@@ -154,7 +199,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         self.run_id = run_id
         self.steps: list[int] = []
         self.groups: list[GroupRecord] = []
-        self._narrow = False
+        self._filled_width = 0
 
     def compose(self) -> ComposeResult:
         with Vertical(id="groups-steps"):
@@ -165,7 +210,8 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
             yield Static(Content("reading groups…"), id="groups-summary")
             table: DataTable = DataTable(id="groups-table", cursor_type="row", zebra_stripes=False)
             yield table
-            yield Static(id="groups-detail")
+            with VerticalScroll(id="groups-detail-scroll", can_focus=False):
+                yield Static(id="groups-detail")
 
     def on_mount(self) -> None:
         self.poll_steps()
@@ -267,7 +313,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         self._show_summary()
 
     def on_resize(self) -> None:
-        if self.groups and self._narrow != self.is_narrow:
+        if self.groups and self._filled_width != self.size.width:
             self._fill_table()
             self._show_summary()
 
@@ -277,7 +323,7 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         return self.size.width < NARROW_WIDTH
 
     def _fill_table(self) -> None:
-        self._narrow = self.is_narrow
+        self._filled_width = self.size.width
         table = self.query_one("#groups-table", DataTable)
         cursor = table.cursor_row
         names = component_names(self.groups)
@@ -288,12 +334,28 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
                 (f"r{group.index}:{index}", response_cells(group, index, response, names))
                 for index, response in enumerate(group.responses)
             )
-        shown = [c for c, name in enumerate(COLUMNS) if not (self._narrow and name == "components")]
+        shown = [c for c, name in enumerate(COLUMNS) if not (self.is_narrow and name == "components")]
         labels = [components_label(names) if name == "components" else name for name in COLUMNS]
+        rows = [(key, [cells[c] for c in shown]) for key, cells in rows]
+        labels = [labels[c] for c in shown]
+        room = self._text_room(labels, rows)
+        if room is not None:
+            rows = [(key, [*cells[:-1], replace(cells[-1], text=cut(cells[-1].text, room))]) for key, cells in rows]
         # columns are rebuilt too: the components header names this step's components
-        fill_table(table, [labels[c] for c in shown], [(key, [cells[c] for c in shown]) for key, cells in rows])
+        fill_table(table, labels, rows)
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
+
+    def _text_room(self, labels: list[str], rows: list[tuple[str, list[Line]]]) -> int | None:
+        """How many characters the last (text) column can show without a horizontal scroll; None
+        before the pane has a size."""
+        width = self.query_one("#groups-table", DataTable).size.width
+        if not width:
+            return None
+        others = sum(max([len(label), *(len(cells[c].text) for _, cells in rows)])
+                     for c, label in enumerate(labels[:-1]))
+        scrollbar = 2  # the vertical one, when the rows overflow
+        return max(MIN_TEXT_WIDTH, width - others - 2 * CELL_PADDING * len(labels) - scrollbar)
 
     def _show_summary(self) -> None:
         responses = [r for g in self.groups for r in g.responses]
@@ -332,17 +394,8 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
             detail.update("")
             return
         group, response_index = target
-        lines = [f"prompt: {group.prompt}" + (f"   answer: {group.answer}" if group.answer is not None else "")]
-        if group.rendered_prompt and group.rendered_prompt != group.prompt:
-            lines.append(f"the model saw: {group.rendered_prompt!r}")   # after the chat template, specials and all
-        if response_index is not None:
-            response = group.responses[response_index]
-            components = ", ".join(f"{k} {v:.3g}" for k, v in sorted(response.reward_components.items()))
-            fate = f", dropped by {FILTER_NAMES.get(response.dropped_by, response.dropped_by)}" if response.dropped_by else ""
-            lines.append(f"response {response_index}: reward {response.reward:.3g} ({components}), "
-                         f"advantage {response.advantage:+.3f}{', truncated' if response.truncated else ''}{fate}")
-            lines.append(response.text)
-        detail.update(Content("\n".join(lines)))
+        detail.update(detail_text(group, response_index))
+        self.query_one("#groups-detail-scroll", VerticalScroll).scroll_home(animate=False)
 
     @on(DataTable.RowSelected, "#groups-table")
     def _open_response(self, event: DataTable.RowSelected) -> None:

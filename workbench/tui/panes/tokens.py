@@ -8,6 +8,12 @@ entropy and advantage. Below: clip fraction by token position and the tokens cli
 for the step or the whole run (key a). When clip statistics are 0 by construction (one update per
 rollout makes every ratio 1) a note says so instead of letting a flat 0 pass for stability.
 
+Real text (a subword tokenizer) reads as written: tokens sit side by side with their own spaces, and
+each token's extent shows by a shade that alternates from token to token wherever no ratio colour
+covers it. One character per token (the built-in model) reads better spaced, one gap between tokens.
+Key b switches between the two; the first response decides the default. Control tokens (<|im_end|>,
+</s>) are dimmed.
+
 What-if (key w): the step re-scored under another variant's rule (workbench.whatif, the training
 loss itself): the tokens take that rule's ratio and clip marks, the panel shows each token's push
 (-d loss / d logp), and a line sums the step up. Torch loads in a worker the first time.
@@ -37,7 +43,9 @@ from workbench.insights import (
     clip_fraction_by_position,
     clip_stats_trivial,
     diverging_position,
+    is_special_token,
     most_clipped_tokens,
+    subword_tokens,
 )
 from workbench.registry import GroupRecord, RecordNotFound, Registry, TokenStats
 from workbench.tui import ReportsWorkerErrors
@@ -53,6 +61,10 @@ RATIO_SHADES: tuple[tuple[float, str, str, str], ...] = (
 )
 CLIPPED_LOW_MARK, CLIPPED_HIGH_MARK = "↓", "↑"
 TOKEN_GAP = " "
+# "text": tokens as written, every other uncoloured one on BOUNDARY_SHADE; "spaced": TOKEN_GAP between tokens
+TOKEN_LAYOUTS = ("text", "spaced")
+BOUNDARY_SHADE = "on #2f3b4a"
+SPECIAL_STYLE = "dim italic"
 POSITION_BUCKETS = 8
 TOP_TOKENS = 8
 # the run aggregate reads the most recent logged steps only, so a long run costs a bounded read
@@ -73,31 +85,41 @@ def ratio_style(ratio: float) -> str:
     return ""
 
 
-def visible_token(token: str) -> str:
-    """Token text as shown: newlines as ⏎ (then a real line break), a token of spaces as ␣ each, an
-    empty token as ∅."""
+def visible_token(token: str, layout: str = "spaced") -> str:
+    """Token text as shown: newlines as ⏎ (then a real line break), an empty token as ∅, a token of
+    spaces as ␣ each where the layout puts gaps between tokens (as text, it stays spaces)."""
     if not token:
         return "∅"
-    if token.strip(" ") == "":
+    if token.strip(" ") == "" and layout == "spaced":
         return "␣" * len(token)
     return token.replace("\n", "⏎\n")
 
 
-def render_tokens(stats: TokenStats, cursor: int | None) -> Text:
-    """The response as styled text: ratio colour, underline plus ↓/↑ after clipped tokens, cursor
-    reversed; tokens are one space apart (none after a line break), so each one's extent shows even
-    where its ratio is 1 and it has no colour, and one-character tokens stay readable."""
+def default_layout(tokens: list[str]) -> str:
+    """"text" for subword tokens (real words), "spaced" for one character per token."""
+    return "text" if subword_tokens(tokens) else "spaced"
+
+
+def render_tokens(stats: TokenStats, cursor: int | None, layout: str = "spaced") -> Text:
+    """The response as styled text: ratio colour, underline plus ↓/↑ after clipped tokens, control
+    tokens dimmed, cursor reversed. Each token's extent shows even where its ratio is 1 and it has no
+    colour: "spaced" puts one space between tokens (none after a line break), so one-character tokens
+    stay readable; "text" keeps the tokens' own spaces and shades every other uncoloured token."""
     text = Text()
     for index, token in enumerate(stats.tokens):
-        if index and not stats.tokens[index - 1].endswith("\n"):
+        if layout == "spaced" and index and not stats.tokens[index - 1].endswith("\n"):
             text.append(TOKEN_GAP)
         style = ratio_style(stats.ratio[index])
+        if not style and layout == "text" and index % 2:
+            style = BOUNDARY_SHADE
+        if is_special_token(token):
+            style += f" {SPECIAL_STYLE}"
         clipped_low, clipped_high = stats.clipped_low[index], stats.clipped_high[index]
         if clipped_low or clipped_high:
             style += " underline"
         if index == cursor:
             style += " reverse bold"
-        text.append(visible_token(token), style=style.strip())
+        text.append(visible_token(token, layout), style=style.strip())
         if clipped_low:
             text.append(CLIPPED_LOW_MARK, style="bold")
         if clipped_high:
@@ -105,8 +127,8 @@ def render_tokens(stats: TokenStats, cursor: int | None) -> Text:
     return text
 
 
-def legend() -> Text:
-    """The colour scale and the clip glyphs, one line."""
+def legend(layout: str = "spaced") -> Text:
+    """The colour scale, the clip glyphs and how token boundaries show, one line."""
     text = Text("ratio ")
     text.append(f"{1 / RATIO_SPAN:.2f} ")
     for position in (-1.0, -0.6, -0.2, 0.0, 0.2, 0.6, 1.0):
@@ -118,7 +140,12 @@ def legend() -> Text:
     text.append(f"x{CLIPPED_LOW_MARK}", style="underline")
     text.append(" clipped low  ")
     text.append(f"x{CLIPPED_HIGH_MARK}", style="underline")
-    text.append(" clipped high")
+    text.append(" clipped high   ")
+    if layout == "text":
+        text.append("tok", style=BOUNDARY_SHADE)
+        text.append("ens as text (b: spaced)")
+    else:
+        text.append("tokens spaced (b: as text)")
     return text
 
 
@@ -236,16 +263,23 @@ class TokenView(Static, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.stats: TokenStats | None = None
+        self.token_layout = "spaced"  # one of TOKEN_LAYOUTS
 
-    def show(self, stats: TokenStats | None) -> None:
-        """Show these tokens with the cursor on the first; None: nothing."""
+    def show(self, stats: TokenStats | None, keep_cursor: bool = False) -> None:
+        """Show these tokens with the cursor on the first (or where it was, for the same response
+        re-scored); None: nothing."""
         self.stats = stats
-        self.set_reactive(TokenView.cursor, 0)
+        if not keep_cursor or stats is None or self.cursor >= len(stats.tokens):
+            self.set_reactive(TokenView.cursor, 0)
         if stats is None:
             self.update("")
             return
         self._render_tokens()
-        self.post_message(self.CursorMoved(0))
+        self.post_message(self.CursorMoved(self.cursor))
+
+    def set_layout(self, layout: str) -> None:
+        self.token_layout = layout
+        self._render_tokens()
 
     def action_move(self, delta: int) -> None:
         if self.stats is not None and self.stats.tokens:
@@ -257,13 +291,17 @@ class TokenView(Static, can_focus=True):
 
     def _render_tokens(self) -> None:
         if self.stats is not None:
-            self.update(render_tokens(self.stats, self.cursor))
+            self.update(render_tokens(self.stats, self.cursor, self.token_layout))
 
 
 class TokensPane(ReportsWorkerErrors, Vertical):
     """The Tokens tab of one run: call show_response(step, group_index, response_index, kind)."""
 
-    BINDINGS = [Binding("a", "toggle_scope", "Step/run stats"), Binding("w", "next_rule", "What-if rule")]
+    BINDINGS = [
+        Binding("a", "toggle_scope", "Step/run stats"),
+        Binding("w", "next_rule", "What-if rule"),
+        Binding("b", "toggle_layout", "Spaced/text"),
+    ]
 
     class ResponseRead(Message):
         """One response's token stats (None when none were recorded for it), the step's groups of
@@ -305,6 +343,8 @@ class TokensPane(ReportsWorkerErrors, Vertical):
             super().__init__()
 
     scope: reactive[str] = reactive("step")
+    #: how tokens are laid out (TOKEN_LAYOUTS); None until a response is shown or key b chooses
+    token_layout: reactive[str | None] = reactive(None, init=False)
     #: the what-if rule in force (None: the ratios and clip flags training recorded)
     rule: reactive[str | None] = reactive(None)
 
@@ -411,12 +451,23 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         self.query_one("#tokens-detail", Static).update("")
         self.groups = event.groups
         self.whatif, self.push = None, None
+        if self.token_layout is None and event.stats is not None:
+            self.token_layout = default_layout(event.stats.tokens)
         self.query_one(TokenView).show(event.stats)
         self.step_aggregates = aggregate(f"step {event.step}", _all_token_stats(event.groups), event.flag)
         self._show_aggregates()
         self._rescore()
 
     # ---------------------------------------------------------------- what-if
+
+    def action_toggle_layout(self) -> None:
+        current = self.token_layout or "spaced"
+        self.token_layout = TOKEN_LAYOUTS[(TOKEN_LAYOUTS.index(current) + 1) % len(TOKEN_LAYOUTS)]
+
+    def watch_token_layout(self, layout: str | None) -> None:
+        if layout is not None:
+            self.query_one("#tokens-legend", Static).update(legend(layout))
+            self.query_one(TokenView).set_layout(layout)
 
     def action_next_rule(self) -> None:
         self.rule = WHATIF_CYCLE[(WHATIF_CYCLE.index(self.rule) + 1) % len(WHATIF_CYCLE)]
@@ -433,7 +484,7 @@ class TokensPane(ReportsWorkerErrors, Vertical):
             self.whatif, self.push = None, None
             line.update(Content("what-if: as recorded  ·  w: re-score under another rule"))
             if self.stats is not None:
-                self.query_one(TokenView).show(self.stats)
+                self.query_one(TokenView).show(self.stats, keep_cursor=True)
             return
         if self.opened is None or self.opened_kind != "train":
             line.update(Content(f"what-if {self.rule}: open a train response to re-score its step  ·  w: next rule"))
@@ -473,7 +524,7 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         line.update(Content(whatif_summary(event.result, verdict) + "  ·  w: next rule"))
         self.push = verdict.push if verdict is not None else None
         if self.stats is not None and verdict is not None:
-            self.query_one(TokenView).show(whatif_stats(self.stats, verdict))
+            self.query_one(TokenView).show(whatif_stats(self.stats, verdict), keep_cursor=True)
 
     @on(RunAggregatesProgress)
     def _show_progress(self, event: RunAggregatesProgress) -> None:
