@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,9 +132,9 @@ def test_unknown_rule_and_bad_override_name_the_allowed_values():
         W.rule("grpo", dual_clip=0.5)
 
 
-def _cli(*args):
+def _cli(*args, env: dict[str, str] | None = None):
     command = [sys.executable, "-c", "import sys; from workbench.cli import main; sys.argv[0] = 'workbench'; main()"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.slow
@@ -149,6 +150,20 @@ def test_cli_json_matches_rescore_and_bad_rule_exits_2(tmp_path):
     (result,) = document["results"]
     assert result["summary"]["clipped_high"] == expected.summary.clipped_high
     assert result["responses"][0]["push"] == pytest.approx(expected.responses[0].push)
+    # the table: every rule's numbers whole at any width; the definitions in it when they fit, else under it
+    for width, in_table in ((140, True), (100, None), (80, False)):
+        shown = _cli("whatif", run_id, "--rule", "gspo", "--rule", "dapo", "--step", "19", "--registry", str(path),
+                     env={"COLUMNS": str(width)})
+        lines = shown.stdout.splitlines()
+        assert shown.returncode == 0 and max(len(line.rstrip()) for line in lines) <= width and "…" not in shown.stdout
+        if in_table is None:  # whichever fits
+            in_table = "aggregation" in lines[1]
+        assert lines[1].split() == ["rule", *(["ratio", "·", "clip", "aggregation"] if in_table else []), "clipped",
+                                    "↓/↑", "no", "grad", "push", "+/−", "short/long"]
+        dapo = next(line.split() for line in lines if line.startswith("dapo "))
+        assert dapo[-5:-3] == [f"{expected.summary.clip_fraction:.1%}",
+                               f"{expected.summary.clipped_low}/{expected.summary.clipped_high}"]
+        assert ("  dapo: token ratio, clip [0.8, 1.28], token-mean" in lines) is not in_table
     bad = _cli("whatif", run_id, "--rule", "dapo2", "--registry", str(path))
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "allowed rules" in bad.stderr

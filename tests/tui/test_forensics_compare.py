@@ -67,7 +67,9 @@ async def test_compare_overlays_runs_with_smoothing_and_x_axis(registry, compare
         picker.highlighted = kl_index
         await wait_for(pilot, lambda: screen.metric == "kl" and chart.drawn[0].raw[-1] == kl[compared[0]][1][-1])
         assert [d.points for d in chart.drawn] == [len(kl[r][1]) for r in compared]
-        assert chart.query_one(".chart--title").render().plain == "kl"
+        # titled as the picker names it (the Curves chart's title), then the registry's key
+        assert chart.query_one(".chart--title").render().plain == f"{picker.get_option_at_index(kl_index).prompt}  ·  kl"
+        assert str(picker.get_option_at_index(kl_index).prompt) != "kl"
 
 
 async def test_compare_summary_marks_the_best_value_per_row(registry, compared, wait_for):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -59,27 +61,49 @@ def whatif_command(
         return
     if results[0].trivial:
         err_console.print(f"step {chosen_step}: every ratio is 1 (one update per rollout): no rule can clip")
-    console.print(_summary_table(info.id, chosen_step, results))
+    table = _summary_table(info.id, chosen_step, results, full=True)
+    if _natural_width(table) <= console.width:
+        console.print(table)
+    else:  # too wide for the terminal: the rules' definitions go under the table, one line each
+        console.print(_summary_table(info.id, chosen_step, results, full=False))
+        console.print(_rules_list(results))
     if detail:
         console.print(_response_table(results[0]))
 
 
-def _summary_table(run_id: str, step: int, results: list) -> Table:
-    table = Table(title=f"run {run_id} step {step}: what if", title_justify="left", header_style="bold", box=None)
-    for column in ("rule", "ratio", "clip", "aggregation", "clipped", "low", "high", "no grad", "push A>0",
-                   "A<0", "short", "long"):
-        table.add_column(column, justify="left" if column in ("rule", "ratio", "clip", "aggregation") else "right",
-                         no_wrap=column != "aggregation", overflow="fold",
-                         min_width=12 if column == "aggregation" else None)
+def _summary_table(run_id: str, step: int, results: list, full: bool) -> Table:
+    """One row per rule: its definition (ratio level, clip, aggregation; only when `full`), then the step
+    under it: clipped share, clipped low/high, tokens without gradient, push share of A>0/A<0 and of
+    short/long responses."""
+    table = Table(title=f"run {run_id} step {step}: what if", title_justify="left", header_style="bold", box=None,
+                  pad_edge=False)
+    columns = ["rule", *(("ratio · clip", "aggregation") if full else ()),
+               "clipped", "↓/↑", "no grad", "push +/−", "short/long"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("rule", "ratio · clip", "aggregation") else "right",
+                         no_wrap=True)
     for result in results:
-        summary = result.summary
+        summary, chosen = result.summary, result.rule
+        definition = (f"{chosen.ratio_level} {chosen.clip_text().removeprefix('clip ')}", chosen.agg) if full else ()
         table.add_row(
-            Text(result.rule.name), result.rule.ratio_level, result.rule.clip_text(), result.rule.agg,
-            f"{summary.clip_fraction:.1%}", str(summary.clipped_low),
-            str(summary.clipped_high), str(summary.silenced), f"{summary.positive_share:.0%}",
-            f"{summary.negative_share:.0%}", f"{summary.short_share:.0%}", f"{summary.long_share:.0%}",
+            Text(chosen.name), *definition,
+            f"{summary.clip_fraction:.1%}", f"{summary.clipped_low}/{summary.clipped_high}", str(summary.silenced),
+            f"{summary.positive_share:.0%}/{summary.negative_share:.0%}",
+            f"{summary.short_share:.0%}/{summary.long_share:.0%}",
         )
     return table
+
+
+def _natural_width(table: Table) -> int:
+    """The widest line of `table` laid out with all the room it wants."""
+    wide = Console(width=10_000, file=io.StringIO(), color_system=None)
+    wide.print(table)
+    return max(len(line.rstrip()) for line in wide.file.getvalue().splitlines())
+
+
+def _rules_list(results: list) -> Text:
+    """What each rule is, one line each (the narrow table leaves the definitions out)."""
+    return Text("\n".join(f"  {result.rule.describe()}" for result in results), style="dim")
 
 
 def _response_table(result) -> Table:

@@ -64,6 +64,12 @@ class CompareError(UserError):
     """Compare was asked for too few or too many runs."""
 
 
+def chart_title(key: str, labels: dict[str, str]) -> str:
+    """The chart's title: the metric's name as the picker gives it, then its key ("KL  ·  kl")."""
+    label = labels.get(key, key)
+    return key if label == key else f"{label}  ·  {key}"
+
+
 def run_label(run: RunInfo) -> str:
     return run.name or run.id
 
@@ -153,6 +159,7 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         self.run_ids = list(run_ids)
         self.runs: list[RunInfo] = []
         self.keys: list[str] = []
+        self.labels: dict[str, str] = {}  # metric key -> the name the picker gives it
         # metric key -> run id -> (steps, values)
         self.series: dict[str, dict[str, Series]] = {}
         self.summaries: list[RunSummary] = []
@@ -224,7 +231,7 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         picker = self.query_one("#compare-picker", OptionList)
         picker.clear_options()
         specs = chart_specs(self.keys)
-        labels = metric_labels(specs)
+        labels = self.labels = metric_labels(specs)
         ordered = [key for spec in specs for key in spec.keys]
         picker.add_options(Option(Content(labels[key]), id=key) for key in ordered)
         if ordered:
@@ -281,7 +288,8 @@ class CompareScreen(ReportsWorkerErrors, Screen):
                 values = [values[i] for i in kept]
             lines.append(ChartSeries(f"{index + 1}:{run_label(run)}", xs, values, SERIES_COLOURS[index]))
         chart = self.query_one("#compare-chart", MetricChart)
-        chart.draw(self.metric, lines, smoothing=self.smoothing, x_label=X_AXIS_LABELS[self.x_axis])
+        chart.draw(chart_title(self.metric, self.labels), lines, smoothing=self.smoothing,
+                   x_label=X_AXIS_LABELS[self.x_axis])
 
     def action_smoothing(self, direction: int) -> None:
         self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
