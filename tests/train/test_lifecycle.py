@@ -114,6 +114,20 @@ def test_exception_in_a_reward_function_fails_with_its_traceback(registry_path, 
         assert run.last_step is None
 
 
+def test_a_reward_module_that_does_not_import_fails_in_one_line_with_exit_2(registry_path, capsys):
+    # The trainer run directly (no preflight before it): the bad name is a user's mistake, not a bug.
+    code, run_id = train(registry_path, "quickstart", 'task.reward_funcs=["no_such_module:reward"]')
+    assert code == 2
+    stderr = capsys.readouterr().err.strip()
+    assert stderr.count("\n") == 0 and stderr.startswith("error: task.reward_funcs = 'no_such_module:reward'")
+    with Registry.open(registry_path) as registry:
+        run = registry.get_run(run_id)
+        events = registry.events(run_id)
+    assert run.status == "failed" and "Traceback" not in run.error
+    assert run.error == stderr.removeprefix("error: ")
+    assert [e.message for e in events if e.level == "error"] == [run.error]
+
+
 @pytest.mark.slow
 def test_sigterm_checkpoints_then_stops(registry_path):
     process = trainer_process("--registry", str(registry_path), "--recipe", "quickstart",

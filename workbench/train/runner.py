@@ -150,6 +150,12 @@ def main(request: Request) -> int:
             registry.set_status(run_id, "running")
             with registry.heartbeat_thread(run_id):
                 status = train(registry, run_id, plan, accelerator, stop, request.progress)
+        except UserError as exc:  # bad input found once training began (a reward module that fails to import)
+            message = f"{exc}" + _last_checkpoint_note(registry, run_id)
+            registry.add_event(run_id, "failed", message, level="error", step=registry.last_step(run_id))
+            registry.set_status(run_id, "failed", error=message)
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            return BAD_INPUT_EXIT
         except Exception as exc:  # every failure is recorded, then the process exits non-zero
             trace = traceback.format_exc()
             message = f"{type(exc).__name__}: {exc}" + _last_checkpoint_note(registry, run_id)
