@@ -104,6 +104,13 @@ def test_lora_switch_trains_adapters_and_saves_only_them(registry_path):
     adapted = PeftModel.from_pretrained(base, checkpoint)
     lora_b = [p for n, p in adapted.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)    # trained away from peft's zero init
+    # the run's "model" event says how much of the policy trains, counted here from the adapted model
+    total = sum(p.numel() for p in adapted.parameters())
+    trained = sum(p.numel() for n, p in adapted.named_parameters() if "lora_" in n)
+    with Registry.open(registry_path) as registry:
+        (said,) = [e.message for e in registry.events(run_id) if e.kind == "model"]
+    assert said == (f"policy: {total / 1e6:.2f} M parameters, {trained / 1e6:.2f} M trained "
+                    f"({trained / total:.1%}), float32 on cpu")
 
 
 # ------------------------------------------------------------------------------ pieces, no training

@@ -167,6 +167,17 @@ def main(request: Request) -> int:
     return 0
 
 
+def model_summary(engine) -> str:
+    """The policy in one line: parameters, how many train, dtype and device ("134.52 M parameters, all
+    trained, float32 on cpu"; LoRA: "..., 0.46 M trained (0.3%)")."""
+    parameters = list(engine.models.policy.parameters())
+    total = sum(p.numel() for p in parameters)
+    trained = sum(p.numel() for p in parameters if p.requires_grad)
+    share = "all trained" if trained == total else f"{trained / 1e6:.2f} M trained ({trained / total:.1%})"
+    first = parameters[0]
+    return f"policy: {total / 1e6:.2f} M parameters, {share}, {str(first.dtype).removeprefix('torch.')} on {first.device}"
+
+
 def _last_checkpoint_note(registry: Registry, run_id: str) -> str:
     from workbench.train.checkpoint import latest_checkpoint
 
@@ -270,6 +281,8 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
             create_initial_model(recipe.model, run_dir / "model", recipe.run.seed)
         accelerator.wait_for_everyone()
         engine = build_engine(recipe, initial_model_path(recipe.model, run_dir / "model"), accelerator)
+    if registry:
+        registry.add_event(run_id, "model", model_summary(engine))
     if registry and recipe.updates_per_step == 1:
         registry.add_event(run_id, "clip_stats_trivial",
                            "one optimizer update per rollout: the ratio stays 1, so clip fractions are trivially 0 "
