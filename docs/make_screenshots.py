@@ -1,6 +1,7 @@
 """Regenerate docs/screenshots/*.svg: every screen of the TUI.
 
     python docs/make_screenshots.py [--runs DIR] [--png DIR] [--browser]
+    python docs/make_screenshots.py --real-model DIR [--png DIR]
 
 The Run and Compare screens show real runs: the first time, four short runs of the built-in tiny
 model are launched through the launch layer into DIR/registry.db (quickstart, DAPO and GSPO with
@@ -12,6 +13,10 @@ with a clock frozen at its latest timestamp, so durations do not move between ca
 renders each SVG to a PNG in DIR (with cairosvg) for looking at them. --browser also serves the app
 with `textual serve` (textual-dev), opens it in headless Chromium, opens the DAPO run and saves what
 the browser shows as browser.png.
+
+--real-model DIR shoots only real-model-groups.svg and real-model-tokens.svg: SmolLM2's real text in the
+Groups and Tokens tabs, from the newest run of DIR/registry.db (a registry benchmarks/real_model_bench.py
+trained into): the longest response with a positive advantage on the last logged train step that has one.
 """
 
 from __future__ import annotations
@@ -421,6 +426,55 @@ async def main(runs_dir: Path, png_dir: Path | None, browser: bool) -> None:
         await browser_screenshot(real_path, "dapo", OUT / "browser.png")
 
 
+def best_real_response(path: Path) -> tuple[str, int, int, int]:
+    """(run id, step, group, response) in the newest run: on its last logged train step with a response
+    that was pushed up (positive advantage), the longest such response."""
+    with Registry.open(path) as registry:
+        run = registry.list_runs()[0]
+        for step in reversed(registry.group_steps(run.id)):
+            pushed = [(r.length, g.index, i) for g in registry.groups(run.id, step)
+                      for i, r in enumerate(g.responses) if r.advantage > 0]
+            if pushed:
+                _, group, response = max(pushed)
+                return run.id, step, group, response
+    raise SystemExit(f"{path}: no logged response with a positive advantage")
+
+
+async def real_model_main(registry: Path, png_dir: Path | None) -> None:
+    from workbench.tui.screens.run import RunScreen
+
+    run_id, step, group, response = best_real_response(registry)
+
+    async def open_tab(app: WorkbenchApp, pilot: Pilot, tab: str) -> None:
+        app.push_screen(RunScreen(run_id, tab="groups"))
+        await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+        pane = app.screen.query_one("#groups-pane")
+        await settle(pilot, lambda: step in pane.steps)
+        app.screen.query_one("#groups-step-picker").highlighted = pane.steps.index(step)
+        await settle(pilot, lambda: pane.groups and pane.step == step and pane.groups[0].responses)
+        table = app.screen.query_one("#groups-table", DataTable)
+        table.move_cursor(row=table.get_row_index(f"r{group}:{response}"))
+        await pilot.pause(0.3)
+        if tab == "tokens":
+            pane.post_message(pane.ResponseOpened(step, group, response))
+            tokens = app.screen.query_one("#tokens-pane")
+            await settle(pilot, lambda: tokens.stats is not None and tokens.run_aggregates is not None)
+            await pilot.press(*["right"] * 6)
+            await pilot.pause(0.3)
+
+    for tab in ("groups", "tokens"):
+        async def prepare(app: WorkbenchApp, pilot: Pilot, tab: str = tab) -> None:
+            await open_tab(app, pilot, tab)
+
+        target = await shoot(registry, f"real-model-{tab}", prepare)
+        print(target.relative_to(ROOT))
+        if png_dir is not None:
+            import cairosvg
+
+            png_dir.mkdir(parents=True, exist_ok=True)
+            cairosvg.svg2png(url=str(target), write_to=str(png_dir / f"real-model-{tab}.png"), output_width=1400)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -429,5 +483,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--png", type=Path, default=None, help="also write PNG renderings into this directory")
     parser.add_argument("--browser", action="store_true", help="also shoot the app served in headless Chromium")
+    parser.add_argument("--real-model", type=Path, default=None, metavar="DIR",
+                        help="only the real-model shots, from DIR/registry.db (see benchmarks/real_model_bench.py)")
     args = parser.parse_args()
-    asyncio.run(main(args.runs.resolve(), args.png.resolve() if args.png else None, args.browser))
+    png = args.png.resolve() if args.png else None
+    if args.real_model is not None:
+        asyncio.run(real_model_main(args.real_model.resolve() / "registry.db", png))
+    else:
+        asyncio.run(main(args.runs.resolve(), png, args.browser))

@@ -100,7 +100,8 @@ def test_two_grpo_steps_on_smollm2_record_the_chat_rendered_prompt(registry_dir)
     weights = cache_dir(registry_dir, NAME) / "model.safetensors"
     before = weights.stat()
     code, run_id = train(registry_path, "smollm2-grpo", *SMALL, "run.eval_steps=2", "task.eval_size=2",
-                         "run.eval_pass_k=1", fast=False)
+                         "run.eval_pass_k=1", 'task.reward_funcs=["answer_match", "answer_format"]',
+                         "task.reward_weights=[1.0, 0.2]", fast=False)
     assert code == 0
     with Registry.open(registry_path) as registry:
         run = registry.get_run(run_id)
