@@ -168,6 +168,44 @@ def test_rollout_masks_end_at_eos_and_logprobs_match_generate(tiny):
     assert ((entropy > 0) | (mask == 0)).all()
 
 
+def test_token_logprobs_match_a_full_log_softmax_over_every_position_with_the_same_gradient(tiny):
+    """token_logprobs runs the head on the completion only and never builds the log-softmax: its log-probs,
+    gradient and entropies equal the plain computation (the head over the whole sequence, log_softmax)."""
+    prompt_ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])  # left-padded (pad id 0)
+    prompt_mask = (prompt_ids != 0).float()
+    completion_ids = torch.tensor([[13, 14, 15], [16, 17, 0]])
+    completion_mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    batch = rollout.Rollout(prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=completion_ids,
+                            completion_mask=completion_mask, truncated=torch.tensor([True, False]),
+                            lengths=torch.tensor([3, 2]), texts=["", ""])
+    assert rollout._keeps_logits(tiny.policy)
+    logp, entropy = rollout.token_logprobs(tiny.policy, batch, 0.7, with_entropy=True)
+    (logp * completion_mask).sum().backward()
+    fast_grad = [p.grad.clone() for p in tiny.policy.parameters()]
+    tiny.policy.zero_grad()
+
+    mask = batch.attention_mask
+    logits = tiny.policy(input_ids=batch.input_ids, attention_mask=mask,
+                         position_ids=rollout.position_ids(mask), use_cache=False).logits
+    full = (logits[:, prompt_ids.shape[1] - 1 : -1].float() / 0.7).log_softmax(-1)
+    expected = full.gather(-1, completion_ids[..., None]).squeeze(-1)
+    (expected * completion_mask).sum().backward()
+    plain_grad = [p.grad.clone() for p in tiny.policy.parameters()]
+    tiny.policy.zero_grad()
+
+    assert torch.allclose(logp, expected, atol=1e-5)
+    assert torch.allclose(entropy, -(full.exp() * full).sum(-1).detach(), atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast_grad, plain_grad, strict=True))
+    assert max(g.abs().max() for g in fast_grad) > 0
+
+
+def test_lora_wrapped_policy_still_keeps_only_the_completions_logits(tmp_path):
+    spec = ModelSpec(use_peft=True, lora_r=2)
+    directory = models.create_initial_model(spec, tmp_path / "model", seed=3)
+    loaded = models.load_models(spec, directory, need_reference=False, need_critic=False, seed=3)
+    assert rollout._keeps_logits(loaded.policy)
+
+
 def test_builtin_tasks_are_seeded_and_hold_out_eval_prompts():
     spec = TaskSpec(name="arithmetic", max_operand=4, eval_size=5)
     first, again, other = tasks.build_task(spec, 1), tasks.build_task(spec, 1), tasks.build_task(spec, 2)

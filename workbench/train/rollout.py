@@ -7,6 +7,7 @@ on), and one without EOS after max_completion_length tokens is truncated.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 
 import torch
@@ -174,20 +175,39 @@ def token_logprobs(model, rollout: Rollout, temperature: float, *, with_entropy:
 
     Differentiable in the log-probs (wrap in torch.no_grad() for old / reference log-probs); the
     entropies are statistics, never differentiated. Both are float32 whatever the model's dtype.
+
+    Memory: the model's head runs on the completion's positions only (`logits_to_keep`, where the model
+    takes it), and log pi = z_token - logsumexp(z) never builds the [N, T, vocab] log-softmax, so autograd
+    keeps one vocab-sized tensor per token instead of two, and none for the prompt. With a 49k-token
+    vocabulary and a chat template's long prompt, that is most of a real model's peak memory.
     """
     attention_mask = rollout.attention_mask
+    completion_length = rollout.completion_ids.shape[1]
+    keep = {"logits_to_keep": completion_length + 1} if _keeps_logits(model) else {}
     logits = model(input_ids=rollout.input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids(attention_mask), use_cache=False).logits
-    prompt_length = rollout.prompt_ids.shape[1]
-    logits = logits[:, prompt_length - 1 : -1]
+                   position_ids=position_ids(attention_mask), use_cache=False, **keep).logits
+    logits = logits[:, -(completion_length + 1) : -1]   # the logits before each completion token
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature   # fp32 (fp64 stays)
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
+    chosen = logits.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1)
+    logp = chosen - torch.logsumexp(logits, dim=-1)
     entropy = None
     if with_entropy:
-        detached = logp_all.detach()
-        entropy = -(detached.exp() * detached).sum(-1)
+        with torch.no_grad():
+            detached = logits.detach()
+            entropy = torch.logsumexp(detached, dim=-1) - (torch.softmax(detached, dim=-1) * detached).sum(-1)
     return logp, entropy
+
+
+def _keeps_logits(model) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do), looking through
+    the wrappers that pass keywords on (accelerate's DistributedDataParallel, peft's PeftModel)."""
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    try:
+        return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def token_values(critic, rollout: Rollout) -> torch.Tensor:
