@@ -1,5 +1,6 @@
-"""Peak memory and step time of SmolLM2-135M-Instruct under GRPO: all weights, LoRA adapters, and all
-weights with a reference model (beta > 0), side by side.
+"""Peak memory and step time of SmolLM2-135M-Instruct under GRPO, side by side: all weights, all weights
+in 4 micro-batches (gradient accumulation: the same update), LoRA adapters, and all weights with a
+reference model (beta > 0).
 
     python benchmarks/real_model_memory.py [--steps 3] [--threads 1] [--registry DIR]
 
@@ -28,6 +29,7 @@ from benchmarks.machine import stamp  # noqa: E402
 
 CONFIGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("all weights, beta 0 (the recipe)", ()),
+    ("all weights, 4 micro-batches of 8", ("optim.gradient_accumulation_steps=4",)),
     ("LoRA r=8, beta 0", ("model.use_peft=true", "optim.learning_rate=2e-4")),
     ("all weights, beta 0.04 (+ reference model)", ("algorithm.beta=0.04",)),
 )

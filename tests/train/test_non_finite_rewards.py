@@ -63,12 +63,13 @@ def test_a_reward_that_is_nan_for_every_completion_fails_the_run(registry_path, 
             return [float("nan")] * len(completions)
         """, "nan_reward")
     code, run_id = train(registry_path, "quickstart", f'task.reward_funcs=["{reward}"]', *SMALL)
-    assert code == 1
+    assert code == 2  # the user's reward function, not the trainer: one line, no traceback
     with Registry.open(registry_path) as registry:
         run = registry.get_run(run_id)
         events = registry.events(run_id)
     assert run.status == "failed" and run.last_step is None
-    assert "RewardError: no completion got a finite reward in this batch ('reward': 8 NaN of 8)" in run.error
+    assert run.error.startswith("no completion got a finite reward in this batch ('reward': 8 NaN of 8)")
+    assert "Traceback" not in run.error
     assert any(event.kind == "failed" and "no completion got a finite reward" in event.message for event in events)
 
 

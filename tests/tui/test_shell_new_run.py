@@ -254,7 +254,7 @@ async def test_a_failed_launch_opens_a_modal_with_the_cause(tmp_path, make_app, 
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_form(app, pilot, wait_for)
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), timeout=10)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal) and app.screen.query("#error-cause"), timeout=10)
         assert str(app.screen.query_one("#error-title", Static).render()) == "Launch failed"
         assert "not-a-directory" in str(app.screen.query_one("#error-cause", Static).render())
         await pilot.press("escape")
@@ -287,7 +287,8 @@ async def test_target_lists_the_registrys_hosts_and_launches_there(registry, mak
         await pilot.pause()
         assert screen.target_host == "gpu-box"
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        # the modal is the screen before its widgets are mounted: wait for the cause line itself
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal) and app.screen.query("#error-cause"))
         cause = str(app.screen.query_one("#error-cause", Static).render())
         assert "gpu-box" in cause and "refused" in cause, cause
     with Registry.open(registry) as reg:

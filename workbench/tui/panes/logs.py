@@ -111,12 +111,21 @@ class LogsPane(ReportsWorkerErrors, Vertical):
                 log_path = registry.run_dir(self.run_id) / "output.log"
                 events = registry.events(self.run_id, after_id=after_event)
             chunk = read_log_after(log_path, offset)
-        finally:
+        except BaseException:
             self._read_in_flight = False
+            raise
+        # The next read may start only once `append` has moved the offset and the last event id on: a
+        # read begun before that would read the same lines and events again.
         self.post_message(LogsRead(chunk, events, log_path))
 
     @on(LogsRead)
     def append(self, event: LogsRead) -> None:
+        try:
+            self._append(event)
+        finally:
+            self._read_in_flight = False
+
+    def _append(self, event: LogsRead) -> None:
         first = self.log_offset is None
         self.log_offset = event.chunk.offset
         log = self.query_one("#output-log", Log)
