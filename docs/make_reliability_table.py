@@ -23,29 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "reliability.md"
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'workbench'; from workbench.cli import main; main()"]
+sys.path.insert(0, str(ROOT))
 
-TINY = """\
-[model]
-name_or_path = "tiny"
-hidden_size = 32
-intermediate_size = 64
-num_hidden_layers = 1
-num_attention_heads = 2
-
-[task]
-name = "arithmetic"
-max_operand = 4
-eval_size = 0
-
-[rollout]
-prompts_per_step = 2
-num_generations = 4
-max_completion_length = 3
-
-[run]
-max_steps = 3
-save_steps = 0
-"""
+from tests.fixtures.recipes import TINY  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -14,31 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.recipes import TINY
 from workbench.cli import main
 from workbench.registry import Registry
 
-TINY = """\
-[model]
-name_or_path = "tiny"
-hidden_size = 32
-intermediate_size = 64
-num_hidden_layers = 1
-num_attention_heads = 2
-
-[task]
-name = "arithmetic"
-max_operand = 4
-eval_size = 0
-
-[rollout]
-prompts_per_step = 2
-num_generations = 4
-max_completion_length = 3
-
-[run]
-max_steps = 3
-save_steps = 0
-"""
 HOSTILE_NAME = "[bold]bold[/] \x1b[31mred\x1b]0;title\x07\nsecond line"
 
 

@@ -18,7 +18,8 @@ RUN_DEADLINE_S = 120.0
 CLI = [sys.executable, "-c", "from workbench.cli import main; main()"]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = RUN_DEADLINE_S, what: str = "condition"):
+def wait_for(condition: Callable[[], object], timeout: float = RUN_DEADLINE_S, what: str = "condition",
+             interval: float = 0.2):
     """Poll until `condition()` is truthy and return its value; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -26,8 +27,8 @@ def wait_for(condition: Callable[[], object], timeout: float = RUN_DEADLINE_S, w
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 def get_run(registry_path: Path, run_id: str) -> RunInfo:

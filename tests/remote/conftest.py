@@ -18,14 +18,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import workbench
-from tests.launch.helpers import kill_run_processes
+from tests.launch.helpers import kill_run_processes, wait_for
 from workbench.launch.processes import descendants, pid_alive, signal_pid
 
 SSHD = "/usr/sbin/sshd"
@@ -37,18 +36,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, interval: float = 0.2, what: str = "condition"):
-    """Poll until `condition()` is truthy (returned) or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass

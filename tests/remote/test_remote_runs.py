@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.remote.conftest import ALIAS, wait_for
+from tests.launch.helpers import wait_for
+from tests.remote.conftest import ALIAS
 from workbench.launch.sync import SyncLoop, sync_runs
 from workbench.registry import Registry
 from workbench.registry.sync import read_sync_state

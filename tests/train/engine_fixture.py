@@ -50,3 +50,26 @@ def fresh_accelerator_state():
     AcceleratorState._reset_state(True)
     yield
     AcceleratorState._reset_state(True)
+
+
+ENGINE_PROMPTS = ["1+2=", "12+3=", "4*4=", "R:123="]
+
+
+def varied_tiny_model():
+    """(model, tokenizer, prompt ids, prompt mask): the built-in tiny model with larger weights than its
+    init's, so answers depend on the prompt and EOS comes at varied positions; ENGINE_PROMPTS encoded."""
+    import torch
+
+    from workbench.recipe import ModelSpec
+    from workbench.train.models import build_char_tokenizer, build_tiny_model
+    from workbench.train.rollout import encode_prompts
+
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(ModelSpec(), len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed=3)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0, 0.3, generator=generator)
+    ids, mask = encode_prompts(tokenizer, ENGINE_PROMPTS, use_chat_template=False)
+    return model, tokenizer, ids, mask

@@ -5,30 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.train.engine_fixture import varied_tiny_model
 from tests.train.helpers import train
 from workbench.recipe import RecipeError, RolloutSpec, find_recipe, load_recipe
 from workbench.registry import Registry
 from workbench.train.engines import make_engine, resolve_engine_name
-from workbench.train.models import build_char_tokenizer, build_tiny_model
-from workbench.train.rollout import encode_prompts
-
-PROMPTS = ["1+2=", "12+3=", "4*4=", "R:123="]
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from workbench.recipe import ModelSpec
-
-    tokenizer = build_char_tokenizer()
-    model = build_tiny_model(ModelSpec(), len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed=3)
-    # Larger weights than the init's: answers that depend on the prompt and EOS at varied positions.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0, 0.3, generator=generator)
-    ids, mask = encode_prompts(tokenizer, PROMPTS, use_chat_template=False)
-    return model, tokenizer, ids, mask
+    return varied_tiny_model()
 
 
 def test_auto_is_static_on_cuda_and_hf_on_cpu():

@@ -104,20 +104,12 @@ def test_one_update_per_rollout_on_cuda_reuses_the_training_forward(registry_pat
 
 
 def test_greedy_static_engine_matches_hf_on_cuda():
-    from workbench.recipe import ModelSpec, RolloutSpec
+    from tests.train.engine_fixture import varied_tiny_model
+    from workbench.recipe import RolloutSpec
     from workbench.train.engines import make_engine
-    from workbench.train.models import build_char_tokenizer, build_tiny_model
-    from workbench.train.rollout import encode_prompts
 
-    tokenizer = build_char_tokenizer()
-    model = build_tiny_model(ModelSpec(), len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed=3)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0, 0.3, generator=generator)
+    model, tokenizer, ids, mask = varied_tiny_model()
     model = model.cuda()
-    ids, mask = encode_prompts(tokenizer, ["1+2=", "12+3=", "4*4=", "R:123="], use_chat_template=False)
     spec = RolloutSpec(max_completion_length=12)
     out = [make_engine(name, "cuda").sample(model, tokenizer, ids.cuda(), mask.cuda(), 2, spec, greedy=True)
            for name in ("hf", "static")]

@@ -5,29 +5,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from textual.app import App
 from textual.widgets import DataTable, OptionList, Static
 
+from tests.tui.hosts import CompareHost
 from workbench import insights, whatif
 from workbench.health import HEALTH_KEYS, run_health
 from workbench.registry import Registry
-from workbench.tui.screens.compare import BEST_MARK, CompareScreen
+from workbench.tui.screens.compare import BEST_MARK
 from workbench.whatif import RULE_NAMES
 
-FORENSICS_TCSS = Path(__file__).resolve().parents[2] / "workbench" / "tui" / "forensics.tcss"
 CEILING = 120.0  # seconds: a ceiling for a busy machine (the first what-if loads torch), not an expectation
-
-
-class CompareHost(App):
-    CSS_PATH = FORENSICS_TCSS
-
-    def __init__(self, registry_path: Path, run_ids: list[str]) -> None:
-        super().__init__()
-        self.registry_path = registry_path
-        self.run_ids = run_ids
-
-    def on_mount(self) -> None:
-        self.push_screen(CompareScreen(self.run_ids))
 
 
 def rows_of(table: DataTable) -> list[list[str]]:

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from textual.app import App
 from textual.widgets import DataTable, OptionList, Static, TabbedContent
 
+from tests.tui.hosts import CompareHost
 from workbench import insights
 from workbench.registry import Registry
 from workbench.tui.screens.compare import BEST_MARK, CompareError, CompareScreen
 from workbench.tui.widgets.chart import SERIES_COLOURS, MetricChart
-
-FORENSICS_TCSS = Path(__file__).resolve().parents[2] / "workbench" / "tui" / "forensics.tcss"
-
-
-class CompareHost(App):
-    CSS_PATH = FORENSICS_TCSS
-
-    def __init__(self, registry_path: Path, run_ids: list[str]) -> None:
-        super().__init__()
-        self.registry_path = registry_path
-        self.run_ids = run_ids
-
-    def on_mount(self) -> None:
-        self.push_screen(CompareScreen(self.run_ids))
 
 
 def table_rows(table: DataTable) -> list[list[str]]:

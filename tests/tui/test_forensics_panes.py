@@ -15,6 +15,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, OptionList, Static, TabbedContent, TabPane
 
+from tests.tui.hosts import FORENSICS_TCSS
 from workbench import insights
 from workbench.registry import GroupRecord, Registry, ResponseRecord, TokenStats
 from workbench.tui import WorkerFailed
@@ -22,8 +23,6 @@ from workbench.tui.panes.curves import SMOOTHING_LEVELS, CurvesPane
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.tokens import BOUNDARY_SHADE, TRIVIAL_CLIP_NOTE, TokensPane, TokenView
 from workbench.tui.widgets.chart import MetricChart
-
-FORENSICS_TCSS = Path(__file__).resolve().parents[2] / "workbench" / "tui" / "forensics.tcss"
 
 
 class PaneHost(App):

@@ -7,12 +7,11 @@ validating it takes seconds when several jobs share two cores.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import Button, DataTable, Input, Select, Static, TabbedContent
 from typer.testing import CliRunner
 
+from tests.tui.conftest import _wait_for
 from workbench.cli import app as workbench_cli
 from workbench.launch import stop
 from workbench.recipe import SCHEMA, SECTIONS, RecipeError, find_recipe, load_recipe
@@ -27,21 +26,12 @@ SIZE = (120, 36)
 CEILING = 60.0  # seconds
 
 
-async def until(pilot, condition, timeout: float = CEILING) -> None:
-    """Let the app run until `condition()` holds; fail naming it after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition.__doc__ or condition}")
-        await pilot.pause(0.05)
-
-
 @pytest.fixture
 def wait_for():
     """The shared waiter with this module's ceiling (the form is slow to build on a loaded machine)."""
 
     async def wait(pilot, condition, timeout: float = CEILING) -> None:
-        await until(pilot, condition, max(timeout, CEILING))
+        await _wait_for(pilot, condition, max(timeout, CEILING))
 
     return wait
 
@@ -64,7 +54,7 @@ def section_mounted(screen, section: str) -> bool:
 
 async def show_section(pilot, screen, section: str) -> None:
     screen.query_one("#new-run-form", TabbedContent).active = f"section-{section}"
-    await until(pilot, lambda: section_mounted(screen, section))
+    await _wait_for(pilot, lambda: section_mounted(screen, section))
 
 
 async def set_field(pilot, screen, dotted: str, text: str) -> None:
@@ -93,7 +83,7 @@ async def test_form_has_every_schema_key_with_the_preset_values(registry, make_a
         for _ in SECTIONS:
             await pilot.press("ctrl+pagedown")
         assert tabs.active == "section-algorithm"
-        await until(pilot, lambda: all(section_mounted(screen, section) for section in SECTIONS))
+        await _wait_for(pilot, lambda: all(section_mounted(screen, section) for section in SECTIONS))
         fields = rows(screen)
         assert sorted(fields) == sorted(f"{section}.{key}" for section in SECTIONS for key in SCHEMA[section])
         for dotted, text in flat_values(preset).items():

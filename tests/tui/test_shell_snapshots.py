@@ -64,6 +64,9 @@ def test_new_run_screen_snapshot(relative_registry, make_app, snap_compare):
         app.screen.query_one("#field-algorithm-epsilon_high", Input).value = "0.3"
         await wait_until(pilot, lambda: app.screen.validation.overrides == ("algorithm.epsilon_high=0.3",))
         app.screen.query_one("#run-name", Input).focus()
+        # the hosts list and the diff come from workers too: let every one land before the picture
+        await app.workers.wait_for_complete()
+        await pilot.pause()
         no_blinking(app)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=settled)

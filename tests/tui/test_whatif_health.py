@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.widgets import DataTable, Static
 
+from tests.tui.hosts import CurvesHost, GroupsHost, TokensHost
 from workbench import whatif
 from workbench.health import HEALTH_KEYS, run_health
 from workbench.insights import config_diff, smoothing_for_length
@@ -32,20 +33,7 @@ from workbench.tui.widgets.chart import (
     tick_label,
 )
 
-FORENSICS_TCSS = Path(__file__).resolve().parents[2] / "workbench" / "tui" / "forensics.tcss"
 CEILING = 120.0  # seconds: a ceiling for a busy machine, not an expected time
-
-
-class TokensHost(App):
-    CSS_PATH = FORENSICS_TCSS
-
-    def __init__(self, registry_path: Path, run_id: str) -> None:
-        super().__init__()
-        self.registry_path = registry_path
-        self.run_id = run_id
-
-    def compose(self) -> ComposeResult:
-        yield TokensPane(self.run_id, id="tokens-pane")
 
 
 def text_of(app: App, selector: str) -> str:
@@ -140,18 +128,6 @@ async def test_run_screen_health_line_details_and_tab_keys(registry, run_of, mak
 
 
 # ---------------------------------------------------------------- groups follow mode
-
-
-class GroupsHost(App):
-    CSS_PATH = FORENSICS_TCSS
-
-    def __init__(self, registry_path: Path, run_id: str) -> None:
-        super().__init__()
-        self.registry_path = registry_path
-        self.run_id = run_id
-
-    def compose(self) -> ComposeResult:
-        yield GroupsPane(self.run_id, id="groups-pane")
 
 
 def _log_groups(path: Path, run_id: str, step: int) -> None:
@@ -260,18 +236,6 @@ async def test_curves_pick_the_smoothing_from_the_run_length_and_say_so(tmp_path
         await pilot.press("left_square_bracket")
         assert pane.smoothing == 0.8 and not pane.auto_smoothing
         assert text_of(app, "#curves-status").startswith("EMA 0.80  ·")
-
-
-class CurvesHost(App):
-    CSS_PATH = FORENSICS_TCSS
-
-    def __init__(self, registry_path: Path, run_id: str) -> None:
-        super().__init__()
-        self.registry_path = registry_path
-        self.run_id = run_id
-
-    def compose(self) -> ComposeResult:
-        yield CurvesPane(self.run_id, id="curves-pane")
 
 
 def test_tokens_what_if_snapshot(snap_compare, registry, run_of):

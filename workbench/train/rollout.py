@@ -7,6 +7,7 @@ on), and one without EOS after max_completion_length tokens is truncated.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, replace
 
@@ -204,8 +205,14 @@ def _keeps_logits(model) -> bool:
     inner = getattr(model, "module", model)
     if hasattr(inner, "get_base_model"):
         inner = inner.get_base_model()
+    return _forward_keeps_logits(type(inner))
+
+
+@functools.cache
+def _forward_keeps_logits(model_class: type) -> bool:
+    """Read once per model class: the log-probs of every training step ask."""
     try:
-        return "logits_to_keep" in inspect.signature(inner.forward).parameters
+        return "logits_to_keep" in inspect.signature(model_class.forward).parameters
     except (TypeError, ValueError):
         return False
 

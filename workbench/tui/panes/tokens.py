@@ -483,8 +483,9 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         if self.rule is None:
             self.whatif, self.push = None, None
             line.update(Content("what-if: as recorded  ·  w: re-score under another rule"))
-            if self.stats is not None:
-                self.query_one(TokenView).show(self.stats, keep_cursor=True)
+            view = self.query_one(TokenView)
+            if self.stats is not None and view.stats is not self.stats:   # back from a what-if rule's stats
+                view.show(self.stats, keep_cursor=True)
             return
         if self.opened is None or self.opened_kind != "train":
             line.update(Content(f"what-if {self.rule}: open a train response to re-score its step  ·  w: next rule"))
