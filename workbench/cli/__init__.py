@@ -10,6 +10,7 @@ from workbench.cli import hosts_cmds, launch_cmds, models_cmd, registry_cmds, tu
 from workbench.cli.app import app
 from workbench.cli.common import err_console, print_error
 from workbench.errors import UserError
+from workbench.quiet import quiet_libraries
 
 # The option parser's own exceptions (usage errors: a missing argument, an unknown option, a value its
 # type refuses) subclass TyperException; they are printed here as one line like every other error.
@@ -17,6 +18,7 @@ _ABORT_EXIT_CODE = 1
 
 
 def main() -> None:
+    quiet_libraries()
     try:
         code = app(standalone_mode=False, prog_name="workbench")
     except UserError as error:

@@ -27,6 +27,7 @@ from workbench.errors import UserError
 from workbench.launch.local import resume, stop
 from workbench.launch.queue import start_queued
 from workbench.launch.spec import LOG_FILE, LaunchSpec, write_spec
+from workbench.quiet import quiet_libraries
 from workbench.registry import Registry
 from workbench.registry.sync import export_since
 from workbench.system import git_revision
@@ -65,6 +66,7 @@ def pull(registry_path: Path, run_id: str, after_step: int, after_seq: int, log_
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     parser = argparse.ArgumentParser(prog="python -m workbench.launch.agent")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("launch", "pull", "stop", "resume", "rm"):

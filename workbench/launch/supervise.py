@@ -19,6 +19,7 @@ from pathlib import Path
 from workbench.launch.processes import exit_description, signal_group
 from workbench.launch.queue import queue_lock, start_queued
 from workbench.launch.spec import ProcessRecord, read_spec, trainer_argv, trainer_env, write_process_record
+from workbench.quiet import quiet_libraries
 from workbench.registry import TERMINAL_STATUSES, Registry
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -111,6 +112,7 @@ def say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     parser = argparse.ArgumentParser(prog="python -m workbench.launch.supervise", description=__doc__)
     parser.add_argument("--registry", required=True, type=Path)
     parser.add_argument("run_id")

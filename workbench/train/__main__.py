@@ -12,7 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from workbench.train.runner import Request, main
+from workbench.quiet import quiet_libraries
+
+quiet_libraries()  # before torch and transformers load: their import-time notices are library noise too
+
+from workbench.train.runner import Request, main  # noqa: E402
 
 DEFAULT_REGISTRY = Path("runs") / "registry.db"
 
