@@ -189,6 +189,51 @@ async def test_choosing_another_preset_reloads_the_form(registry, make_app, wait
         assert str(screen.query_one("#new-run-status", Static).render()) == "Valid: grpo with 0 changes."
 
 
+async def test_a_select_still_mounting_reads_as_the_value_it_was_given(registry, make_app, wait_for, monkeypatch):
+    """A Select's value is Select.NULL until its mount handler runs. The form reads its fields at any moment
+    (a validation arrives, a preset loads): a choice field still mounting must read as its own text,
+    never as "Select.NULL" (which the form then offered the loader as a change). The fields' Selects are
+    held before their mount handler here, so the moment lasts as long as the test needs."""
+    import asyncio
+
+    from workbench.tui.screens import new_run
+
+    gate = asyncio.Event()
+
+    class HeldSelect(Select):
+        async def _on_mount(self, event) -> None:  # runs before Select's own mount handler
+            if self.has_class("field-input"):
+                await gate.wait()
+
+    monkeypatch.setattr(new_run, "Select", HeldSelect)
+    dapo = flat_values(load_recipe(find_recipe("dapo")).to_dict())
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+            app.push_screen(NewRunScreen(preset="dapo"))
+            await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen) and app.screen.preset_path is not None)
+            screen = app.screen
+
+            def composed_rows() -> list[FieldRow]:
+                shown = [row for row in rows(screen).values() if row.field.section == "algorithm"]
+                return shown if len(shown) == len(SCHEMA["algorithm"]) and all(row.query(".field-input") for row in shown) else []
+
+            await wait_for(pilot, lambda: bool(composed_rows()))
+            held = [row for row in composed_rows() if row.query(HeldSelect)]
+            assert held and not any(row.editor.is_mounted for row in held)
+            assert {row.field.dotted: row.text for row in held} == {row.field.dotted: dapo[row.field.dotted] for row in held}
+            assert screen.current_overrides() == ()
+
+            gate.set()
+            await wait_for(pilot, lambda: all(row.editor.is_mounted for row in held))
+            await settled(pilot, wait_for, screen)
+            assert {row.field.dotted: row.text for row in held} == {row.field.dotted: dapo[row.field.dotted] for row in held}
+            assert str(screen.query_one("#new-run-status", Static).render()) == "Valid: dapo with 0 changes."
+        finally:
+            gate.set()  # a held Select would keep the app from closing
+
+
 async def test_save_writes_a_recipe_that_loads_back(registry, make_app, wait_for, tmp_path):
     target = tmp_path / "saved" / "dapo-wide.toml"
     preset_path = find_recipe("dapo")

@@ -207,15 +207,21 @@ class FieldRow(Widget):
 
     @property
     def text(self) -> str:
-        if not self.query(".field-input"):
-            return self.initial_text  # not composed yet
+        """The field's text: the editor's value once the editor is mounted, else the text it is given.
+
+        Until its mount handler has run, a Select's value is Select.NULL (it takes the value it was
+        built with on mount), so reading the editor then would offer "Select.NULL" as the field's value.
+        """
+        editors = self.query(".field-input")
+        if not editors or not editors.first().is_mounted:
+            return self.initial_text
         editor = self.editor
         return editor.value if isinstance(editor, Input) else str(editor.value)
 
     def set_text(self, text: str) -> None:
+        self.initial_text = text  # what `text` reads, and what compose uses, until the editor is mounted
         editors = self.query(".field-input")
         if not editors:
-            self.initial_text = text  # not composed yet: compose uses it
             return
         editor = self.editor
         if not editor.is_mounted:  # a Select updates its inner widgets, which exist once it is mounted
