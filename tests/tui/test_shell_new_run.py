@@ -40,6 +40,9 @@ async def open_form(app, pilot, wait_for, preset: str = "dapo") -> NewRunScreen:
     await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
     app.push_screen(NewRunScreen(preset=preset))
     await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen) and app.screen.validation is not None)
+    # Settled: the validation shown is of the form as it stands (fields still mounting ask for another
+    # one), so launch and save act instead of answering "still checking the form".
+    await settled(pilot, wait_for, app.screen)
     return app.screen
 
 
