@@ -38,6 +38,7 @@ from workbench.experiments.plan import ACTIVE, progress, state
 from workbench.experiments.spec import SpecError, SweepSpec, load_spec, short_form
 from workbench.experiments.view import Report, read_experiment, read_plan, report, report_keys
 from workbench.health import load_thresholds
+from workbench.recipe import SECTIONS
 from workbench.registry import RecordNotFound, Registry, RegistryError
 from workbench.registry.sync import read_sync_state
 
@@ -73,14 +74,16 @@ def _known_hosts(path: Path) -> list[str]:
 
 
 def _is_spec_file(argument: str) -> bool:
-    """A TOML file with an [experiment] table is a sweep spec; anything else names a recipe."""
+    """A TOML file with an [experiment] or [grid] table, or with tables but no recipe section, is a sweep
+    spec (its errors then speak of specs); anything else names a recipe."""
     path = Path(argument)
     if not path.is_file():
         return False
     try:
-        return "experiment" in tomllib.loads(path.read_text(encoding="utf-8"))
+        tables = set(tomllib.loads(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
+    return bool(tables & {"experiment", "grid"}) or bool(tables) and not tables & set(SECTIONS)
 
 
 @app.command("sweep")
@@ -112,9 +115,6 @@ def sweep_command(
         spec = short_form(target, preset, seeds or DEFAULT_SEEDS, sets, host, name, known)
     from workbench.experiments.sweep import start_sweep
 
-    cells = spec.cells()
-    _say(f"experiment {spec.name}: {len(cells)} cell{'s' * (len(cells) != 1)} x {len(spec.seeds)} seeds on "
-         f"{', '.join(spec.hosts)}")
     outcome = start_sweep(spec, path, say=_say, max_runs=max_runs)
     _print_fill(outcome, spec.name)
 

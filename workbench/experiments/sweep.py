@@ -73,6 +73,8 @@ def start_sweep(spec: SweepSpec, registry_path: Path, say: Say = lambda line: No
         else:
             check_compatible(stored, spec, resolved)
             registry.experiments.save_spec(spec.name, record)
+    cells = len(resolved)
+    say(f"experiment {spec.name}: {cells} cell{'s' * (cells != 1)} x {len(spec.seeds)} seeds on {', '.join(spec.hosts)}")
     return fill_in(spec.name, registry_path, say, max_runs)
 
 
@@ -91,12 +93,16 @@ def check_compatible(stored: ExperimentInfo, spec: SweepSpec, resolved: dict[str
     if old_keys != new_keys:
         raise SpecError(f"{spec.source}: experiment {name!r} exists with grid keys {old_keys or 'none'}; this spec "
                         f"has {new_keys or 'none'}; {advice}")
-    new_labels = {cell.label for cell in spec.cells()}
-    for label, recipe in stored.spec.get("cells", {}).items():
+    stored_cells: dict[str, dict[str, Any]] = stored.spec.get("cells", {})
+    new_labels = [cell.label for cell in spec.cells()]
+    for label in [cell.label for cell in old.cells()]:
         if label not in new_labels:
             raise SpecError(f"{spec.source}: experiment {name!r} has cell {label}, which this spec leaves out "
                             f"(a relaunch may only add grid values); {advice}")
-        changed = _first_difference(recipe, resolved[label])
+    for label in new_labels:
+        if label not in stored_cells:
+            continue
+        changed = _first_difference(stored_cells[label], resolved[label])
         if changed is not None:
             key, before, after = changed
             raise SpecError(f"{spec.source}: experiment {name!r} cell {label} was launched with {key} = {before!r}; "
