@@ -234,7 +234,7 @@ def _print_report(result: Report) -> None:
         console.print()
         console.print(Text("health", style="bold"))
         for label, line in findings:
-            console.print(f"  {shown(label)}: {shown(line)}", highlight=False, soft_wrap=True)
+            console.print(f"  {shown(label)}: {shown(line.text())}", highlight=False, soft_wrap=True)
 
 
 @experiment_app.command("stop")

@@ -127,7 +127,7 @@ class CellReport:
     progress: Progress
     values: list[SeedValue]
     stats: stats.CellStats | None
-    health: list[str]
+    health: list[CellFinding]
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ class Report:
     state: str
     cells: list[CellReport]
     pairs: list[PairReport]
+    complete: bool = True  # False: the quick part only (see `report`)
 
     def to_json(self) -> dict[str, Any]:
         """The `experiment show --json` document: per cell its per-seed values beside the summary, so
@@ -181,14 +182,14 @@ def _cell_json(cell: CellReport) -> dict[str, Any]:
         "values": [value.value for value in cell.values],
         "n": len(cell.values),
         "mean": summary.mean if summary else None,
-        "ci": list(summary.ci) if summary else None,
+        "ci": list(summary.ci) if summary and summary.ci else None,
         "median": summary.median if summary else None,
         "iqm": summary.iqm if summary else None,
         "progress": {"seeds": done.seeds, "finished": done.finished, "running": done.running, "queued": done.queued,
                      "to_relaunch": done.stopped, "missing": done.missing},
         "slots": [{"seed": slot.seed, "status": slot.status, "runs": [run.id for run in slot.chain],
                    "host": slot.host} for slot in cell.slots],
-        "health": cell.health,
+        "health": [finding.text() for finding in cell.health],
     }
 
 
@@ -222,32 +223,55 @@ def _last_at_or_before(steps: Sequence[int], step: int) -> int | None:
 
 
 def report(data: ExperimentData, metric: str, step: int | None = None, thresholds: Thresholds | None = None,
-           resamples: int = stats.RESAMPLES) -> Report:
+           resamples: int = stats.RESAMPLES, complete: bool = True) -> Report:
     """Per cell its values of `metric` at `step` (None: the last step) with their statistics and health;
-    every pair of cells with values compared."""
+    every pair of cells with values compared.
+
+    complete=False: the quick part only (values, n, mean, median, IQM; no bootstrap, no pairs, no health),
+    what a view shows while the rest is computed; it needs only the metric's series."""
     thresholds = thresholds or Thresholds()
     way = stats.direction(metric)
     cells = []
     for label, short, slots in data.cells():
         values = [value for slot in slots if (value := seed_value(data, slot, metric, step)) is not None]
-        summary = stats.cell_stats([v.value for v in values], resamples) if values else None
-        cells.append(CellReport(label, short, slots, progress(slots), values, summary,
-                                cell_health(data, slots, thresholds)))
+        summary = stats.cell_stats([v.value for v in values], resamples, intervals=complete) if values else None
+        health = cell_health(data, slots, thresholds) if complete else []
+        cells.append(CellReport(label, short, slots, progress(slots), values, summary, health))
     pairs = []
-    for index, a in enumerate(cells):
+    for index, a in enumerate(cells if complete else []):
         for b in cells[index + 1:]:
             if not a.values or not b.values:
                 continue
             pair = stats.compare([v.value for v in a.values], [v.value for v in b.values], way, resamples)
             line = stats.verdict(a.short, b.short, metric, pair, len(a.values), len(b.values), way)
             pairs.append(PairReport(a.label, b.label, pair, line))
-    return Report(data.name, data.spec, metric, step, way, data.state(), cells, pairs)
+    return Report(data.name, data.spec, metric, step, way, data.state(), cells, pairs, complete)
 
 
-def cell_health(data: ExperimentData, slots: Sequence[Slot], thresholds: Thresholds) -> list[str]:
-    """Each health finding that fired in any seed of the cell, as `entropy collapse in 4 of 5 seeds, from
-    step 38 (median)`: out of the seeds the check could judge, the median step it fired from."""
+@dataclass(frozen=True)
+class CellFinding:
+    """A health check that fired in `seeds` of the `judged` seeds of a cell (those with data enough for
+    it), from `step` (the median of the steps it fired from)."""
+
+    check: str
+    label: str
+    seeds: int
+    judged: int
+    step: float
+
+    def text(self) -> str:
+        """`entropy collapse in 4 of 5 seeds, from step 38 (median)`."""
+        return f"{self.check.replace('_', ' ')} in {self.seeds} of {self.judged} seeds, from step {self.step:g} (median)"
+
+    def short(self) -> str:
+        """`entropy 4/5`, for a table cell."""
+        return f"{self.label} {self.seeds}/{self.judged}"
+
+
+def cell_health(data: ExperimentData, slots: Sequence[Slot], thresholds: Thresholds) -> list[CellFinding]:
+    """Each health check (workbench.health) that fired in any seed of the cell, in the checks' order."""
     fired: dict[str, list[int]] = {}
+    labels: dict[str, str] = {}
     judged: dict[str, int] = {}
     for slot in slots:
         if slot.run is None:
@@ -258,13 +282,9 @@ def cell_health(data: ExperimentData, slots: Sequence[Slot], thresholds: Thresho
             judged[check] = judged.get(check, 0) + 1
         for finding in health.findings:
             fired.setdefault(finding.check, []).append(finding.step)
-    lines = []
-    for check in CHECKS:
-        if check in fired:
-            steps = fired[check]
-            lines.append(f"{check.replace('_', ' ')} in {len(steps)} of {judged[check]} seeds, from step "
-                         f"{stats.median(steps):g} (median)")
-    return lines
+            labels[finding.check] = finding.label
+    return [CellFinding(check, labels[check], len(fired[check]), judged[check], stats.median(fired[check]))
+            for check in CHECKS if check in fired]
 
 
 # --- curves -------------------------------------------------------------------------------------------
