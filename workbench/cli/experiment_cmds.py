@@ -185,7 +185,12 @@ def show_command(
     verdict of every pair of cells."""
     path = registry_path(registry)
     with Registry.open(path) as handle:
-        info = handle.experiments.get(experiment)
+        name = handle.experiments.get(experiment).name
+    from workbench.experiments.sweep import sync_experiment
+
+    sync_experiment(name, path)  # runs on SSH hosts: their latest records first
+    with Registry.open(path) as handle:
+        info = handle.experiments.get(name)
         key = metric or info.spec["spec"].get("metric", "reward")
         data = read_experiment(handle, info.name, report_keys(key))
     if data.keys and key not in data.keys:

@@ -38,8 +38,17 @@ from workbench.experiments.plan import (
     unlinked,
 )
 from workbench.experiments.spec import LOCAL, SpecError, SweepSpec, resolve_cells
-from workbench.experiments.view import read_plan, stored_spec
-from workbench.launch import HostError, LaunchError, launch, list_hosts, max_concurrent_runs, resume, stop
+from workbench.experiments.view import read_plan, remote_to_follow, stored_spec
+from workbench.launch import (
+    HostError,
+    LaunchError,
+    launch,
+    list_hosts,
+    max_concurrent_runs,
+    resume,
+    stop,
+    sync_runs,
+)
 from workbench.registry import Registry, RunInfo
 from workbench.registry.experiments import ExperimentInfo
 
@@ -232,6 +241,18 @@ class _Placement:
 def _is_here(run: RunInfo, known: dict[str, Any]) -> bool:
     """A run of this machine's queue (the launch layer records such runs as "local")."""
     return run.host == LOCAL or (run.host not in known and run.host == socket.gethostname())
+
+
+def sync_experiment(name: str, registry_path: Path) -> list[str]:
+    """Pull the experiment's active remote runs from their hosts (one pull each); returns their ids. A
+    host that does not answer leaves its runs as they were, marked unreachable (never an error)."""
+    registry_path = Path(registry_path).resolve()
+    with Registry.open(registry_path, create=False) as registry:
+        _, slots, _ = read_plan(registry, registry.experiments.get(name))
+        remote = remote_to_follow(registry, slots)
+    if remote:
+        sync_runs(registry_path, remote)
+    return remote
 
 
 # --- stopping -------------------------------------------------------------------------------------

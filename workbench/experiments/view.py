@@ -23,8 +23,9 @@ from workbench.experiments import stats
 from workbench.experiments.plan import Progress, Slot, plan, progress, state
 from workbench.experiments.spec import SweepSpec
 from workbench.health import CHECKS, HEALTH_KEYS, Thresholds, run_health
-from workbench.registry import Registry, RunInfo
+from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
 from workbench.registry.experiments import ExperimentInfo
+from workbench.registry.sync import read_sync_state
 
 Series = tuple[list[int], list[float]]
 TOKENS_KEY = "tokens/total"
@@ -101,6 +102,20 @@ def read_plan(registry: Registry, info: ExperimentInfo) -> tuple[SweepSpec, list
     runs = {run.id: run for run in registry.list_runs()}
     slots = plan([cell.label for cell in spec.cells()], spec.seeds, registry.experiments.links(info.name), runs)
     return spec, slots, runs
+
+
+def remote_to_follow(registry: Registry, slots: Sequence[Slot]) -> list[str]:
+    """The ids of the experiment's runs that are copies of runs on SSH hosts and have not ended there
+    (or whose host did not answer the last pull): the runs a view pulls before showing them."""
+    found = []
+    for slot in slots:
+        run = slot.run
+        if run is None:
+            continue
+        state = read_sync_state(registry.run_dir(run.id))
+        if state is not None and (run.status not in TERMINAL_STATUSES or state.unreachable_since is not None):
+            found.append(run.id)
+    return found
 
 
 def report_keys(metric: str) -> list[str]:

@@ -41,6 +41,7 @@ from workbench.experiments.view import (
     curves,
     load_series,
     read_plan,
+    remote_to_follow,
     report,
     report_keys,
     seed_value,
@@ -150,6 +151,8 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
         self._in_flight = False
         self._thresholds: Thresholds | None = None
         self._quick_shown = threading.Event()
+        self._sync_loop = None
+        self._following: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -201,6 +204,7 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
             with self.app.open_registry() as registry:
                 info = registry.experiments.get(self.experiment)
                 spec, slots, _ = read_plan(registry, info)
+                self._follow(remote_to_follow(registry, slots))
                 data = ExperimentData(info, spec, slots)
                 metric = metric or spec.metric
                 statuses, steps = fingerprint(slots)
@@ -229,6 +233,25 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
             self.post_message(ExperimentRead(data, Snapshot(data, complete, metric)))
         finally:
             self._in_flight = False
+
+    def _follow(self, run_ids: list[str]) -> None:
+        """Keep the experiment's active remote runs pulled from their hosts (launch.SyncLoop, a thread of
+        its own) while the screen is open; a new loop when that set of runs changes (from the worker)."""
+        if set(run_ids) == self._following:
+            return
+        if self._sync_loop is not None:
+            self._sync_loop.stop()
+            self._sync_loop = None
+        self._following = set(run_ids)
+        if run_ids:
+            from workbench.launch import SyncLoop  # the launch layer loads only for remote runs
+
+            self._sync_loop = SyncLoop(self.app.registry_path, run_ids).start()
+
+    def on_unmount(self) -> None:
+        loop, self._sync_loop = self._sync_loop, None
+        if loop is not None:
+            threading.Thread(target=loop.stop, name="experiment-sync-stop", daemon=True).start()
 
     @on(ExperimentRead)
     def take_read(self, event: ExperimentRead) -> None:
