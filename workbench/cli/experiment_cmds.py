@@ -14,6 +14,7 @@ import math
 import sys
 import time
 import tomllib
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def experiments_command(registry: Path | None = RegistryOption, as_json: bool = 
         print_json([
             {"experiment": info.name, "state": state(slots), "recipe": spec.recipe, "cells": [c.label for c in spec.cells()],
              "seeds": list(spec.seeds), "hosts": list(spec.hosts), "created_at": info.created_at,
-             "progress": progress(slots).__dict__}
+             "progress": asdict(progress(slots))}
             for info, spec, slots in rows
         ])
         return
@@ -214,20 +215,30 @@ def _print_report(result: Report) -> None:
                   highlight=False, soft_wrap=True)
     console.print(f"{shown(result.metric)} ({way}) {at}", highlight=False, soft_wrap=True)
     table = Table(box=None, header_style="bold")
-    for column in ("cell", "progress", "n", "mean", "95% CI", "median", "IQM", "values (by seed)"):
-        table.add_column(column, justify="right" if column in ("n", "mean", "median", "IQM") else "left",
-                         overflow="fold" if column == "values (by seed)" else "ellipsis")
+    # the figures never wrap; the per-seed values follow the table, a line per cell
+    for column in ("cell", "finished", "other seeds", "n", "mean", "95% CI", "median", "IQM"):
+        table.add_column(column, justify="right" if column in ("finished", "n", "mean", "median", "IQM") else "left",
+                         no_wrap=True, overflow="ellipsis" if column == "other seeds" else "fold")
     for cell in result.cells:
         summary = cell.stats
-        values = " ".join(f"{value.seed}:{value.value:.4g}" for value in cell.values)
-        if summary is None:
-            table.add_row(shown(cell.label), cell.progress.text(), "0", "-", "-", "-", "-", "-")
+        done = cell.progress
+        others = ", ".join(f"{count} {word}" for count, word in (
+            (done.running, "running"), (done.queued, "queued"), (done.stopped, "to relaunch"), (done.missing, "missing"))
+            if count) or "-"
+        if summary is None or summary.ci is None:
+            table.add_row(shown(cell.label), f"{done.finished}/{done.seeds}", others, "0", "-", "-", "-", "-")
             continue
-        table.add_row(shown(cell.label), cell.progress.text(), str(summary.n), stats.number(summary.mean, summary.ci),
+        table.add_row(shown(cell.label), f"{done.finished}/{done.seeds}", others, str(summary.n),
+                      stats.number(summary.mean, summary.ci),
                       f"[{stats.number(summary.ci[0], summary.ci)}, {stats.number(summary.ci[1], summary.ci)}]",
-                      stats.number(summary.median, summary.ci), stats.number(summary.iqm, summary.ci), values)
+                      stats.number(summary.median, summary.ci), stats.number(summary.iqm, summary.ci))
     console.print()
     console.print(table)
+    console.print()
+    console.print(Text("values by seed (seed: value; --json has them in full)", style="bold"), soft_wrap=True)
+    for cell in result.cells:
+        values = "  ".join(f"{value.seed}: {value.value:.4g}" for value in cell.values) or "none yet"
+        console.print(f"  {shown(cell.label)}  {values}", highlight=False, soft_wrap=True)
     if result.pairs:
         console.print()
         console.print(Text(f"verdicts (P: probability of improvement; 95% intervals from {stats.RESAMPLES:,} "
