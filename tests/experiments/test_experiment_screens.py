@@ -76,9 +76,9 @@ async def test_cells_rows_statistics_and_verdicts(registry):
         screen = await open_experiment(pilot, app)
         table = screen.query_one("#cells-table", DataTable)
         assert [str(key.value) for key in table.rows] == ["preset=grpo", "preset=dr_grpo", "preset=dapo"]
-        assert [cell(table, "preset=grpo", c) for c in ("finished", "running", "queued", "to relaunch", "n")] == \
+        assert [cell(table, "preset=grpo", c) for c in ("finished", "running", "queued", "relaunch", "n")] == \
             ["4/5", "1", "0", "0", "4"]
-        assert [cell(table, "preset=dr_grpo", c) for c in ("finished", "to relaunch", "n")] == ["4/5", "1", "4"]
+        assert [cell(table, "preset=dr_grpo", c) for c in ("finished", "relaunch", "n")] == ["4/5", "1", "4"]
         assert [cell(table, "preset=dapo", c) for c in ("finished", "queued", "n")] == ["4/5", "1", "4"]
         grpo = finals("grpo", [0, 1, 2, 3])
         summary = stats.cell_stats(grpo)

@@ -189,3 +189,5 @@ def test_numbers_carry_the_precision_their_interval_supports():
     assert S.number(0.00123, (0.0011, 0.0014)) == "0.00123"
     assert S.number(-0.0001, (-0.02, 0.03)) == "0.000"
     assert S.number(0.5, (0.5, 0.5)) == "0.50"
+    assert S.number(98005.2, (95184.0, 101780.4)) == "98005" and S.number(2.26, (1.81, 2.71)) == "2.26"
+    assert S.number(61.7, (44.57, 80.76)) == "62"

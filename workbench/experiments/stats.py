@@ -232,11 +232,12 @@ def _pair_numbers(value: float, bounds: tuple[float, float]) -> str:
 
 def number(value: float, bounds: tuple[float, float] | None = None) -> str:
     """A value printed to the precision its interval supports: two significant digits of the interval's
-    width, at least 2 decimals; without an interval, 4 significant digits."""
+    width (`0.02 [-0.08, 0.11]`, `98005 [95184, 101780]`); 2 decimals for an interval of no width;
+    without an interval, 4 significant digits."""
     if bounds is None:
         return f"{value:.4g}"
     width = abs(bounds[1] - bounds[0])
-    decimals = 2 if width == 0 or not math.isfinite(width) else max(2, 1 - math.floor(math.log10(width)))
+    decimals = 2 if width == 0 or not math.isfinite(width) else max(0, 1 - math.floor(math.log10(width)))
     text = f"{value:.{decimals}f}"
     return "0." + "0" * decimals if text.startswith("-") and not text.strip("-0.") else text
 

@@ -278,10 +278,6 @@ class CellFinding:
         """`entropy collapse in 4 of 5 seeds, from step 38 (median)`."""
         return f"{self.check.replace('_', ' ')} in {self.seeds} of {self.judged} seeds, from step {self.step:g} (median)"
 
-    def short(self) -> str:
-        """`entropy 4/5`, for a table cell."""
-        return f"{self.label} {self.seeds}/{self.judged}"
-
 
 def cell_health(data: ExperimentData, slots: Sequence[Slot], thresholds: Thresholds) -> list[CellFinding]:
     """Each health check (workbench.health) that fired in any seed of the cell, in the checks' order."""

@@ -58,6 +58,7 @@ QUICK_PAINT_WAIT_S = 1.0
 SMOOTHING_LEVELS = (0.0, 0.6, 0.9)
 # Metrics offered first in the picker, in this order (then every other key the runs logged).
 FIRST_METRICS = ("reward", "eval/accuracy", "kl", "entropy", "completions/mean_length", "clip_ratio/region_mean")
+CELL_COLUMNS = ("cell", "finished", "running", "queued", "relaunch", "n", "mean", "95% CI", "median", "IQM")
 DIRECTION_WORDS = {stats.UP: "higher is better", stats.DOWN: "lower is better"}
 
 
@@ -175,14 +176,10 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
 
     def on_mount(self) -> None:
         self.sub_title = f"experiment {self.experiment}"
-        table = self.query_one("#cells-table", DataTable)
-        for label in ("cell", "finished", "running", "queued", "to relaunch", "n", "mean", "95% CI", "median", "IQM",
-                      "health"):
-            table.add_column(label, key=label)
         pairs = self.query_one("#pairs-table", DataTable)
         for label in ("a", "b", "mean(a) - mean(b)", "P(a better)", "verdict"):
             pairs.add_column(label, key=label)
-        table.focus()
+        self.query_one("#cells-table", DataTable).focus()
         # the first read starts once the screen is painted: a worker computing meanwhile would hold the
         # interpreter lock the painting needs
         self.call_after_refresh(self.refresh_experiment)
@@ -338,19 +335,23 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
     def _fill_cells(self, data: ExperimentData, snapshot: Snapshot | None) -> None:
         table = self.query_one("#cells-table", DataTable)
         cursor = table.cursor_row
-        table.clear()
         by_label = {cell.label: cell for cell in snapshot.report.cells} if snapshot is not None else {}
+        rows = []
         for label, _, slots in data.cells():
             done = progress(slots)
             cell = by_label.get(label)
             summary = cell.stats if cell is not None else None
-            mean, ci, median, iqm = ci_text(summary)
-            complete = snapshot is not None and snapshot.report.complete
-            health = ("-" if cell is None else "…" if not complete else
-                      "⚠ " + ", ".join(finding.short() for finding in cell.health) if cell.health else "ok")
-            table.add_row(label, f"{done.finished}/{done.seeds}", str(done.running), str(done.queued),
-                          str(done.stopped + done.missing), str(summary.n if summary else 0), mean, ci, median, iqm,
-                          health, key=label)
+            rows.append((label, f"{done.finished}/{done.seeds}", str(done.running), str(done.queued),
+                         str(done.stopped + done.missing), str(summary.n if summary else 0), *ci_text(summary)))
+        # each column as wide as its widest text: figures that arrive after the first fill widen it too
+        widths = [max([len(title), *(len(row[index]) for row in rows)]) for index, title in enumerate(CELL_COLUMNS)]
+        if [column.width for column in table.columns.values()] != widths:
+            table.clear(columns=True)
+            for title, width in zip(CELL_COLUMNS, widths, strict=True):
+                table.add_column(title, width=width, key=title)
+        table.clear()
+        for row in rows:
+            table.add_row(*row, key=row[0])
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
@@ -360,7 +361,7 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
             "\n".join(verdicts) if verdicts else "verdicts: none yet (they need finished seeds in two cells)"))
         lines = [f"{cell.label}: {finding.text()}" for cell in result.cells for finding in cell.health]
         self.query_one("#experiment-health", Static).update(Content(
-            "health\n" + ("\n".join(lines) if lines else "no finding in any seed")))
+            "health (workbench.health in each seed)\n" + ("\n".join(lines) if lines else "no finding in any seed")))
 
     def _fill_pairs(self, result: Report) -> None:
         table = self.query_one("#pairs-table", DataTable)
