@@ -6,7 +6,8 @@ The first time, launches the sweep below into DIR/registry.db (default /tmp/work
 two runs at a time and one torch thread each, and waits for it (15 runs of 150 steps: about 10 minutes
 on 2 idle cores, 16 at load 4); later calls reuse it. Then prints, from that registry:
 `workbench experiment show presets` for reward and for completion tokens, each run's seed and last
-reward from the runs themselves (to check the table against), and saves the Experiment screen
+reward from the runs themselves (to check the table against), the reward at equal completion tokens
+(DAPO samples more per step), and saves the Experiment screen
 (Cells, then Curves) as docs/screenshots/experiment.svg and experiment-curves.svg. --png also renders
 each SVG to a PNG in DIR (rsvg-convert) for looking at them.
 """
@@ -27,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.pop("NO_COLOR", None)  # the screenshots show the colours
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from workbench.experiments import stats  # noqa: E402
+from workbench.experiments.view import TOKENS_KEY, interpolate, read_experiment  # noqa: E402
 from workbench.registry import Registry  # noqa: E402
 from workbench.tui.app import WorkbenchApp  # noqa: E402
 from workbench.tui.screens.experiment import ExperimentScreen  # noqa: E402
@@ -107,7 +110,34 @@ def main() -> None:
         for link in sorted(links, key=lambda link: (link.cell, link.seed)):
             steps, values = handle.series(link.run_id, "reward")
             print(f"{link.run_id} {link.cell:<15} {link.seed:>4}  {steps[-1]:>9}  {values[-1]:>11.4f}")
+        equal_tokens(handle)
     asyncio.run(shoot(registry, args.png))
+
+
+def equal_tokens(registry: Registry) -> None:
+    """Reward at equal completion tokens instead of equal steps: each seed's reward interpolated at a
+    token count every seed of every cell reached (its own curve by `tokens/total`), then the same
+    statistics and verdicts."""
+    data = read_experiment(registry, NAME, ["reward", TOKENS_KEY])
+    for tokens in (40_000, 80_000):
+        print(f"reward at {tokens:,} completion tokens (interpolated per seed along its own curve)")
+        cells = {}
+        for _, short, slots in data.cells():
+            values = []
+            for slot in slots:
+                steps, rewards = data.seed_series(slot, "reward")
+                at = dict(zip(*data.seed_series(slot, TOKENS_KEY), strict=True))
+                values.append(interpolate(sorted((at[step], value) for step, value in zip(steps, rewards, strict=True)),
+                                          tokens))
+            cells[short] = values
+            summary = stats.cell_stats(values)
+            print(f"  {short:<8} mean {stats.number(summary.mean, summary.ci)} "
+                  f"[{stats.number(summary.ci[0], summary.ci)}, {stats.number(summary.ci[1], summary.ci)}]")
+        names = list(cells)
+        for index, a in enumerate(names):
+            for b in names[index + 1:]:
+                pair = stats.compare(cells[a], cells[b], stats.UP)
+                print("  " + stats.verdict(a, b, f"reward at {tokens:,} tokens", pair, 5, 5, stats.UP))
 
 
 if __name__ == "__main__":

@@ -130,8 +130,13 @@ def test_no_verdict_without_a_direction_or_with_too_few_seeds():
 
 def test_a_p_interval_clear_of_one_half_is_not_enough_when_the_difference_interval_holds_zero():
     pair = S.PairStats(diff=0.01, diff_ci=(-0.02, 0.05), p_improve=0.8, p_ci=(0.6, 0.95))
-    assert "not distinguishable with 4 and 5 seeds (difference 0.010 [-0.020, 0.050])" in \
-        S.verdict("a", "b", "reward", pair, 4, 5, S.UP)
+    assert S.verdict("a", "b", "reward", pair, 4, 5, S.UP) == \
+        "a vs b on reward: not distinguishable with 4 and 5 seeds (difference 0.010 [-0.020, 0.050])"
+    # and the other way round: a difference clear of 0 with a P interval holding 1/2 says so
+    split = S.PairStats(diff=-0.2, diff_ci=(-0.35, -0.04), p_improve=0.12, p_ci=(0.0, 0.52))
+    assert S.verdict("dapo", "grpo", "reward", split, 5, 5, S.UP) == ("dapo vs grpo on reward: not distinguishable "
+                                                                     "with 5 seeds (difference -0.20 [-0.35, -0.04]; "
+                                                                     "P = 0.12 [0.00, 0.52])")
     agreed = S.PairStats(diff=0.05, diff_ci=(0.01, 0.09), p_improve=0.8, p_ci=(0.6, 0.95))
     assert S.verdict("a", "b", "reward", agreed, 4, 5, S.UP) == "a > b on reward: P = 0.80 [0.60, 0.95], 4 and 5 seeds"
 

@@ -202,7 +202,9 @@ def verdict(a: str, b: str, metric: str, pair: PairStats, n_a: int, n_b: int, wa
     A verdict needs a direction for the metric, MIN_SEEDS_FOR_VERDICT seeds on each side, a P interval
     wholly on one side of 1/2 and a difference interval wholly on the same side of 0; then the better cell
     comes first: `dapo > grpo on reward: P = 0.86 [0.62, 1.00], 5 seeds each` (`<` and "lower is
-    better" for a metric where smaller wins). Otherwise it says why there is none.
+    better" for a metric where smaller wins). Otherwise it says why there is none: no direction, too few
+    seeds, or `not distinguishable with 5 seeds (difference 0.02 [-0.08, 0.11])`, with P and its interval
+    added when the difference's interval alone would have cleared 0.
     """
     seeds = f"{n_a} seeds each" if n_a == n_b else f"{n_a} and {n_b} seeds"
     difference = f"difference {_pair_numbers(pair.diff, pair.diff_ci)}"
@@ -217,7 +219,9 @@ def verdict(a: str, b: str, metric: str, pair: PairStats, n_a: int, n_b: int, wa
     b_better = high < 0.5 and (diff_high < 0 if way == UP else diff_low > 0)
     if not (a_better or b_better):
         count = str(n_a) if n_a == n_b else f"{n_a} and {n_b}"
-        return f"{a} vs {b} on {metric}: not distinguishable with {count} seeds ({difference})"
+        # when the difference's interval alone clears 0, the P interval is what holds the verdict back: show it
+        odds = f"; P = {pair.p_improve:.2f} [{low:.2f}, {high:.2f}]" if diff_low > 0 or diff_high < 0 else ""
+        return f"{a} vs {b} on {metric}: not distinguishable with {count} seeds ({difference}{odds})"
     first, second = (a, b) if a_better else (b, a)
     p, p_low, p_high = (pair.p_improve, low, high) if a_better else (1 - pair.p_improve, 1 - high, 1 - low)
     sign = ">" if way == UP else "<"

@@ -354,11 +354,11 @@ def _by_tokens(seeds: Sequence[Series], tokens: Sequence[Series]) -> tuple[list[
         return [], []
     count = TOKEN_GRID_POINTS if end > start else 1
     grid = [start + (end - start) * k / max(1, count - 1) for k in range(count)]
-    columns = [[_interpolate(path, x) for path in paths] for x in grid]
+    columns = [[interpolate(path, x) for path in paths] for x in grid]
     return grid, columns
 
 
-def _interpolate(path: Sequence[tuple[float, float]], x: float) -> float:
+def interpolate(path: Sequence[tuple[float, float]], x: float) -> float:
     """The value at x on a path of (x, y) points sorted by x (x within its range)."""
     from bisect import bisect_left
 
