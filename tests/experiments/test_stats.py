@@ -144,6 +144,8 @@ def test_a_p_interval_clear_of_one_half_is_not_enough_when_the_difference_interv
 @pytest.mark.parametrize(("values", "expected"), [
     ([3.0], 3.0),
     ([5.0, 1.0, 3.0], 3.0),                  # n = 3: floor(0.75) = 0 cut, mean of all
+    ([0.0, 1.0, 10.0], 11.0 / 3),            # ... never a fraction of a value, never rounded up
+    ([7.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 4.0),  # n = 7: floor(1.75) = 1 cut, mean of 2..6
     ([1.0, 2.0, 3.0, 100.0], 2.5),           # n = 4: one cut from each end
     ([9.0, 1.0, 2.0, 3.0, -50.0], 2.0),      # n = 5: the middle 3
     ([float(v) for v in range(10)], 4.5),    # n = 10: cut 2 each side, mean of 2..7
