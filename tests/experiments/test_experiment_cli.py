@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tests.experiments.helpers import cli, one_error_line
 from tests.experiments.make_experiment import make_experiment, reward
+from workbench.cli import experiment_cmds
 from workbench.experiments import stats
 
 STEPS = 30
@@ -63,6 +65,8 @@ def test_show_at_a_step_counts_every_seed_that_reached_it(registry, monkeypatch,
 
 
 def test_show_prints_the_table_the_verdicts_and_health(registry, monkeypatch, capsys):
+    # the CLI's console takes its width from $COLUMNS when first imported: give this test its own
+    monkeypatch.setattr(experiment_cmds, "console", Console(width=120))
     code, out, _ = cli(monkeypatch, capsys, "experiment", "show", "presets", "--metric", "kl", "--registry",
                        str(registry))
     assert code == 0

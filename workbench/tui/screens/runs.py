@@ -360,7 +360,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         Binding("s", "stop_run", "Stop"),
         Binding("d", "delete_run", "Delete"),
         Binding("l", "logs", "Logs"),
-        Binding("e", "experiments", "Experiments"),
+        Binding("e", "experiments", "Experiments", show=False),
         Binding("slash", "focus_filter", "Filter"),
         Binding("space", "toggle_selected", "Select", show=False),
         Binding("o", "cycle_sort(1)", "Sort", show=False),
