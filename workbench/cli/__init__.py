@@ -6,7 +6,16 @@ import sys
 
 from typer.exceptions import TyperException
 
-from workbench.cli import hosts_cmds, launch_cmds, models_cmd, registry_cmds, tui_cmd, variants, whatif_cmd  # noqa: F401  (registers commands)
+from workbench.cli import (  # noqa: F401  (registers commands)
+    experiment_cmds,
+    hosts_cmds,
+    launch_cmds,
+    models_cmd,
+    registry_cmds,
+    tui_cmd,
+    variants,
+    whatif_cmd,
+)
 from workbench.cli.app import app
 from workbench.cli.common import err_console, print_error
 from workbench.errors import UserError

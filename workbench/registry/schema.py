@@ -16,6 +16,9 @@ Layout, and why:
   per response (see packing.py). A response's text is NULL when it equals its tokens joined.
 - `events` carry a per-run sequence number `seq`, so copies of a run (export, import, remote sync)
   line up event by event.
+- `experiments` holds a sweep's spec (JSON) by name; `experiment_runs` links each run it launched to
+  its cell and seed (registry/experiments.py). Runs know nothing of them: a run deleted on its own
+  leaves a link that reads as a missing run, which relaunching the sweep fills in.
 """
 
 from __future__ import annotations
@@ -132,8 +135,37 @@ def _add_rendered_prompt(db: Database) -> None:
     db["groups"].add_column("rendered_prompt", str)
 
 
+EXPERIMENTS_V4 = """
+CREATE TABLE experiments (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE experiment_runs (
+    experiment TEXT NOT NULL,
+    cell TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (experiment, run_id)
+) WITHOUT ROWID;
+CREATE INDEX experiment_runs_by_run ON experiment_runs (run_id);
+"""
+
+
+def _add_experiments(db: Database) -> None:
+    """Version 4: experiments (a sweep's spec) and the runs each one launched, by cell and seed.
+
+    Statement by statement: executescript would commit the caller's transaction first."""
+    for statement in EXPERIMENTS_V4.split(";"):
+        if statement.strip():
+            db.conn.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_v1, _add_token_stats_and_planned_length,
-                                                      _add_rendered_prompt)
+                                                      _add_rendered_prompt, _add_experiments)
 SCHEMA_VERSION = len(MIGRATIONS)
 REGISTRY_TABLES = frozenset({"runs", "metric_keys", "steps", "metrics", "groups", "responses", "events"})
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench.registry.errors import RecordNotFound, RegistryBusy, RegistryError, RunNotFound
+from workbench.registry.experiments import ExperimentRecords
 from workbench.registry.packing import pack_token_stats, unpack_token_stats
 from workbench.registry.records import (
     GROUP_KINDS,
@@ -174,6 +175,11 @@ class Registry:
         from sqlite_utils import Database
 
         return Database(self.conn, execute_plugins=False)
+
+    @property
+    def experiments(self) -> ExperimentRecords:
+        """The experiments of this registry: sweeps and the runs they launched (registry/experiments.py)."""
+        return ExperimentRecords(self)
 
     # ----------------------------------------------------------------- opening and closing
 

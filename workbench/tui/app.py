@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from rich.segment import Segment
 from rich.style import Style
 from textual import on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.color import Color
 from textual.filter import Monochrome
 from textual.message import Message
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from workbench.errors import UserError
@@ -77,7 +78,7 @@ class WorkbenchApp(App[None]):
     for it after the first paint (quiet_garbage_collector).
     """
 
-    CSS_PATH = ["app.tcss", "forensics.tcss"]
+    CSS_PATH = ["app.tcss", "forensics.tcss", "experiments.tcss"]
     TITLE = "workbench"
     BINDINGS = [Binding("ctrl+t", "toggle_theme", "Theme", show=False)]
 
@@ -134,6 +135,16 @@ class WorkbenchApp(App[None]):
                         severity="error", markup=False)
             return None
         return super().deliver_screenshot(filename, str(folder), time_format)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Experiments", "Sweeps of variants x seeds: progress, statistics, verdicts",
+                            self.open_experiments)
+
+    def open_experiments(self) -> None:
+        from workbench.tui.screens.experiments import ExperimentsScreen  # imported on first use
+
+        self.push_screen(ExperimentsScreen())
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]

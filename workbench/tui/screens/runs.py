@@ -360,6 +360,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         Binding("s", "stop_run", "Stop"),
         Binding("d", "delete_run", "Delete"),
         Binding("l", "logs", "Logs"),
+        Binding("e", "experiments", "Experiments", show=False),
         Binding("slash", "focus_filter", "Filter"),
         Binding("space", "toggle_selected", "Select", show=False),
         Binding("o", "cycle_sort(1)", "Sort", show=False),
@@ -700,6 +701,11 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     def action_logs(self) -> None:
         self.open_run(self.cursor_run_id(), tab="logs")
 
+    def action_experiments(self) -> None:
+        from workbench.tui.screens.experiments import ExperimentsScreen  # imported on first use
+
+        self.app.push_screen(ExperimentsScreen())
+
     def action_new_run(self) -> None:
         from workbench.tui.screens.new_run import NewRunScreen  # imported on first use
 
@@ -792,6 +798,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
             ("enter", "open the run (curves)"),
             ("l", "open the run's logs"),
             ("n", "new run"),
+            ("e", "experiments: sweeps of variants x seeds"),
             ("space", "select / unselect for compare"),
             ("c", "compare the selected runs (2-8)"),
             ("s", "stop the run (asks first)"),
