@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.widgets import DataTable, Input, Static
 
+from workbench.health import HEALTH_KEYS, run_health
+from workbench.presentation import format_duration
 from workbench.registry import Registry
-from workbench.tui.screens.modals import ConfirmModal, HelpModal
-from workbench.tui.screens.runs import RunFilter, RunsScreen, format_duration
+from workbench.tui.modals import ConfirmModal, HelpModal
+from workbench.tui.screens.runs import RunFilter, RunsScreen
 
 FIXTURE_RUNS, FIXTURE_STEPS = 12, 40  # the fixture registry of conftest.py
-SIZE = (120, 36)
+SIZE = (130, 36)  # every column of the runs table, the run id included
 
 
 def table_of(app) -> DataTable:
@@ -76,6 +79,39 @@ async def test_table_shows_every_run_with_its_registry_values(registry, run_of, 
             run.name for run in runs.values() if (run.started_at or run.created_at) == started[0]
         )
         assert summary(app).startswith(f"{FIXTURE_RUNS} runs · 2 running · 2 queued")
+
+
+def drawn_row(app, run_id: str) -> str:
+    """The run's row as the table draws it (each cell cut to its column's width)."""
+    table = table_of(app)
+    return table.render_line(table.get_row_index(run_id) + 1).text  # line 0 is the header
+
+
+async def test_every_row_shows_its_whole_run_id_where_names_repeat(registry, run_ids, make_app, wait_for):
+    with Registry.open(registry) as reg:
+        reg.update_run(run_ids[1], name=reg.get_run(run_ids[0]).name)  # two runs, one name: the id tells them apart
+    for size in ((160, 45), (80, 24)):
+        app = make_app(registry)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot, wait_for)
+            for run_id in run_ids:
+                assert f" {run_id} " in drawn_row(app, run_id), (size, drawn_row(app, run_id))
+            assert table_of(app).virtual_size.width <= size[0], f"the table scrolls sideways at {size}"
+
+
+async def test_health_badge_is_whole_when_the_terminal_has_room(registry, make_app, wait_for):
+    zero_variance = [1.0] * 15  # every group had one reward for all its responses: no learning signal
+    with Registry.open(registry) as reg:
+        run_id = reg.create_run(name="no-signal", variant="grpo", recipe={}, status="finished", total_steps=15)
+        for step, share in enumerate(zero_variance, 1):
+            reg.record_step(run_id, step, {"frac_reward_zero_std": share, "reward": 0.0})
+        badge = run_health({key: reg.series(run_id, key) for key in HEALTH_KEYS}).short
+    assert cell_len(badge) > 10  # wider than the column's least width ("⚠ no signal")
+    app = make_app(registry)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await loaded(pilot, wait_for, FIXTURE_RUNS + 1)
+        await wait_for(pilot, lambda: cell(app, run_id, "health").text == badge)
+        await wait_for(pilot, lambda: f" {badge} " in drawn_row(app, run_id))
 
 
 async def test_filter_by_text_status_variant_and_tag(registry, make_app, wait_for):
@@ -334,7 +370,7 @@ async def test_missing_registry_shows_a_hint(tmp_path, make_app, wait_for):
 
 
 async def test_corrupt_registry_opens_an_error_modal(tmp_path, make_app, wait_for):
-    from workbench.tui.screens.modals import ErrorModal
+    from workbench.tui.modals import ErrorModal
 
     corrupt = tmp_path / "registry.db"
     corrupt.write_bytes(b"this is not a database at all" * 100)
