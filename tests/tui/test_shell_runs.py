@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from rich.cells import cell_len
 from textual.widgets import DataTable, Input, Static
 
@@ -9,10 +11,11 @@ from workbench.health import HEALTH_KEYS, run_health
 from workbench.presentation import format_duration
 from workbench.registry import Registry
 from workbench.tui.modals import ConfirmModal, HelpModal
-from workbench.tui.screens.runs import RunFilter, RunsScreen
+from workbench.tui.screens.runs import RunFilter, RunsScreen, columns_for
+from workbench.tui.widgets.cells import Line
 
 FIXTURE_RUNS, FIXTURE_STEPS = 12, 40  # the fixture registry of conftest.py
-SIZE = (130, 36)  # every column of the runs table, the run id included
+SIZE = (120, 36)
 
 
 def table_of(app) -> DataTable:
@@ -112,6 +115,23 @@ async def test_health_badge_is_whole_when_the_terminal_has_room(registry, make_a
         await loaded(pilot, wait_for, FIXTURE_RUNS + 1)
         await wait_for(pilot, lambda: cell(app, run_id, "health").text == badge)
         await wait_for(pilot, lambda: f" {badge} " in drawn_row(app, run_id))
+
+
+def test_columns_give_way_in_order_and_the_name_takes_the_room_left():
+    row = {"id": Line("abc234"), "name": Line("n" * 30), "status": Line("✓ finished"), "step": Line("39/40"),
+           "health": Line("⚠ no signal")}
+
+    def layout(room: int) -> dict[str, int]:
+        return {column.key: column.width for column in columns_for(room, [row])}
+
+    every = ["selected", "id", "name", "variant", "status", "host", "step", "reward", "health", "started", "duration"]
+    assert list(layout(200)) == every and layout(200)["name"] == 30 and layout(200)["health"] == 11
+    assert list(layout(120)) == every  # the name gives up its surplus first (30 -> what is left)
+    assert layout(120)["name"] < 30
+    shown = [list(layout(room)) for room in range(200, 60, -1)]
+    left_out = [key for wider, narrower in itertools.pairwise(shown) for key in wider if key not in narrower]
+    assert left_out == ["host", "started", "health", "duration"]  # host goes first, the run id never
+    assert all(layout(room)["name"] >= 16 for room in range(60, 200))
 
 
 async def test_filter_by_text_status_variant_and_tag(registry, make_app, wait_for):
