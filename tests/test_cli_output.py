@@ -125,6 +125,7 @@ class Lines:
 
 
 def test_watch_off_a_terminal_prints_a_line_per_new_step_then_the_end(tmp_path):
+    """Lines on stdout, each as its step arrives; the end on stderr, as the live view says it."""
     path = tmp_path / "registry.db"
     with Registry.open(path, create=True) as registry:
         run_id = registry.create_run(name="watched", variant="grpo", recipe={}, status="running", total_steps=3)
@@ -141,10 +142,10 @@ def test_watch_off_a_terminal_prints_a_line_per_new_step_then_the_end(tmp_path):
         with Registry.open(path, stale_after=math.inf) as registry:
             registry.set_status(run_id, "finished")
         assert lines.next() == "step 3/3  finished  reward 0.3  kl 0.003"
-        assert lines.next() == f"run {run_id} finished"
         assert watch.wait(timeout=DEADLINE_S) == 0
         lines.thread.join(timeout=DEADLINE_S)
         assert lines.seen.empty()  # nothing printed twice while nothing changed
+        assert watch.stderr.read() == f"run {run_id} finished\n"  # the end, where a terminal shows it too
     finally:
         watch.kill()
         watch.wait()

@@ -166,52 +166,52 @@ def watch_command(
 ) -> None:
     """A live view of a run's latest metrics, step rate and ETA; ends with the run, or on q / Ctrl-C.
 
-    Off a terminal (piped, under `timeout`), one plain line per new step, then one when the run ends."""
+    Off a terminal (piped, under `timeout`): one plain line per new step on stdout instead. Either way
+    `run <id> <status>` on stderr says that the run ended."""
     registry_handle, info = open_for_watch(registry_path(registry), run)
     syncing = SyncLoop(registry_path(registry), [info.id]) if is_remote_run(registry_path(registry), info.id) else None
     with registry_handle, syncing or contextlib.nullcontext():
-        if not console.is_terminal:
-            _watch_lines(registry_handle, info.id, interval)
-            return
-        with _keys_pressed() as pressed:
-            snapshot = watch_snapshot(registry_handle, info.id)
-            with Live(render_watch(snapshot), console=console, auto_refresh=False) as live:
-                try:
-                    while snapshot.run.status not in TERMINAL_STATUSES:
-                        if "q" in pressed(interval):
-                            break
-                        snapshot = watch_snapshot(registry_handle, info.id)
-                        live.update(render_watch(snapshot), refresh=True)
-                except KeyboardInterrupt:
-                    pass
+        snapshot = (_watch_live if console.is_terminal else _watch_lines)(registry_handle, info.id, interval)
     if snapshot.run.status in TERMINAL_STATUSES:
         err_console.print(f"run {snapshot.run.id} {snapshot.run.status}", highlight=False, soft_wrap=True)
 
 
-def _watch_lines(registry: Registry, run_id: str, interval: float) -> None:
+def _watch_live(registry: Registry, run_id: str, interval: float) -> WatchSnapshot:
+    """The watch as a table redrawn in place, until the run ends, q or Ctrl-C; returns the last read."""
+    with _keys_pressed() as pressed:
+        snapshot = watch_snapshot(registry, run_id)
+        with Live(render_watch(snapshot), console=console, auto_refresh=False) as live:
+            try:
+                while snapshot.run.status not in TERMINAL_STATUSES:
+                    if "q" in pressed(interval):
+                        break
+                    snapshot = watch_snapshot(registry, run_id)
+                    live.update(render_watch(snapshot), refresh=True)
+            except KeyboardInterrupt:
+                pass
+    return snapshot
+
+
+def _watch_lines(registry: Registry, run_id: str, interval: float) -> WatchSnapshot:
     """The watch as plain lines on stdout, each flushed at once: one per new step (or status), until the
-    run ends, then `run <id> <status>`. Ctrl-C (or the end of a pipe's reader) stops it; the run goes on."""
+    run ends; returns the last read. Ctrl-C or a reader that went away (`| head -3`) stops it quietly."""
     printed: tuple[int | None, str] | None = None
+    snapshot = watch_snapshot(registry, run_id)
     try:
         while True:
-            snapshot = watch_snapshot(registry, run_id)
-            run = snapshot.run
-            if (run.last_step, run.status) != printed:
-                printed = (run.last_step, run.status)
-                _print_line(watch_line(snapshot))
-            if run.status in TERMINAL_STATUSES:
-                _print_line(f"run {run.id} {run.status}" + (f": {visible(run.error.splitlines()[-1])}" if run.error else ""))
-                return
+            if (snapshot.run.last_step, snapshot.run.status) != printed:
+                printed = (snapshot.run.last_step, snapshot.run.status)
+                sys.stdout.write(watch_line(snapshot) + "\n")
+                sys.stdout.flush()
+            if snapshot.run.status in TERMINAL_STATUSES:
+                return snapshot
             time.sleep(interval)
+            snapshot = watch_snapshot(registry, run_id)
     except KeyboardInterrupt:
-        return
-    except BrokenPipeError:  # the reader went away (`| head -3`): stop quietly, the run goes on
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _print_line(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+        return snapshot
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return snapshot
 
 
 def watch_line(snapshot: WatchSnapshot) -> str:

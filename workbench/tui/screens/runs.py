@@ -7,7 +7,7 @@ selection and the scroll position survive every refresh.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -82,30 +82,27 @@ HEALTH_INLINE_STEPS = 2_000
 FIRST_BATCH_ROWS = 60
 
 
-def columns_for(room: int, rows: Iterable[Mapping[str, Line]] = (), padding: int = 1) -> tuple[Column, ...]:
+def columns_for(room: int, rows: Collection[Mapping[str, Line]] = (), padding: int = 1) -> tuple[Column, ...]:
     """The columns that fit `room` cells (the table's width less its scrollbar), with their widths.
 
     Columns of LEFT_OUT_FIRST give way, in that order, until every other column fits at its least
     width; a fit column is as wide as its widest cell in `rows` (the name: up to the room left).
     """
-
-    def widest(column: Column) -> int:
-        return max([column.width, *(cell_len(row[column.key].text) for row in rows if column.key in row)])
-
-    def width_of(column: Column) -> int:
-        return widest(column) if column.fit and column.key != "name" else column.width
-
-    shown = list(COLUMNS)
+    widest = {
+        column.key: max([column.width, *(cell_len(row[column.key].text) for row in rows if column.key in row)])
+        for column in COLUMNS
+        if column.fit
+    }
+    width = {column.key: widest.get(column.key, column.width) for column in COLUMNS}
+    width["name"] = next(column.width for column in COLUMNS if column.key == "name")  # at least, for now
+    shown = [column.key for column in COLUMNS]
     for key in LEFT_OUT_FIRST:
-        if sum(width_of(column) + 2 * padding for column in shown) <= room:
+        if sum(width[shown_key] + 2 * padding for shown_key in shown) <= room:
             break
-        shown = [column for column in shown if column.key != key]
-    others = sum(width_of(column) + 2 * padding for column in shown if column.key != "name")
-    name = next(column for column in COLUMNS if column.key == "name")
-    name_width = max(name.width, min(widest(name), room - others - 2 * padding))
-    return tuple(
-        replace(column, width=name_width if column.key == "name" else width_of(column)) for column in shown
-    )
+        shown.remove(key)
+    left = room - sum(width[key] + 2 * padding for key in shown if key != "name") - 2 * padding
+    width["name"] = max(width["name"], min(widest["name"], left))
+    return tuple(replace(column, width=width[column.key]) for column in COLUMNS if column.key in shown)
 
 
 @dataclass(frozen=True)
