@@ -9,7 +9,16 @@ from __future__ import annotations
 import pytest
 
 from workbench.errors import UserError
-from workbench.recipe import RECIPES_DIR, RecipeError, find_recipe, load_recipe
+from workbench.recipe import (
+    FRACTION_KEYS,
+    NON_NEGATIVE_KEYS,
+    POSITIVE_KEYS,
+    RECIPES_DIR,
+    SCHEMA,
+    RecipeError,
+    find_recipe,
+    load_recipe,
+)
 
 GRPO = find_recipe("grpo")
 
@@ -47,33 +56,64 @@ def test_gfpo_keeps_at_least_two_under_a_group_estimator():
     assert (recipe.algorithm.group_filter, recipe.algorithm.gfpo_k) == ("gfpo", 2)
 
 
-# --- counts that may be zero but never negative; counts and rates that must be positive -------------
+# --- the sign rules, case by case from recipe.py's table ---------------------------------------------
 
-NON_NEGATIVE = ("optim.minibatch_size", "optim.warmup_steps", "optim.max_grad_norm", "optim.weight_decay",
-                "optim.critic_learning_rate", "run.save_steps", "run.eval_steps", "run.log_groups_per_step",
-                "task.num_prompts", "task.eval_size", "rollout.top_k")
-
-
-@pytest.mark.parametrize("key", NON_NEGATIVE)
-def test_non_negative_keys_refuse_negatives_and_take_zero(key):
+def _typed(key: str, number: float) -> int | float:
+    """`number` as the key's type takes it (an int key refuses 0.5 by type before any rule)."""
     section, name = key.split(".")
-    default = getattr(getattr(load_recipe(GRPO), section), name)
-    minus_one, zero = (-1.0, 0.0) if isinstance(default, float) else (-1, 0)
+    return number if SCHEMA[section][name].type == "float" else int(number)
+
+
+@pytest.mark.parametrize("key", NON_NEGATIVE_KEYS)
+def test_non_negative_keys_refuse_negatives_and_take_zero(key):
+    minus_one, zero = _typed(key, -1.0), _typed(key, 0.0)
     assert f"{key} = {minus_one!r}: must be >= 0" in refused(f"{key}={minus_one}")
     # no evaluation, so an empty evaluation set is allowed too
     recipe = load_recipe(GRPO, ["run.eval_steps=0", f"{key}={zero}"])
-    assert getattr(getattr(recipe, section), name) == 0
+    assert _value(recipe, key) == 0
 
 
-POSITIVE = ("rollout.prompts_per_step", "rollout.num_generations", "rollout.max_completion_length",
-            "optim.num_iterations", "optim.gradient_accumulation_steps", "run.max_steps", "run.eval_pass_k")
+@pytest.mark.parametrize("key", POSITIVE_KEYS)
+def test_positive_keys_refuse_zero_and_negatives(key):
+    for bad in (_typed(key, 0.0), _typed(key, -1.0)):
+        message = refused(f"{key}={bad}")
+        assert f"{key} = {bad!r}: must be > 0" in message or (
+            key == "rollout.num_generations" and "allowed: num_generations >= 2" in message)
 
 
-@pytest.mark.parametrize("key", POSITIVE)
-def test_positive_counts_refuse_zero(key):
-    message = refused(f"{key}=0")
-    assert f"{key} = 0: must be > 0" in message or (
-        key == "rollout.num_generations" and "allowed: num_generations >= 2" in message)
+@pytest.mark.parametrize("key", FRACTION_KEYS)
+def test_fraction_keys_take_zero_up_to_one(key):
+    name = key.split(".")[1]
+    for bad in (-0.1, 1.0):
+        assert f"{key} = {bad!r}: allowed: 0 <= {name} < 1" in refused(f"{key}={bad}")
+    assert _value(load_recipe(GRPO, [f"{key}=0.0"]), key) == 0.0
+    assert _value(load_recipe(GRPO, [f"{key}=0.99"]), key) == 0.99
+
+
+# The keys whose range only their own task checks, when that task is chosen (test_reverse_task_... below;
+# countdown needs a model with a real tokenizer). Every other number of these sections has a sign rule.
+CHECKED_BY_THEIR_TASK = {"task.min_digits", "task.max_digits", "task.num_count"}
+NUMBER_KEYS = sorted(f"{section}.{name}" for section, keys in SCHEMA.items() if section != "algorithm"
+                     for name, key in keys.items() if key.type in ("int", "float"))
+
+
+@pytest.mark.parametrize("key", sorted(set(NUMBER_KEYS) - CHECKED_BY_THEIR_TASK))
+def test_every_number_refuses_minus_one(key):
+    """A rule dropped from the table (optim.learning_rate, say) fails here even though its generated
+    cases above vanish with it: no number of a recipe (the algorithm's are the preset's own checks)
+    takes -1 unless its task checks it."""
+    refused(f"{key}={_typed(key, -1.0)}")
+
+
+def test_the_rule_table_names_schema_numbers_once():
+    tables = (POSITIVE_KEYS, NON_NEGATIVE_KEYS, FRACTION_KEYS)
+    named = [key for table in tables for key in table]
+    assert len(named) == len(set(named)) and set(named) <= set(NUMBER_KEYS)
+
+
+def _value(recipe, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(recipe, section), name)
 
 
 # --- the built-in tasks' ranges ------------------------------------------------------------------------

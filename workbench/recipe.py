@@ -19,6 +19,7 @@ import difflib
 import math
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -432,33 +433,44 @@ def _fail(recipe: Recipe, key: str, value: Any, problem: str) -> RecipeError:
     return RecipeError(f"{recipe.source}: {key} = {value!r}: {problem}")
 
 
+#: Keys whose value must be > 0 (counts, sizes, rates), ...
+POSITIVE_KEYS = (
+    "rollout.prompts_per_step", "rollout.num_generations", "rollout.max_completion_length",
+    "rollout.max_sampling_rounds", "optim.num_iterations", "optim.gradient_accumulation_steps", "run.max_steps",
+    "run.eval_pass_k", "model.hidden_size", "model.intermediate_size", "model.num_hidden_layers",
+    "model.num_attention_heads", "model.max_position_embeddings", "model.lora_r", "model.lora_alpha",
+    "rollout.temperature", "optim.learning_rate",
+)
+#: ... >= 0 (0 meaning "off", "all" or "none", as each key's help says), ...
+NON_NEGATIVE_KEYS = (
+    "optim.minibatch_size", "optim.warmup_steps", "optim.max_grad_norm", "optim.weight_decay",
+    "optim.critic_learning_rate", "run.save_steps", "run.eval_steps", "run.log_groups_per_step", "run.seed",
+    "task.num_prompts", "task.eval_size", "rollout.top_k",
+)
+#: ... or in [0, 1) (probabilities of dropping, moment decays).
+FRACTION_KEYS = ("model.lora_dropout", "optim.adam_beta1", "optim.adam_beta2")
+#: (keys, the test each value passes, the problem a failing value is reported with)
+SIGN_RULES: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
+    (POSITIVE_KEYS, lambda value: value > 0, "must be > 0"),
+    (NON_NEGATIVE_KEYS, lambda value: value >= 0, "must be >= 0"),
+    (FRACTION_KEYS, lambda value: 0 <= value < 1, "allowed: 0 <= {name} < 1"),
+)
+
+
+def _value_at(recipe: Recipe, key: str) -> Any:
+    """The value of `section.name` in a recipe."""
+    section, _, name = key.partition(".")
+    return getattr(getattr(recipe, section), name)
+
+
 def _check_combinations(recipe: Recipe) -> None:
     """Combinations no single key can see: group sizes, batch divisibility, filters, task needs."""
-    model, task, rollout, algo, optim, run = (recipe.model, recipe.task, recipe.rollout, recipe.algorithm,
-                                              recipe.optim, recipe.run)
-    positive = {
-        "rollout.prompts_per_step": rollout.prompts_per_step, "rollout.num_generations": rollout.num_generations,
-        "rollout.max_completion_length": rollout.max_completion_length,
-        "rollout.max_sampling_rounds": rollout.max_sampling_rounds, "optim.num_iterations": optim.num_iterations,
-        "optim.gradient_accumulation_steps": optim.gradient_accumulation_steps, "run.max_steps": run.max_steps,
-        "run.eval_pass_k": run.eval_pass_k, "model.hidden_size": model.hidden_size,
-        "model.num_hidden_layers": model.num_hidden_layers, "model.num_attention_heads": model.num_attention_heads,
-        "model.lora_r": model.lora_r, "rollout.temperature": rollout.temperature,
-        "optim.learning_rate": optim.learning_rate,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise _fail(recipe, key, value, "must be > 0")
-    non_negative = {
-        "optim.minibatch_size": optim.minibatch_size, "optim.warmup_steps": optim.warmup_steps,
-        "optim.max_grad_norm": optim.max_grad_norm, "optim.weight_decay": optim.weight_decay,
-        "optim.critic_learning_rate": optim.critic_learning_rate, "run.save_steps": run.save_steps,
-        "run.eval_steps": run.eval_steps, "run.log_groups_per_step": run.log_groups_per_step,
-        "task.num_prompts": task.num_prompts, "task.eval_size": task.eval_size, "rollout.top_k": rollout.top_k,
-    }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise _fail(recipe, key, value, "must be >= 0")
+    model, rollout, algo, optim = recipe.model, recipe.rollout, recipe.algorithm, recipe.optim
+    for keys, holds, problem in SIGN_RULES:
+        for key in keys:
+            value = _value_at(recipe, key)
+            if not holds(value):
+                raise _fail(recipe, key, value, problem.format(name=key.partition(".")[2]))
     if not 0 < rollout.top_p <= 1:
         raise _fail(recipe, "rollout.top_p", rollout.top_p, "allowed: 0 < top_p <= 1")
     if model.hidden_size % model.num_attention_heads:

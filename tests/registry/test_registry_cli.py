@@ -147,7 +147,7 @@ def test_export_import_round_trip_and_csv(fixture_registry, tmp_path):
     first = json_of(run_cli("import", str(out), "--json", registry=target))
     assert [run["id"] for run in first["imported"]] == [run_ids[0]]
     again = run_cli("import", str(out), registry=target)
-    assert again.returncode == 0 and f"imported run {run_ids[0]}" in again.stdout
+    assert again.returncode == 0 and again.stdout.startswith(f"run {run_ids[0]} (") and "nothing changed" in again.stdout
     assert run_cli("export", run_ids[0], registry=target).stdout == out.read_text()
     piped = json_of(run_cli("import", "-", "--json", registry=tmp_path / "piped.db", stdin=out.read_text()))
     assert piped["imported"][0]["id"] == run_ids[0]

@@ -8,7 +8,8 @@ from textual.widgets import DataTable, OptionList, Static, TabbedContent
 from tests.tui.hosts import CompareHost
 from workbench import insights
 from workbench.registry import Registry
-from workbench.tui.screens.compare import BEST_MARK, CompareError, CompareScreen
+from workbench.tui.panes.curves import chart_specs
+from workbench.tui.screens.compare import BEST_MARK, CompareError, CompareScreen, fit_labels
 from workbench.tui.widgets.chart import SERIES_COLOURS, MetricChart
 
 
@@ -116,3 +117,34 @@ def test_compare_needs_two_to_eight_runs():
         CompareScreen(["abc123"])
     with pytest.raises(CompareError, match="got 9"):
         CompareScreen([f"run{i}" for i in range(9)])
+
+
+async def test_compare_picker_never_shows_two_entries_alike(registry, compared, wait_for):
+    with Registry.open(registry) as reg:
+        keys = {key for run_id in compared for key in reg.metric_keys(run_id)}
+    assert {"groups/kept", "groups/dropped", "rewards/correct/mean", "rewards/format/mean"} <= keys
+    app = CompareHost(registry, compared)
+    async with app.run_test(size=(160, 60)) as pilot:
+        picker = app.screen.query_one("#compare-picker", OptionList)
+        entries = [key for spec in chart_specs(keys) for key in spec.keys]
+        await wait_for(pilot, lambda: picker.option_count == len(entries))
+        assert picker.option_count <= picker.scrollable_content_region.height  # every entry is on screen
+        drawn = [picker.render_line(y).text.strip() for y in range(picker.option_count)]
+        assert len(set(drawn)) == len(drawn), drawn
+        ids = [picker.get_option_at_index(index).id for index in range(picker.option_count)]
+        by_key = dict(zip(ids, drawn, strict=True))
+        assert by_key["groups/kept"].endswith("· kept") and by_key["groups/dropped"].endswith("· dropped")
+
+
+def test_fit_labels_keeps_what_tells_labels_apart():
+    labels = {"groups/kept": "groups kept/dropped · kept", "groups/dropped": "groups kept/dropped · dropped",
+              "kl": "KL", "a/very_long_metric_name_one": "a/very_long_metric_name_one",
+              "a/very_long_metric_name_two": "a/very_long_metric_name_two"}
+    fitted = fit_labels(labels, 22)
+    assert fitted == {
+        "groups/kept": "groups kept/dr… · kept",  # the chart title gives way, the line's name stays
+        "groups/dropped": "groups kept… · dropped",
+        "kl": "KL",
+        "a/very_long_metric_name_one": "…_long_metric_name_one",  # alike when cut short: the key's end
+        "a/very_long_metric_name_two": "…_long_metric_name_two",
+    }

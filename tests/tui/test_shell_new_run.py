@@ -16,8 +16,8 @@ from workbench.cli import app as workbench_cli
 from workbench.launch import stop
 from workbench.recipe import SCHEMA, SECTIONS, RecipeError, find_recipe, load_recipe
 from workbench.registry import Registry
+from workbench.tui.modals import ErrorModal, HelpModal, PromptModal
 from workbench.tui.panes.config import value_text
-from workbench.tui.screens.modals import ErrorModal, HelpModal, PromptModal
 from workbench.tui.screens.new_run import FieldRow, NewRunScreen, flat_values, preset_names
 from workbench.tui.screens.run import RunScreen
 from workbench.tui.screens.runs import RunsScreen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from textual.widgets import DataTable, Log, Static, TabbedContent
@@ -9,10 +10,10 @@ from textual.widgets import DataTable, Log, Static, TabbedContent
 from workbench.insights import config_diff
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import Registry
+from workbench.tui.modals import HelpModal
 from workbench.tui.panes.config import recipe_toml, shown_path
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.logs import read_log_after
-from workbench.tui.screens.modals import HelpModal
 from workbench.tui.screens.run import RunScreen
 from workbench.tui.screens.runs import RunsScreen
 
@@ -30,6 +31,12 @@ def text_of(screen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
 
+def drawn_colour(screen, selector: str) -> str:
+    """The colour the first cell of a one-line widget is drawn in, as #rrggbb."""
+    first = next(iter(screen.query_one(selector).render_line(0)))
+    return first.style.color.triplet.hex
+
+
 async def test_header_names_the_run_and_where_it_stands(registry, run_of, make_app, wait_for):
     target = run_of("failed")
     with Registry.open(registry) as reg:
@@ -42,7 +49,7 @@ async def test_header_names_the_run_and_where_it_stands(registry, run_of, make_a
         assert "#ablation #long" in who
         assert where.startswith(f"✗ failed  ·  steps {run.last_step}/40  ·  reward {run.last_reward:.3f}")
         assert where.endswith("ZeroDivisionError: float division by zero")
-        assert screen.query_one("#run-where").has_class("status-failed")
+        assert drawn_colour(screen, "#run-where") == app.theme_variables["error"].lower()  # the status's colour
 
 
 async def test_number_keys_switch_tabs_and_escape_goes_back(registry, run_of, make_app, wait_for):
@@ -129,12 +136,30 @@ async def test_logs_tab_shows_output_tail_and_events(registry, run_of, log_lines
         assert [table.get_row_at(index)[-1].plain for index in range(table.row_count)] == [e.message for e in events]
 
 
-async def test_logs_tab_of_a_run_without_output(registry, run_of, make_app, wait_for):
+async def test_logs_tab_of_a_queued_launch_waits_for_its_output(registry, run_of, make_app, wait_for):
+    queued = run_of("queued")
+    with Registry.open(registry) as reg:
+        reg.run_dir(queued).mkdir(parents=True, exist_ok=True)
+        (reg.run_dir(queued) / "launch.json").write_text(json.dumps({"num_processes": 1}))  # as `launch` leaves it
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_run(app, pilot, wait_for, run_of("queued"), tab="logs")
+        screen = await open_run(app, pilot, wait_for, queued, tab="logs")
         await wait_for(pilot, lambda: "output.log: none yet (written by runs started with" in text_of(screen, "#log-title"))
         assert screen.query_one("#output-log", Log).line_count == 0
+
+
+async def test_logs_tab_of_a_foreground_run_says_no_log_will_come(registry, run_of, make_app, wait_for):
+    finished = run_of("finished")  # registered by its trainer: no launch.json, and it printed to its terminal
+    with Registry.open(registry) as reg:
+        events = reg.events(finished)
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(app, pilot, wait_for, finished, tab="logs")
+        await wait_for(pilot, lambda: "output.log: none, and none will come" in text_of(screen, "#log-title"))
+        assert "not started detached (`workbench train` prints to its own terminal)" in text_of(screen, "#log-title")
+        assert "none yet" not in text_of(screen, "#log-title")
+        table = screen.query_one("#events-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(events) > 0)  # its events are still shown
 
 
 def test_read_log_after_reads_complete_lines_incrementally(tmp_path):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+
+from rich.cells import cell_len
 from textual.widgets import DataTable, Input, Static
 
+from workbench.health import HEALTH_KEYS, run_health
+from workbench.presentation import format_duration
 from workbench.registry import Registry
-from workbench.tui.screens.modals import ConfirmModal, HelpModal
-from workbench.tui.screens.runs import RunFilter, RunsScreen, format_duration
+from workbench.tui.modals import ConfirmModal, HelpModal
+from workbench.tui.screens.runs import RunFilter, RunsScreen, columns_for
+from workbench.tui.widgets.cells import Line
 
 FIXTURE_RUNS, FIXTURE_STEPS = 12, 40  # the fixture registry of conftest.py
 SIZE = (120, 36)
@@ -76,6 +82,56 @@ async def test_table_shows_every_run_with_its_registry_values(registry, run_of, 
             run.name for run in runs.values() if (run.started_at or run.created_at) == started[0]
         )
         assert summary(app).startswith(f"{FIXTURE_RUNS} runs · 2 running · 2 queued")
+
+
+def drawn_row(app, run_id: str) -> str:
+    """The run's row as the table draws it (each cell cut to its column's width)."""
+    table = table_of(app)
+    return table.render_line(table.get_row_index(run_id) + 1).text  # line 0 is the header
+
+
+async def test_every_row_shows_its_whole_run_id_where_names_repeat(registry, run_ids, make_app, wait_for):
+    with Registry.open(registry) as reg:
+        reg.update_run(run_ids[1], name=reg.get_run(run_ids[0]).name)  # two runs, one name: the id tells them apart
+    for size in ((160, 45), (80, 24)):
+        app = make_app(registry)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot, wait_for)
+            for run_id in run_ids:
+                assert f" {run_id} " in drawn_row(app, run_id), (size, drawn_row(app, run_id))
+            assert table_of(app).virtual_size.width <= size[0], f"the table scrolls sideways at {size}"
+
+
+async def test_health_badge_is_whole_when_the_terminal_has_room(registry, make_app, wait_for):
+    zero_variance = [1.0] * 15  # every group had one reward for all its responses: no learning signal
+    with Registry.open(registry) as reg:
+        run_id = reg.create_run(name="no-signal", variant="grpo", recipe={}, status="finished", total_steps=15)
+        for step, share in enumerate(zero_variance, 1):
+            reg.record_step(run_id, step, {"frac_reward_zero_std": share, "reward": 0.0})
+        badge = run_health({key: reg.series(run_id, key) for key in HEALTH_KEYS}).short
+    assert cell_len(badge) > 10  # wider than the column's least width ("⚠ no signal")
+    app = make_app(registry)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await loaded(pilot, wait_for, FIXTURE_RUNS + 1)
+        await wait_for(pilot, lambda: cell(app, run_id, "health").text == badge)
+        await wait_for(pilot, lambda: f" {badge} " in drawn_row(app, run_id))
+
+
+def test_columns_give_way_in_order_and_the_name_takes_the_room_left():
+    row = {"id": Line("abc234"), "name": Line("n" * 30), "status": Line("✓ finished"), "step": Line("39/40"),
+           "health": Line("⚠ no signal")}
+
+    def layout(room: int) -> dict[str, int]:
+        return {column.key: column.width for column in columns_for(room, [row])}
+
+    every = ["selected", "id", "name", "variant", "status", "host", "step", "reward", "health", "started", "duration"]
+    assert list(layout(200)) == every and layout(200)["name"] == 30 and layout(200)["health"] == 11
+    assert list(layout(120)) == every  # the name gives up its surplus first (30 -> what is left)
+    assert layout(120)["name"] < 30
+    shown = [list(layout(room)) for room in range(200, 60, -1)]
+    left_out = [key for wider, narrower in itertools.pairwise(shown) for key in wider if key not in narrower]
+    assert left_out == ["host", "started", "health", "duration"]  # host goes first, the run id never
+    assert all(layout(room)["name"] >= 16 for room in range(60, 200))
 
 
 async def test_filter_by_text_status_variant_and_tag(registry, make_app, wait_for):
@@ -334,7 +390,7 @@ async def test_missing_registry_shows_a_hint(tmp_path, make_app, wait_for):
 
 
 async def test_corrupt_registry_opens_an_error_modal(tmp_path, make_app, wait_for):
-    from workbench.tui.screens.modals import ErrorModal
+    from workbench.tui.modals import ErrorModal
 
     corrupt = tmp_path / "registry.db"
     corrupt.write_bytes(b"this is not a database at all" * 100)

@@ -19,11 +19,11 @@ from workbench.health import HEALTH_KEYS, run_health
 from workbench.insights import config_diff, smoothing_for_length
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import GroupRecord, Registry, ResponseRecord
+from workbench.tui.modals import HelpModal
 from workbench.tui.panes.config import ConfigPane, keys_differ, shown_path
 from workbench.tui.panes.curves import SMOOTHING_LEVELS, CurvesPane
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.tokens import WHATIF_CYCLE, TokensPane, TokenView
-from workbench.tui.screens.modals import HelpModal
 from workbench.tui.screens.run import RunScreen
 from workbench.tui.widgets.chart import (
     ChartSeries,
@@ -123,7 +123,8 @@ async def test_run_screen_health_line_details_and_tab_keys(registry, run_of, mak
         await wait_for(pilot, lambda: isinstance(app.screen, HelpModal), timeout=CEILING)
         listed = dict(app.screen.keys)
         assert listed["Tokens: w"] == "What-if rule"
-        assert listed["Curves: [ ]"] == "Smoothing"
+        # each smoothing key on its own line, under its own name (the footer shows them as one "[ ]" entry)
+        assert (listed["Curves: ["], listed["Curves: ]"]) == ("Smoothing down", "Smoothing up")
         assert listed["Groups: e"] == "Train/eval"
 
 

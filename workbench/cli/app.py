@@ -1,12 +1,62 @@
-"""The Typer application every command module registers on."""
+"""The Typer application every command module registers on, and the shape of its help.
+
+Help reads as Unix help does: `Usage: workbench samples [OPTIONS] RUN`, arguments in capitals, and a
+flag (`--json`, `--tokens`) shows no value type, since it takes none. Command modules register with
+`@app.command(...)`; a group of commands is a `Typer(...)` added with `app.add_typer`.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import click
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from workbench import __version__
 
-app = typer.Typer(
+def plain_params(params: list[click.Parameter]) -> list[click.Parameter]:
+    """`params` named for help: an argument by its name in capitals, a flag with no type after it."""
+    for param in params:
+        if isinstance(param, TyperArgument) and param.metavar is None:
+            param.metavar = (param.name or "").upper()
+        elif isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """A command whose usage line reads `workbench samples [OPTIONS] RUN [KEYS]...`."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return plain_params(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument | click.Argument):
+                name = param.metavar or (param.name or "").upper()
+                pieces.append((name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+class Group(TyperGroup):
+    """A group of commands (the root `workbench`, `workbench hosts`) with the same help."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return plain_params(super().get_params(ctx))
+
+
+class Typer(typer.Typer):
+    """typer.Typer whose groups and commands have the help above."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(cls=Group, **options)
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **options: Any) -> Any:
+        return super().command(*args, cls=cls or Command, **options)
+
+
+app = Typer(
     name="workbench",
     help="A terminal lab for RL post-training of language models. With no command, opens the TUI.",
     no_args_is_help=False,
@@ -14,21 +64,3 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"workbench {__version__}")
-        raise typer.Exit()
-
-
-@app.callback(invoke_without_command=True)
-def root(
-    ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    """workbench: define, launch, watch and compare RL post-training runs."""
-    if ctx.invoked_subcommand is None:
-        from workbench.cli.tui_cmd import open_tui
-
-        open_tui(registry=None)

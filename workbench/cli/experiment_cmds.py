@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from workbench.cli.app import app
+from workbench.cli.app import Typer, app
 from workbench.cli.common import (
     JsonOption,
     RegistryOption,
@@ -43,7 +43,7 @@ from workbench.recipe import SECTIONS
 from workbench.registry import RecordNotFound, Registry, RegistryError
 from workbench.registry.sync import read_sync_state
 
-experiment_app = typer.Typer(help="One experiment: show, stop, resume, rm.", no_args_is_help=True)
+experiment_app = Typer(help="One experiment: show, stop, resume, rm.", no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
 
 ExperimentArgument = typer.Argument(..., help="Experiment name, or a unique prefix of it.", show_default=False)

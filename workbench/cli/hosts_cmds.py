@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from workbench.cli.app import app
+from workbench.cli.app import Typer, app
 from workbench.cli.common import JsonOption, RegistryOption, console, err_console, print_json, registry_path
 from workbench.launch import parse_gpus
 from workbench.launch.hosts import (
@@ -26,7 +26,7 @@ from workbench.launch.hosts import (
 )
 from workbench.launch.sync import SyncLoop, remote_runs, sync_runs
 
-hosts_app = typer.Typer(help="SSH hosts to train on: add, list, rm, check, setup.", no_args_is_help=True)
+hosts_app = Typer(help="SSH hosts to train on: add, list, rm, check, setup.", no_args_is_help=True)
 app.add_typer(hosts_app, name="hosts")
 
 AcceptNewOption = typer.Option(

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from workbench.cli.app import app
-from workbench.cli.common import RegistryOption, console, err_console, registry_path, shown
+from workbench.cli.common import RegistryOption, console, err_console, registry_path, shown, visible
 from workbench.launch import (
     DEFAULT_GRACE_S,
     MAX_RUNS_ENV,
@@ -34,6 +34,7 @@ from workbench.launch import (
 )
 from workbench.launch.remote import follow_remote_log, is_remote_run
 from workbench.launch.sync import SyncLoop, sync_runs
+from workbench.presentation import format_duration
 from workbench.registry import TERMINAL_STATUSES, Registry
 
 RecipeArgument = typer.Argument(..., help="A recipe file, or a preset name (recipes/<name>.toml).", show_default=False)
@@ -163,26 +164,66 @@ def watch_command(
     interval: float = typer.Option(WATCH_REFRESH_S, "--interval", min=0.1, help="Seconds between refreshes."),
     registry: Path | None = RegistryOption,
 ) -> None:
-    """A live view of a run's latest metrics, step rate and ETA; ends with the run, or on q / Ctrl-C."""
+    """A live view of a run's latest metrics, step rate and ETA; ends with the run, or on q / Ctrl-C.
+
+    Off a terminal (piped, under `timeout`): one plain line per new step on stdout instead. Either way
+    `run <id> <status>` on stderr says that the run ended."""
     registry_handle, info = open_for_watch(registry_path(registry), run)
     syncing = SyncLoop(registry_path(registry), [info.id]) if is_remote_run(registry_path(registry), info.id) else None
-    with registry_handle, _keys_pressed() as pressed, syncing or contextlib.nullcontext():
-        snapshot = watch_snapshot(registry_handle, info.id)
+    with registry_handle, syncing or contextlib.nullcontext():
+        snapshot = (_watch_live if console.is_terminal else _watch_lines)(registry_handle, info.id, interval)
+    if snapshot.run.status in TERMINAL_STATUSES:
+        err_console.print(f"run {snapshot.run.id} {snapshot.run.status}", highlight=False, soft_wrap=True)
+
+
+def _watch_live(registry: Registry, run_id: str, interval: float) -> WatchSnapshot:
+    """The watch as a table redrawn in place, until the run ends, q or Ctrl-C; returns the last read."""
+    with _keys_pressed() as pressed:
+        snapshot = watch_snapshot(registry, run_id)
         with Live(render_watch(snapshot), console=console, auto_refresh=False) as live:
             try:
                 while snapshot.run.status not in TERMINAL_STATUSES:
                     if "q" in pressed(interval):
                         break
-                    snapshot = watch_snapshot(registry_handle, info.id)
+                    snapshot = watch_snapshot(registry, run_id)
                     live.update(render_watch(snapshot), refresh=True)
             except KeyboardInterrupt:
                 pass
-        if not console.is_terminal:
-            # Off a terminal Live prints its last frame without a line end.
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-    if snapshot.run.status in TERMINAL_STATUSES:
-        err_console.print(f"run {snapshot.run.id} {snapshot.run.status}", highlight=False, soft_wrap=True)
+    return snapshot
+
+
+def _watch_lines(registry: Registry, run_id: str, interval: float) -> WatchSnapshot:
+    """The watch as plain lines on stdout, each flushed at once: one per new step (or status), until the
+    run ends; returns the last read. Ctrl-C or a reader that went away (`| head -3`) stops it quietly."""
+    printed: tuple[int | None, str] | None = None
+    snapshot = watch_snapshot(registry, run_id)
+    try:
+        while True:
+            if (snapshot.run.last_step, snapshot.run.status) != printed:
+                printed = (snapshot.run.last_step, snapshot.run.status)
+                sys.stdout.write(watch_line(snapshot) + "\n")
+                sys.stdout.flush()
+            if snapshot.run.status in TERMINAL_STATUSES:
+                return snapshot
+            time.sleep(interval)
+            snapshot = watch_snapshot(registry, run_id)
+    except KeyboardInterrupt:
+        return snapshot
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return snapshot
+
+
+def watch_line(snapshot: WatchSnapshot) -> str:
+    """One plain line of the watch: step, status, the latest value of each watched metric, rate and ETA."""
+    run = snapshot.run
+    total = f"/{run.total_steps}" if run.total_steps else ""
+    status = run.status if run.queue_position is None else f"queued (position {run.queue_position})"
+    parts = [f"step {run.last_step if run.last_step is not None else '-'}{total}", status]
+    parts += [f"{visible(label)} {value:.4g}" for label, (_, value) in snapshot.metrics.items()]
+    if snapshot.steps_per_s:
+        parts += [f"steps/s {snapshot.steps_per_s:.3g}", f"ETA {format_duration(snapshot.eta_s)}"]
+    return "  ".join(parts)
 
 
 def render_watch(snapshot: WatchSnapshot) -> Table:
@@ -204,7 +245,7 @@ def render_watch(snapshot: WatchSnapshot) -> Table:
     for label, (step, value) in snapshot.metrics.items():
         table.add_row(shown(label), f"{value:.4g}", str(step))
     table.add_row("steps/s", f"{snapshot.steps_per_s:.3g}" if snapshot.steps_per_s else "-", "")
-    table.add_row("ETA", _duration(snapshot.eta_s) if snapshot.eta_s is not None else "-", "")
+    table.add_row("ETA", format_duration(snapshot.eta_s), "")
     if run.error:
         table.add_row("error", shown(run.error.splitlines()[-1]), "")
     return table
@@ -235,12 +276,6 @@ def _print_started(registry: Path, run_id: str) -> None:
 
 def _limit(max_runs: int | None) -> int | None:
     return parse_max_runs(max_runs, source=f"--max-runs (or ${MAX_RUNS_ENV})") if max_runs is not None else None
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 @contextlib.contextmanager

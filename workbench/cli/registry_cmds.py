@@ -29,25 +29,23 @@ from workbench.cli.common import (
     visible,
 )
 from workbench.health import HEALTH_KEYS, load_thresholds, run_health
+from workbench.presentation import TERMINAL_STYLES, format_duration, status_colour
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
-from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
+from workbench.registry.exchange import export_csv, export_jsonl, import_runs
 from workbench.registry.sync import read_sync_state, unreachable_label
+from workbench.trackers import export_tensorboard, tensorboard_dir
 
 RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
-STATUS_STYLES = {
-    "queued": "cyan",
-    "running": "bold green",
-    "unresponsive": "bold yellow",
-    "finished": "green",
-    "failed": "bold red",
-    "crashed": "red",
-    "stopped": "yellow",
-}
+#: on a narrow terminal `workbench runs` narrows these columns, in turn, down to these widths (an
+#: ellipsis ends a cut value), then leaves them out (0); id, status, steps, reward and created stay
+RUNS_GIVE_WAY = (("tags", 6), ("host", 6), ("variant", 8), ("name", 16), ("tags", 0), ("host", 0), ("name", 12),
+                 ("variant", 0))
 
 
 class ExportFormat(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
+    tensorboard = "tensorboard"
 
 
 def _open(registry: Path | None, create: bool = False) -> Registry:
@@ -78,17 +76,41 @@ def _when(timestamp: float | None, seconds: bool = True) -> str:
     return "-" if timestamp is None else time.strftime(layout, time.localtime(timestamp))
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
 def _status(run: RunInfo, unreachable: str | None = None) -> Text:
     if unreachable:
         return Text(unreachable, style="yellow")
     label = f"queued #{run.queue_position}" if run.status == "queued" and run.queue_position else run.status
-    return Text(label, style=STATUS_STYLES.get(run.status, ""))
+    return Text(label, style=status_colour(run.status, TERMINAL_STYLES))
+
+
+def _cells(value: str | Text) -> int:
+    """The width of a table cell given as rich markup (or Text), as printed."""
+    return (value if isinstance(value, Text) else Text.from_markup(value)).cell_len
+
+
+def _fit(widths: dict[str, int], room: int, give_way: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    """Column widths for a table `room` cells wide (each column padded by one cell a side): the columns
+    of `give_way` narrow in turn, each down to its least width (0: left out), until the table fits; room a
+    left-out column frees goes back to the columns cut before it (the last cut first)."""
+    natural, widths = widths, dict(widths)
+    over = sum(widths.values()) + 2 * len(widths) - room
+    for column, least in give_way:
+        if over <= 0:
+            break
+        if column not in widths:
+            continue
+        if least == 0:
+            over -= widths.pop(column) + 2
+            continue
+        cut = min(over, max(0, widths[column] - least))
+        widths[column] -= cut
+        over -= cut
+    for column in dict.fromkeys(column for column, _ in reversed(give_way)):  # room a left-out column freed
+        if over < 0 and column in widths:
+            back = min(-over, natural[column] - widths[column])
+            widths[column] += back
+            over += back
+    return widths
 
 
 def _progress(run: RunInfo) -> str:
@@ -122,15 +144,17 @@ def runs_command(
          shown(",".join(run.tags)))
         for run in runs
     ]
+    columns = ("id", "name", "variant", "status", "steps", "reward", "host", "created", "tags")
+    # A column empty on every row (no run has tags) takes no room.
+    kept = [index for index, column in enumerate(columns) if column != "tags" or any(row[index] for row in rows)]
+    natural = {columns[index]: max(len(columns[index]), *(_cells(row[index]) for row in rows)) for index in kept}
+    widths = _fit(natural, console.width, RUNS_GIVE_WAY)
     table = Table(box=None, header_style="bold")
-    # On a narrow terminal the name, variant, host and tags give way; id, status, numbers and time never do.
-    for index, column in enumerate(("id", "name", "variant", "status", "steps", "reward", "host", "created", "tags")):
-        keeps = column in ("id", "status", "steps", "reward", "created")
-        widest = max(len(str(row[index])) for row in rows)
-        table.add_column(column, justify="right" if column in ("steps", "reward") else "left", no_wrap=keeps,
-                         overflow="ellipsis", min_width=max(widest, len(column)) if keeps else None)
+    for column, width in widths.items():
+        table.add_column(column, justify="right" if column in ("steps", "reward") else "left", width=width,
+                         no_wrap=True, overflow="ellipsis")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(row[index] for index in kept if columns[index] in widths))
     console.print(table)
 
 
@@ -164,7 +188,7 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         ("created", _when(info.created_at)),
         ("started", _when(info.started_at)),
         ("ended", _when(info.ended_at)),
-        ("duration", _duration(ended - info.started_at) if info.started_at and ended else "-"),
+        ("duration", format_duration(ended - info.started_at) if info.started_at and ended else "-"),
         ("seed", "-" if info.seed is None else str(info.seed)),
         ("git", info.git_rev or "-"),
         ("tags", shown(", ".join(info.tags)) or "-"),
@@ -315,6 +339,10 @@ def samples_command(
             documents.append(document)
         print_json(_finite({"run": info.id, "step": chosen, "kind": kind, "groups": documents}))
         return
+    latest = " (the latest logged; --step picks another)" if step is None else ""
+    console.print(f"run {info.id} ({shown(info.name)}): {kind} groups of step {chosen}{latest}", highlight=False,
+                  soft_wrap=True)
+    console.print()
     for record in groups:
         title = f"group {record.index}  {record.prompt!r}" + (f"  answer {record.answer!r}" if record.answer else "")
         if record.zero_variance:
@@ -385,11 +413,19 @@ def rm_command(
 @app.command("export")
 def export_command(
     run: str = RunArgument,
-    format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", "-f", help="jsonl (lossless) or csv (metrics, one row per step)."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    format: ExportFormat = typer.Option(
+        ExportFormat.jsonl, "--format", "-f",
+        help="jsonl (lossless), csv (metrics, one row per step) or tensorboard (event files of every metric)."),
+    output: Path = typer.Option(
+        None, "--output", "--out", "-o",
+        help="Write here instead of stdout; tensorboard: a directory (default <registry dir>/tensorboard/<name>-<id>)."),
     registry: Path = RegistryOption,
 ) -> None:
-    """Export a run: JSONL with everything (for `workbench import`), or CSV of its metrics."""
+    """Export a run: JSONL with everything (for `workbench import`), CSV of its metrics, or TensorBoard
+    event files (`tensorboard --logdir DIR`)."""
+    if format is ExportFormat.tensorboard:
+        _export_tensorboard(run, output, registry)
+        return
     writer = export_jsonl if format is ExportFormat.jsonl else export_csv
     with _open(registry) as handle:
         info = handle.get_run(run)
@@ -424,22 +460,35 @@ def import_command(
     registry: Path = RegistryOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Import runs from a JSONL export. Importing the same file twice changes nothing."""
+    """Import runs from a JSONL export. Importing the same file twice changes nothing (and says so)."""
     with _open(registry, create=True) as handle:
         if file == "-":
-            run_ids = import_jsonl(handle, "<stdin>", sys.stdin, host=host, warn=_warn)
+            imported = import_runs(handle, "<stdin>", sys.stdin, host=host, warn=_warn)
         else:
             path = Path(file)
             if not path.is_file():
                 raise RegistryError(f"no file {path} to import")
             with path.open(encoding="utf-8") as lines:
-                run_ids = import_jsonl(handle, path, lines, host=host, warn=_warn)
-        runs = [handle.get_run(run_id) for run_id in run_ids]
+                imported = import_runs(handle, path, lines, host=host, warn=_warn)
+        runs = [(handle.get_run(run.id), run.changed) for run in imported]
     if as_json:
-        print_json(_finite({"imported": [run.to_dict() for run in runs]}))
+        print_json(_finite({"imported": [run.to_dict() for run, _ in runs],
+                            "unchanged": [run.id for run, changed in runs if not changed]}))
         return
-    for run in runs:
-        console.print(f"imported run {run.id} ({shown(run.name)}, {run.status}, {_progress(run)} steps)",
+    for run, changed in runs:
+        what = f"run {run.id} ({shown(run.name)}, {run.status}, {_progress(run)} steps)"
+        console.print(f"imported {what}" if changed else f"{what} is already in {shown(handle.path)}: nothing changed",
+                      highlight=False, soft_wrap=True)
+
+
+def _export_tensorboard(run: str, output: Path | None, registry: Path | None) -> None:
+    with _open(registry) as handle:
+        info = handle.get_run(run)
+        out_dir = output if output is not None else tensorboard_dir(registry_path(registry), info)
+        written = export_tensorboard(handle, info.id, out_dir)
+    logdir = out_dir if output is not None else out_dir.parent  # the default: beside every other export
+    err_console.print(f"exported run {info.id} ({shown(info.name)}) to {shown(written.path)}: {written.points} scalars "
+                      f"over {written.steps} steps; open it with `tensorboard --logdir {shown(logdir)}`",
                       highlight=False, soft_wrap=True)
 
 

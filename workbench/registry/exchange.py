@@ -18,7 +18,9 @@ Floats are written with Python's shortest round-trip repr (NaN and infinities as
 token stats at their stored precision, so export -> import -> export gives the same file. A file may
 hold several runs one after another. Import is idempotent: a run already present keeps its rows
 (rows are keyed by run id and step, group, response or event sequence number) and takes the run
-row from the file, so importing a newer copy of a remote run updates its status and adds new steps.
+row from the file, so importing a newer copy of a remote run updates its status and adds new steps;
+`import_runs` says of each run whether the import changed anything (a second import of the same file
+changes nothing).
 
 CSV is wide: one row per step, a `step` column then one column per metric key (sorted); a key not
 logged at a step is an empty cell.
@@ -31,7 +33,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from itertools import groupby
 from pathlib import Path
 from typing import Any, TextIO
@@ -134,6 +136,14 @@ def _group_record(data: dict[str, Any]) -> GroupRecord:
                        kind=data["kind"], rendered_prompt=data.get("rendered_prompt"))
 
 
+@dataclass(frozen=True)
+class ImportedRun:
+    """A run a file held: its id, and whether importing it changed the registry (False: it had it all)."""
+
+    id: str
+    changed: bool
+
+
 class _Importer:
     """Applies the records of one file inside one transaction; ignores rows the registry already has."""
 
@@ -148,11 +158,15 @@ class _Importer:
         self.records = 0
         self.ended = False
         self.warnings: list[tuple[str, str]] = []
+        #: run id -> whether its records changed the registry (SQLite's count of rows written)
+        self.changed: dict[str, bool] = {}
+        self._changes_before = 0
 
     def apply(self, line_number: int, record: dict[str, Any]) -> None:
         kind = record.get("type")
         if kind == "run":
             self.finish_run()
+            self._changes_before = self.registry.conn.total_changes
             self._run(line_number, record)
             self.version, self.records, self.ended = record["version"], 1, False
             return
@@ -187,9 +201,16 @@ class _Importer:
                        "end record counts; imported what the file holds")
 
     def finish_run(self) -> None:
-        """Called at the next run record and at the end of the file: warn when the run's end is missing."""
-        if self.run_id is None or self.ended:
+        """Called at the next run record and at the end of the file: warn when the run's end is missing,
+        and note whether the run's records changed anything."""
+        if self.run_id is None:
             return
+        if not self.ended:
+            self._warn_unended()
+        changed = self.registry.conn.total_changes != self._changes_before
+        self.changed[self.run_id] = self.changed.get(self.run_id, False) or changed
+
+    def _warn_unended(self) -> None:
         if self.version == 1:
             self._warn(f"no end record: run {self.run_id} comes from a version 1 export, which cannot show "
                        f"whether it is complete; imported {self.records} records", event=False)
@@ -226,9 +247,15 @@ class _Importer:
         values["tags"] = json.dumps(values["tags"] or [])
         columns = ", ".join(RUN_FIELDS)
         placeholders = ", ".join(f":{field}" for field in RUN_FIELDS)
-        updates = ", ".join(f"{field} = excluded.{field}" for field in RUN_FIELDS if field != "id")
+        updated = [field for field in RUN_FIELDS if field != "id"]
+        updates = ", ".join(f"{field} = excluded.{field}" for field in updated)
+        # The row is written only when the file's differs: an import that brings nothing new writes nothing.
+        differs = (f"({', '.join(f'runs.{field}' for field in updated)}) IS NOT "
+                   f"({', '.join(f'excluded.{field}' for field in updated)})")
         connection.execute(
-            f"INSERT INTO runs ({columns}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {updates}", values
+            f"INSERT INTO runs ({columns}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {updates} "
+            f"WHERE {differs}",
+            values,
         )
         self.run_id = run["id"]
         self.imported.append(run["id"])
@@ -277,6 +304,15 @@ def import_jsonl(registry: Registry, source: Path | str, lines: TextIO, host: st
                  warn: Callable[[str], None] | None = None) -> list[str]:
     """Import every run in a JSONL export (all or nothing); returns the run ids in file order.
 
+    As `import_runs`, which also says whether each run changed the registry.
+    """
+    return [run.id for run in import_runs(registry, source, lines, host, warn)]
+
+
+def import_runs(registry: Registry, source: Path | str, lines: TextIO, host: str | None = None,
+                warn: Callable[[str], None] | None = None) -> list[ImportedRun]:
+    """Import every run in a JSONL export (all or nothing); returns its runs in file order.
+
     `host` replaces the runs' host: a run that was "local" on a remote machine is not local here, and
     its pid must not be checked against this machine's processes. `warn` receives each warning (a
     truncated export, a version 1 export without end record); a truncation is also a warning event on
@@ -291,7 +327,7 @@ def import_jsonl(registry: Registry, source: Path | str, lines: TextIO, host: st
     if warn is not None:
         for _, message in importer.warnings:
             warn(f"{source}: {message}")
-    return list(dict.fromkeys(importer.imported))
+    return [ImportedRun(run_id, importer.changed[run_id]) for run_id in dict.fromkeys(importer.imported)]
 
 
 def _decoded(source: Path | str, lines: Iterable[str]) -> Iterator[tuple[int, str]]:

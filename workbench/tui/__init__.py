@@ -3,6 +3,9 @@
 `WorkbenchApp` (workbench.tui.app) is the entry point; `workbench tui` opens it. Widgets and screens that
 start workers mix in `ReportsWorkerErrors`, so a failed worker becomes a notification raised by the app
 (Worker.StateChanged does not bubble, so each worker's owner forwards it).
+
+Screens never import one another: a screen that wants another shown posts `OpenRun`, `OpenCompare`,
+`OpenNewRun`, `OpenExperiments` or `OpenExperiment`, and the app, which alone knows every screen, opens it.
 """
 
 from __future__ import annotations
@@ -25,3 +28,37 @@ class ReportsWorkerErrors:
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.app.post_message(WorkerFailed(event.worker))  # type: ignore[attr-defined]
+
+
+class OpenRun(Message):
+    """Show one run on the Run screen, at `tab`; `replace`: in place of the screen that asks."""
+
+    def __init__(self, run_id: str, tab: str = "curves", replace: bool = False) -> None:
+        self.run_id = run_id
+        self.tab = tab
+        self.replace = replace
+        super().__init__()
+
+
+class OpenCompare(Message):
+    """Compare these runs (2 to 8) side by side."""
+
+    def __init__(self, run_ids: list[str]) -> None:
+        self.run_ids = run_ids
+        super().__init__()
+
+
+class OpenNewRun(Message):
+    """Open the New run form."""
+
+
+class OpenExperiments(Message):
+    """Open the list of experiments."""
+
+
+class OpenExperiment(Message):
+    """Show one experiment (sweep of variants x seeds) on the Experiment screen."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()

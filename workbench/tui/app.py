@@ -1,7 +1,8 @@
 """The workbench Textual app: holds the registry path and the clock, opens on the Runs screen.
 
 Screens and panes read `app.registry_path` and open their own registry connections in thread workers,
-so nothing here touches SQLite. Worker failures arrive as `WorkerFailed` and become notifications;
+so nothing here touches SQLite. The app opens every screen (a screen asks with OpenRun, OpenCompare or
+OpenNewRun), so no screen imports another. Worker failures arrive as `WorkerFailed` and become notifications;
 problems a user must act on (a corrupt registry, a failed launch) open an `ErrorModal` with the cause.
 """
 
@@ -26,8 +27,8 @@ from textual.worker import Worker, WorkerState
 
 from workbench.errors import UserError
 from workbench.registry import Registry
-from workbench.tui import WorkerFailed
-from workbench.tui.screens.modals import ErrorModal
+from workbench.tui import OpenCompare, OpenExperiment, OpenExperiments, OpenNewRun, OpenRun, WorkerFailed
+from workbench.tui.modals import ErrorModal
 from workbench.tui.screens.runs import RunsScreen, read_run_list
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
@@ -141,11 +142,6 @@ class WorkbenchApp(App[None]):
         yield SystemCommand("Experiments", "Sweeps of variants x seeds: progress, statistics, verdicts",
                             self.open_experiments)
 
-    def open_experiments(self) -> None:
-        from workbench.tui.screens.experiments import ExperimentsScreen  # imported on first use
-
-        self.push_screen(ExperimentsScreen())
-
     def action_toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
 
@@ -153,6 +149,42 @@ class WorkbenchApp(App[None]):
         """A modal naming what failed and why; for errors the user has to act on."""
         text = cause if isinstance(cause, str) else describe_error(cause)
         self.push_screen(ErrorModal(title, text))
+
+    # The other screens load on first use: the first paint never waits for them.
+
+    @on(OpenRun)
+    def open_run(self, event: OpenRun) -> None:
+        from workbench.tui.screens.run import RunScreen
+
+        screen = RunScreen(event.run_id, tab=event.tab)
+        if event.replace:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    @on(OpenCompare)
+    def open_compare(self, event: OpenCompare) -> None:
+        from workbench.tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(event.run_ids))
+
+    @on(OpenNewRun)
+    def open_new_run(self) -> None:
+        from workbench.tui.screens.new_run import NewRunScreen
+
+        self.push_screen(NewRunScreen())
+
+    @on(OpenExperiments)
+    def open_experiments(self) -> None:
+        from workbench.tui.screens.experiments import ExperimentsScreen
+
+        self.push_screen(ExperimentsScreen())
+
+    @on(OpenExperiment)
+    def open_experiment(self, event: OpenExperiment) -> None:
+        from workbench.tui.screens.experiment import ExperimentScreen
+
+        self.push_screen(ExperimentScreen(event.name))
 
     @on(WorkerFailed)
     def notify_worker_failed(self, event: WorkerFailed) -> None:

@@ -39,6 +39,7 @@ X_AXIS_KEYS: dict[str, str] = {"wall time": "time/elapsed_s", "tokens": "tokens/
 X_AXIS_LABELS: dict[str, str] = {"step": "step", "wall time": "wall time (s)", "tokens": "completion tokens"}
 BANDS: tuple[str, ...] = ("std", "min/max")
 POLL_SECONDS = 0.5
+SMOOTHING_KEYS = Binding.Group("Smoothing", compact=True)
 
 Series = tuple[list[int], list[float]]
 
@@ -153,8 +154,9 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
     """The Curves tab of one run."""
 
     BINDINGS = [
-        Binding("left_square_bracket", "smoothing(-1)", "Smoothing", key_display="[ ]"),
-        Binding("right_square_bracket", "smoothing(1)", "Smoothing up", key_display="]", show=False),
+        # one footer entry, "[ ] Smoothing"; the help lists each key with its own direction
+        Binding("left_square_bracket", "smoothing(-1)", "Smoothing down", group=SMOOTHING_KEYS),
+        Binding("right_square_bracket", "smoothing(1)", "Smoothing up", group=SMOOTHING_KEYS),
         Binding("x", "cycle_x_axis", "X axis"),
         Binding("b", "cycle_band", "Band"),
         # zoom keys stay out of the footer (80 columns hold the rest); the Run screen's help lists them

@@ -19,10 +19,15 @@ from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 
 from workbench.registry import EventRecord
+from workbench.registry.sync import read_sync_state
 from workbench.tui import ReportsWorkerErrors
 
 #: bytes read from the end of output.log when the pane opens
 INITIAL_TAIL_BYTES = 256 * 1024
+#: the run directory's files (docs/internals.md, "Run artifacts"): the trainer's output, written only for a
+#: run started detached, and what says a run was so started (a remote run's copy has a sync state instead)
+LOG_FILE = "output.log"
+LAUNCHED_FILE = "launch.json"
 MAX_LOG_LINES = 5000
 LEVEL_COLOURS = {"error": "error", "warning": "warning", "info": "foreground"}
 
@@ -62,13 +67,21 @@ def read_log_after(path: Path, offset: int | None, tail_bytes: int = INITIAL_TAI
     return LogChunk(complete.decode("utf-8", errors="replace").splitlines(), offset + len(complete), truncated)
 
 
+def log_expected(run_dir: Path) -> bool:
+    """Whether the run will write an output.log: it was launched detached here, or is a remote run's copy
+    (its log comes home with the sync). A run trained in the foreground printed to its terminal."""
+    return (run_dir / LAUNCHED_FILE).exists() or read_sync_state(run_dir) is not None
+
+
 class LogsRead(Message):
     """New output lines and events of the run shown."""
 
-    def __init__(self, chunk: LogChunk, events: list[EventRecord], log_path: Path) -> None:
+    def __init__(self, chunk: LogChunk, events: list[EventRecord], log_path: Path, log_expected: bool = True) -> None:
         self.chunk = chunk
         self.events = events
         self.log_path = log_path
+        #: False for a run whose output never goes to a file (started in the foreground, or imported)
+        self.log_expected = log_expected
         super().__init__()
 
 
@@ -108,15 +121,17 @@ class LogsPane(ReportsWorkerErrors, Vertical):
     def read_new(self, offset: int | None, after_event: int) -> None:
         try:
             with self.app.open_registry() as registry:
-                log_path = registry.run_dir(self.run_id) / "output.log"
+                run_dir = registry.run_dir(self.run_id)
                 events = registry.events(self.run_id, after_id=after_event)
+            log_path = run_dir / LOG_FILE
             chunk = read_log_after(log_path, offset)
+            expected = offset is not None or log_path.exists() or log_expected(run_dir)
         except BaseException:
             self._read_in_flight = False
             raise
         # The next read may start only once `append` has moved the offset and the last event id on: a
         # read begun before that would read the same lines and events again.
-        self.post_message(LogsRead(chunk, events, log_path))
+        self.post_message(LogsRead(chunk, events, log_path, expected))
 
     @on(LogsRead)
     def append(self, event: LogsRead) -> None:
@@ -131,7 +146,10 @@ class LogsPane(ReportsWorkerErrors, Vertical):
         log = self.query_one("#output-log", Log)
         if first:
             title = f"{event.log_path}" + (" (tail)" if event.chunk.truncated else "")
-            if not event.log_path.exists():
+            if not event.log_path.exists() and not event.log_expected:
+                title = (f"{event.log_path}: none, and none will come: this run was not started detached (`workbench "
+                         "train` prints to its own terminal); its events are below")
+            elif not event.log_path.exists():
                 title = f"{event.log_path}: none yet (written by runs started with workbench launch or the New run screen)"
             self.query_one("#log-title", Static).update(Text(title))
         if event.chunk.lines:

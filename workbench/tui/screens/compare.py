@@ -11,6 +11,7 @@ step of every run re-scored under one rule (w cycles the rules, p / n the steps 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from rich.text import Text
@@ -37,6 +38,7 @@ from workbench.insights import (
     final_mean,
     summarize_run,
 )
+from workbench.presentation import finding_text
 from workbench.registry import Registry, RunInfo
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.panes.curves import (
@@ -68,6 +70,30 @@ def chart_title(key: str, labels: dict[str, str]) -> str:
     """The chart's title: the metric's name as the picker gives it, then its key ("KL  ·  kl")."""
     label = labels.get(key, key)
     return key if label == key else f"{label}  ·  {key}"
+
+
+def fit_labels(labels: dict[str, str], width: int) -> dict[str, str]:
+    """Each metric's picker label cut to `width` cells so that no two read the same.
+
+    A label too long loses the middle of its chart title, never the line after " · " that tells it
+    from its neighbours ("groups kept/dr… · dropped"); labels still alike after that show their
+    metric keys' ends instead (keys are unique).
+    """
+    fitted = {key: _fit(label, width) for key, label in labels.items()}
+    counts = Counter(fitted.values())
+    return {key: _fit(key, width, keep_end=True) if counts[text] > 1 else text for key, text in fitted.items()}
+
+
+def _fit(text: str, width: int, keep_end: bool = False) -> str:
+    if len(text) <= width or width < 2:
+        return text
+    if keep_end:
+        return "…" + text[len(text) - width + 1 :]
+    title, separator, line = text.rpartition(" · ")
+    room = width - len(separator) - len(line) - 1
+    if separator and room >= 3:
+        return f"{title[:room]}…{separator}{line}"
+    return text[: width - 1] + "…"
 
 
 def run_label(run: RunInfo) -> str:
@@ -233,7 +259,8 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         specs = chart_specs(self.keys)
         labels = self.labels = metric_labels(specs)
         ordered = [key for spec in specs for key in spec.keys]
-        picker.add_options(Option(Content(labels[key]), id=key) for key in ordered)
+        shown = fit_labels({key: labels[key] for key in ordered}, picker.scrollable_content_region.width)
+        picker.add_options(Option(Content(shown[key]), id=key) for key in ordered)
         if ordered:
             picker.highlighted = ordered.index(self.metric) if self.metric in ordered else 0
         self._fill_summary()
@@ -340,7 +367,7 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         for index, run in enumerate(self.runs):
             health = run_health({key: self.series[key][run.id] for key in HEALTH_KEYS if key in self.series},
                                 self.thresholds)
-            found = "; ".join(f"{f.check.replace('_', ' ')} since step {f.step}" for f in health.findings)
+            found = "; ".join(finding_text(finding) for finding in health.findings)
             lines.append(f"{index + 1}:{run_label(run)}  {health.short}" + (f" ({found})" if found else ""))
         self.query_one("#compare-health", Static).update(Content("health  ·  " + "  ·  ".join(lines)))
 

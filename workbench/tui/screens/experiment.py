@@ -50,8 +50,8 @@ from workbench.experiments.view import (
     seed_value,
 )
 from workbench.health import Thresholds, load_thresholds
-from workbench.tui import ReportsWorkerErrors
-from workbench.tui.screens.modals import HelpModal
+from workbench.tui import OpenRun, ReportsWorkerErrors
+from workbench.tui.modals import HelpModal
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
 
 # Seconds between recomputations while only steps move (a status change recomputes at once).
@@ -522,6 +522,4 @@ class SeedsScreen(ReportsWorkerErrors, Screen):
         if run_id is None:
             self.notify("This seed has no run yet.", severity="warning")
             return
-        from workbench.tui.screens.run import RunScreen  # imported on first use, as the Runs screen does
-
-        self.app.push_screen(RunScreen(run_id))
+        self.post_message(OpenRun(run_id))

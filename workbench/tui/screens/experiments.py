@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from workbench.experiments.plan import plan, progress, state
 from workbench.experiments.view import stored_spec
 from workbench.registry import RegistryError
-from workbench.tui import ReportsWorkerErrors
+from workbench.tui import OpenExperiment, ReportsWorkerErrors
 
 COLUMNS = ("name", "state", "cells", "seeds", "finished", "running", "queued", "to relaunch", "hosts", "created")
 
@@ -126,6 +126,4 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen):
     def open_experiment(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is None:
             return
-        from workbench.tui.screens.experiment import ExperimentScreen  # imported on first use
-
-        self.app.push_screen(ExperimentScreen(event.row_key.value))
+        self.post_message(OpenExperiment(event.row_key.value))

@@ -39,9 +39,9 @@ from workbench import recipe
 from workbench.errors import UserError
 from workbench.insights import config_diff
 from workbench.recipe import SCHEMA, SECTIONS, RecipeError, find_recipe, load_recipe
-from workbench.tui import ReportsWorkerErrors
+from workbench.tui import OpenRun, ReportsWorkerErrors
+from workbench.tui.modals import HelpModal, PromptModal
 from workbench.tui.panes.config import recipe_toml, value_text
-from workbench.tui.screens.modals import HelpModal, PromptModal
 from workbench.tui.widgets.cells import Line, fill_table
 
 LOCAL_TARGET = "local"
@@ -499,10 +499,8 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
 
     @on(RunLaunched)
     def run_launched(self, event: RunLaunched) -> None:
-        from workbench.tui.screens.run import RunScreen
-
         self.notify(f"Launched run {event.run_id}.")
-        self.app.switch_screen(RunScreen(event.run_id, tab="logs"))
+        self.post_message(OpenRun(event.run_id, tab="logs", replace=True))
 
     def action_save(self) -> None:
         problem = self.form_problem()

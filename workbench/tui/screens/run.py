@@ -9,36 +9,60 @@ with the threshold it crossed.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
+from textual.keys import key_to_character
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from workbench.errors import UserError
 from workbench.health import CHECKS as CHECK_NAMES
 from workbench.health import HEALTH_KEYS, Health, Thresholds, load_thresholds, run_health
+from workbench.presentation import (
+    STATUS_COLOURS,
+    finding_text,
+    format_duration,
+    format_started,
+    progress_text,
+    reward_text,
+    run_duration,
+    status_text,
+)
 from workbench.registry import RunInfo
 from workbench.tui import ReportsWorkerErrors
+from workbench.tui.modals import HelpModal
 from workbench.tui.panes.config import ConfigPane
 from workbench.tui.panes.curves import CurvesPane
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.logs import LogsPane
 from workbench.tui.panes.tokens import TokensPane
-from workbench.tui.screens.modals import HelpModal
-from workbench.tui.screens.runs import (
-    STATUS_COLOURS,
-    format_duration,
-    format_started,
-    run_duration,
-    status_text,
-    steps_done,
-)
 
-TABS = (("curves", "Curves"), ("groups", "Groups"), ("tokens", "Tokens"), ("config", "Config"), ("logs", "Logs"))
+
+@dataclass(frozen=True)
+class Tab:
+    """One tab of the Run screen: its id (`<id>-pane` is its pane's), title, pane and the keys the pane
+    handles without a binding (the help lists them after the bindings)."""
+
+    id: str
+    title: str
+    pane: type[Widget]
+    unbound_keys: tuple[tuple[str, str], ...] = ()
+
+
+#: the tabs, in order: keys 1-5 show them
+TABS = (
+    Tab("curves", "Curves", CurvesPane),
+    Tab("groups", "Groups", GroupsPane),
+    Tab("tokens", "Tokens", TokensPane, (("←/→ ↑/↓ home/end", "move the token cursor"),)),
+    Tab("config", "Config", ConfigPane),
+    Tab("logs", "Logs", LogsPane),
+)
 
 
 class RunRead(Message):
@@ -58,7 +82,7 @@ def health_line(health: Health) -> str:
     """The header's health line: "health ok", or the findings, earliest first, with their steps."""
     if not health.findings:
         return "health ok" if health.checked else "health: not enough steps logged to judge"
-    found = "  ·  ".join(f"{finding.check.replace('_', ' ')} since step {finding.step}" for finding in health.findings)
+    found = "  ·  ".join(finding_text(finding) for finding in health.findings)
     return f"⚠ {found}  ·  h: details"
 
 
@@ -84,10 +108,9 @@ def header_lines(run: RunInfo, now: float) -> tuple[str, str]:
         who += "  ·  " + " ".join(f"#{tag}" for tag in run.tags)
     if run.parent_id:
         who += f"  ·  from {run.parent_id}"
-    step = f"{steps_done(run)}/{run.total_steps}" if run.total_steps else str(steps_done(run))
-    reward = "-" if run.last_reward is None else f"{run.last_reward:.3f}"
     where = (
-        f"{status_text(run, now)}  ·  steps {step}  ·  reward {reward}  ·  started {format_started(run.started_at)}"
+        f"{status_text(run, now)}  ·  steps {progress_text(run)}  ·  reward {reward_text(run.last_reward)}"
+        f"  ·  started {format_started(run.started_at)}"
         f"  ·  {format_duration(run_duration(run, now))}"
     )
     if run.error:
@@ -101,7 +124,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("1", "show_tab('curves')", "Tabs", key_display="1-5"),
-        *(Binding(str(number), f"show_tab('{tab}')", label, show=False) for number, (tab, label) in enumerate(TABS, 1)),
+        *(Binding(str(number), f"show_tab('{tab.id}')", tab.title, show=False) for number, tab in enumerate(TABS, 1)),
         Binding("h", "health", "Health"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "app.quit", "Quit"),
@@ -121,16 +144,9 @@ class RunScreen(ReportsWorkerErrors, Screen):
         yield Static(Content("reading…"), id="run-where", classes="run-header")
         yield Static(Content("health: reading…"), id="run-health", classes="run-header")
         with TabbedContent(initial=self.initial_tab, id="run-tabs"):
-            with TabPane("Curves", id="curves"):
-                yield CurvesPane(self.run_id, id="curves-pane")
-            with TabPane("Groups", id="groups"):
-                yield GroupsPane(self.run_id, id="groups-pane")
-            with TabPane("Tokens", id="tokens"):
-                yield TokensPane(self.run_id, id="tokens-pane")
-            with TabPane("Config", id="config"):
-                yield ConfigPane(self.run_id, id="config-pane")
-            with TabPane("Logs", id="logs"):
-                yield LogsPane(self.run_id, id="logs-pane")
+            for tab in TABS:
+                with TabPane(tab.title, id=tab.id):
+                    yield tab.pane(self.run_id, id=f"{tab.id}-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -161,10 +177,8 @@ class RunScreen(ReportsWorkerErrors, Screen):
         who, where = header_lines(event.run, self.app.clock())
         self.sub_title = event.run.name or event.run.id
         self.query_one("#run-who", Static).update(Content(who))
-        where_widget = self.query_one("#run-where", Static)
-        where_widget.update(Content(where))
-        for status in set(STATUS_COLOURS):
-            where_widget.set_class(status == event.run.status, f"status-{status}")
+        colour = STATUS_COLOURS.get(event.run.status, "foreground")
+        self.query_one("#run-where", Static).update(Content.from_markup(f"[${colour}]$where", where=where))
         if event.health is not None:
             self.health = event.health
             line = self.query_one("#run-health", Static)
@@ -189,24 +203,21 @@ class RunScreen(ReportsWorkerErrors, Screen):
         )
 
     def action_help(self) -> None:
-        keys = [(str(number), f"{label} tab") for number, (_, label) in enumerate(TABS, 1)]
+        keys = [(str(number), f"{tab.title} tab") for number, tab in enumerate(TABS, 1)]
         keys += [("h", "health: each finding, since when, thresholds"), ("esc", "back to the runs"),
                  ("ctrl+t", "dark / light theme"), ("?", "this help"), ("q", "quit")]
-        for (_, label), pane in zip(TABS, PANES, strict=True):
-            keys += [(f"{label}: {key}", what) for key, what in tab_keys(pane)]
+        for tab in TABS:
+            keys += [(f"{tab.title}: {key}", what) for key, what in tab_keys(tab)]
         notes = "A tab's keys work while the tab is shown."
         self.app.push_screen(HelpModal(f"Run {self.run_id}", keys, notes))
 
 
-#: the pane class of each tab, in TABS order; the Tokens text view's cursor keys are the pane's too
-PANES = (CurvesPane, GroupsPane, TokensPane, ConfigPane, LogsPane)
-EXTRA_KEYS = {TokensPane: [("←/→ ↑/↓ home/end", "move the token cursor")]}
-
-
-def tab_keys(pane: type) -> list[tuple[str, str]]:
-    """The keys a pane binds, as the help lists them: (key as shown, what it does)."""
+def tab_keys(tab: Tab) -> list[tuple[str, str]]:
+    """The keys a tab's pane handles, as the help lists them: (key, what it does), one line a key."""
     keys = []
-    for binding in pane.__dict__.get("BINDINGS", []):
+    for binding in tab.pane.__dict__.get("BINDINGS", []):
         if isinstance(binding, Binding):
-            keys.append((binding.key_display or binding.key, binding.description))
-    return keys + EXTRA_KEYS.get(pane, [])
+            # A key in a footer group ("[ ]" for smoothing) has its own line here, under its own name.
+            shown = binding.key_display if binding.key_display and binding.group is None else None
+            keys.append((shown or key_to_character(binding.key) or binding.key, binding.description))
+    return keys + list(tab.unbound_keys)

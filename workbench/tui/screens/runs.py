@@ -7,12 +7,13 @@ selection and the scroll position survive every refresh.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -27,61 +28,51 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
 from workbench.errors import UserError
 from workbench.health import HEALTH_KEYS, Health, Thresholds, load_thresholds, run_health
+from workbench.presentation import (
+    ACTIVE_STATUSES,
+    format_duration,
+    format_started,
+    progress_text,
+    reward_text,
+    run_duration,
+    status_colour,
+    status_text,
+    steps_done,
+)
 from workbench.registry import STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
-from workbench.tui import ReportsWorkerErrors
-from workbench.tui.screens.modals import ConfirmModal, HelpModal
+from workbench.tui import OpenCompare, OpenExperiments, OpenNewRun, OpenRun, ReportsWorkerErrors
+from workbench.tui.modals import ConfirmModal, HelpModal
 from workbench.tui.widgets.cells import Line
-
-#: seconds without a heartbeat after which a running run's marker turns hollow (the registry's own
-#: reconcile decides when it becomes crashed; this only tells the user the trainer has gone quiet).
-LIVE_HEARTBEAT_S = 15.0
-
-STATUS_MARKERS = {
-    "queued": "◌",
-    "running": "●",
-    "unresponsive": "◐",
-    "finished": "✓",
-    "failed": "✗",
-    "crashed": "!",
-    "stopped": "■",
-}
-#: a run with a process (or a place in the queue): it can be stopped, not deleted
-ACTIVE_STATUSES = ("running", "unresponsive", "queued")
-#: theme variable that colours each status
-STATUS_COLOURS = {
-    "queued": "accent",
-    "running": "success",
-    "unresponsive": "warning",
-    "finished": "foreground",
-    "failed": "error",
-    "crashed": "error",
-    "stopped": "warning",
-}
 
 
 @dataclass(frozen=True)
 class Column:
+    """A runs-table column: `width` is its least width; a `fit` column widens to its widest cell
+    (the name only as far as the terminal has room)."""
+
     key: str
     label: str
     width: int
+    fit: bool = False
 
 
 COLUMNS = (
     Column("selected", " ", 1),
-    Column("name", "name", 18),
+    Column("id", "id", 6, fit=True),
+    Column("name", "name", 16, fit=True),
     Column("variant", "variant", 12),
-    Column("status", "status", 10),
+    Column("status", "status", 10, fit=True),
     Column("host", "host", 8),
-    Column("step", "step", 11),
+    Column("step", "step", 5, fit=True),
     Column("reward", "reward", 7),
-    Column("health", "health", 10),
+    Column("health", "health", 10, fit=True),
     Column("started", "started", 11),
     Column("duration", "duration", 8),
 )
-SORTABLE = tuple(column.key for column in COLUMNS if column.key != "selected")
-#: narrower than this, the table leaves out host and start time (the Run header shows both), so
-#: an 80-column terminal shows every other column without scrolling sideways
-NARROW_WIDTH = 100
+#: run ids are random: sorting by them orders nothing
+SORTABLE = tuple(column.key for column in COLUMNS if column.key not in ("selected", "id"))
+#: what a terminal too narrow for every column leaves out, first to last (the Run header shows each)
+LEFT_OUT_FIRST = ("host", "started", "health", "duration")
 #: health is judged in the run-list read itself while the runs to judge are at most this many and hold
 #: at most this many steps (each run costs a few series reads: 200 short runs added ~230 ms to the
 #: first paint of a 501-run registry); the rest are judged in a worker after the first paint
@@ -89,20 +80,29 @@ HEALTH_INLINE_RUNS = 32
 HEALTH_INLINE_STEPS = 2_000
 #: rows added before the first paint of a long list; the rest follow right after it
 FIRST_BATCH_ROWS = 60
-NARROW_HIDDEN = frozenset({"host", "started", "health"})
-#: the name column's width when narrow: 80 cells then hold every column and the vertical scrollbar
-NARROW_NAME_WIDTH = 16
 
 
-def columns_for(width: int) -> tuple[Column, ...]:
-    """The columns shown in a terminal `width` cells wide."""
-    if width >= NARROW_WIDTH:
-        return COLUMNS
-    return tuple(
-        Column(column.key, column.label, NARROW_NAME_WIDTH) if column.key == "name" else column
+def columns_for(room: int, rows: Collection[Mapping[str, Line]] = (), padding: int = 1) -> tuple[Column, ...]:
+    """The columns that fit `room` cells (the table's width less its scrollbar), with their widths.
+
+    Columns of LEFT_OUT_FIRST give way, in that order, until every other column fits at its least
+    width; a fit column is as wide as its widest cell in `rows` (the name: up to the room left).
+    """
+    widest = {
+        column.key: max([column.width, *(cell_len(row[column.key].text) for row in rows if column.key in row)])
         for column in COLUMNS
-        if column.key not in NARROW_HIDDEN
-    )
+        if column.fit
+    }
+    width = {column.key: widest.get(column.key, column.width) for column in COLUMNS}
+    width["name"] = next(column.width for column in COLUMNS if column.key == "name")  # at least, for now
+    shown = [column.key for column in COLUMNS]
+    for key in LEFT_OUT_FIRST:
+        if sum(width[shown_key] + 2 * padding for shown_key in shown) <= room:
+            break
+        shown.remove(key)
+    left = room - sum(width[key] + 2 * padding for key in shown if key != "name") - 2 * padding
+    width["name"] = max(width["name"], min(widest["name"], left))
+    return tuple(replace(column, width=width[column.key]) for column in COLUMNS if column.key in shown)
 
 
 @dataclass(frozen=True)
@@ -111,53 +111,6 @@ class Cell(Line):
 
     sort_value: tuple = (False,)
     run_id: str = field(default="", compare=False)
-
-
-def format_duration(seconds: float | None) -> str:
-    """Compact elapsed time: 42s, 3m05s, 2h07m, 3d04h; '-' when unknown."""
-    if seconds is None or seconds < 0:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def format_started(timestamp: float | None) -> str:
-    """Local month-day hour:minute of a UNIX time, '-' when the run has not started."""
-    if timestamp is None:
-        return "-"
-    return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
-
-
-def run_duration(run: RunInfo, now: float) -> float | None:
-    """Seconds from start to end, or to `now` while the run has not ended."""
-    if run.started_at is None:
-        return None
-    return (run.ended_at if run.ended_at is not None else now) - run.started_at
-
-
-def is_live(run: RunInfo, now: float) -> bool:
-    """A running run whose trainer heartbeated within LIVE_HEARTBEAT_S."""
-    return run.status == "running" and run.heartbeat is not None and now - run.heartbeat <= LIVE_HEARTBEAT_S
-
-
-def status_text(run: RunInfo, now: float) -> str:
-    """Marker and status; a running run that has gone quiet gets a hollow marker."""
-    if run.status == "running" and not is_live(run, now):
-        return f"○ {run.status}"
-    if run.status == "queued" and run.queue_position:
-        return f"◌ queued {run.queue_position}"
-    return f"{STATUS_MARKERS.get(run.status, '?')} {run.status}"
-
-
-def steps_done(run: RunInfo) -> int:
-    """Steps the run has committed: the trainer numbers steps from 1, so the last step recorded."""
-    return 0 if run.last_step is None else run.last_step
 
 
 def _nullable(value: object) -> tuple:
@@ -177,26 +130,24 @@ def run_cells(
     run: RunInfo, now: float, selected: bool, colours: dict[str, str], health: Health | None = None
 ) -> dict[str, Cell]:
     """The table row of one run, keyed by column; `colours` maps theme variable names to colours."""
-    done = steps_done(run)
-    step = f"{done}/{run.total_steps}" if run.total_steps else str(done)
-    progress = done / run.total_steps if run.total_steps else None
-    reward = "-" if run.last_reward is None else f"{run.last_reward:.3f}"
+    progress = steps_done(run) / run.total_steps if run.total_steps else None
     started = run.started_at if run.started_at is not None else run.created_at
     duration = run_duration(run, now)
     return {
         "selected": Cell(
             "✓" if selected else " ", f"bold {colours.get('accent', '')}", sort_value=_nullable(not selected), run_id=run.id
         ),
+        "id": Cell(run.id, sort_value=_nullable(run.id)),
         "name": Cell(run.name or run.id, "bold", sort_value=_nullable((run.name or run.id).lower())),
         "variant": Cell(run.variant or "-", sort_value=_nullable(run.variant or None)),
         "status": Cell(
             status_text(run, now),
-            colours.get(STATUS_COLOURS.get(run.status, "foreground"), ""),
+            status_colour(run.status, colours),
             sort_value=_nullable(STATUSES.index(run.status) if run.status in STATUSES else len(STATUSES)),
         ),
         "host": Cell(run.host or "-", sort_value=_nullable(run.host or None)),
-        "step": Cell(step, sort_value=_nullable(progress)),
-        "reward": Cell(reward, sort_value=_nullable(run.last_reward)),
+        "step": Cell(progress_text(run), sort_value=_nullable(progress)),
+        "reward": Cell(reward_text(run.last_reward), sort_value=_nullable(run.last_reward)),
         "health": health_cell(health, colours),
         "started": Cell(format_started(run.started_at), sort_value=_nullable(started)),
         "duration": Cell(format_duration(duration), sort_value=_nullable(duration)),
@@ -380,6 +331,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.selected: set[str] = set()
         self.rows: dict[str, dict[str, Cell]] = {}
         self.columns: tuple[Column, ...] = ()
+        self.width = 0
         self.shown_count = 0
         self.loaded = False
         self.registry_problem: str | None = None
@@ -415,18 +367,21 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.layout_columns(event.size.width)
 
     def layout_columns(self, width: int) -> None:
-        """Show the columns that fit `width`; rebuilds the rows when the set changes."""
-        wanted = columns_for(width)
-        if wanted == self.columns:
+        """Lay the table out for a terminal `width` cells wide."""
+        self.width = width
+        self.apply_runs(list(self.runs.values()))
+
+    def set_columns(self, columns: tuple[Column, ...]) -> None:
+        """Show `columns` (their set or widths changed): the table is emptied, apply_runs refills it."""
+        if columns == self.columns:
             return
-        self.columns = wanted
+        self.columns = columns
         table = self.table
         table.clear(columns=True)
-        for column in wanted:
+        for column in columns:
             table.add_column(column.label, width=column.width, key=column.key)
         self.rows.clear()
         self._update_header_labels()
-        self.apply_runs(list(self.runs.values()))
 
     @property
     def table(self) -> DataTable:
@@ -531,17 +486,19 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.selected &= self.runs.keys()
         self.refresh_health()
         now, colours, flt = self.now, self.theme_colours(), self.run_filter
-        wanted = {
+        every = {
             run.id: run_cells(run, now, run.id in self.selected, colours, self.health.get(run.id, (None, None))[1])
             for run in runs
-            if flt.matches(run)
         }
+        wanted = {run_id: cells for run_id, cells in every.items() if flt.matches(self.runs[run_id])}
         self.shown_count = len(wanted)
+        cursor_key = self.cursor_run_id()
+        # Widths follow every run, not only those the filter shows: typing in the filter never reflows.
+        self.set_columns(columns_for(self.width - self.table.styles.scrollbar_size_vertical, every.values()))
         if not self.rows and len(wanted) > FIRST_BATCH_ROWS:
-            self.fill_empty_table(wanted)
+            self.fill_empty_table(wanted, cursor_key)
             return
         table = self.table
-        cursor_key = self.cursor_run_id()
         reorder = False
         for run_id in list(self.rows):
             if run_id not in wanted:
@@ -564,22 +521,25 @@ class RunsScreen(ReportsWorkerErrors, Screen):
             self.sort_rows(cursor_key)
         self.update_summary()
 
-    def fill_empty_table(self, wanted: dict[str, dict[str, Cell]]) -> None:
-        """First fill of a long list: rows already in order, the first screenful before the first paint.
+    def fill_empty_table(self, wanted: dict[str, dict[str, Cell]], keep_cursor_on: str | None = None) -> None:
+        """Fill an empty table with a long list: rows already in order, the first screenful before the
+        next paint (the first, or the one after a new layout), the cursor back on its run after that.
 
         The table measures every cell it is given, so the rest is added after that paint.
         """
         ordered = self.ordered(wanted)
         self._add_rows(ordered[:FIRST_BATCH_ROWS], wanted)
         self.update_summary()
-        self.call_after_refresh(self._add_rows, ordered[FIRST_BATCH_ROWS:], wanted)
+        self.call_after_refresh(self._add_rows, ordered[FIRST_BATCH_ROWS:], wanted, keep_cursor_on)
 
-    def _add_rows(self, run_ids: list[str], cells_of: dict[str, dict[str, Cell]]) -> None:
+    def _add_rows(self, run_ids: list[str], cells_of: dict[str, dict[str, Cell]], keep_cursor_on: str | None = None) -> None:
         table = self.table
         for run_id in run_ids:
             if run_id not in self.rows and run_id in self.runs:
                 cells = self.rows[run_id] = cells_of[run_id]
                 table.add_row(*(cells[column.key] for column in self.columns), key=run_id)
+        if keep_cursor_on in self.rows:
+            table.move_cursor(row=table.get_row_index(keep_cursor_on), scroll=False)
 
     def ordered(self, rows: dict[str, dict[str, Cell]]) -> list[str]:
         """Run ids of `rows` in the current sort order (missing values last either way)."""
@@ -694,22 +654,16 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     def open_run(self, run_id: str | None, tab: str) -> None:
         if run_id is None:
             return
-        from workbench.tui.screens.run import RunScreen  # imported on first use: keeps first paint fast
-
-        self.app.push_screen(RunScreen(run_id, tab=tab))
+        self.post_message(OpenRun(run_id, tab=tab))
 
     def action_logs(self) -> None:
         self.open_run(self.cursor_run_id(), tab="logs")
 
     def action_experiments(self) -> None:
-        from workbench.tui.screens.experiments import ExperimentsScreen  # imported on first use
-
-        self.app.push_screen(ExperimentsScreen())
+        self.post_message(OpenExperiments())
 
     def action_new_run(self) -> None:
-        from workbench.tui.screens.new_run import NewRunScreen  # imported on first use
-
-        self.app.push_screen(NewRunScreen())
+        self.post_message(OpenNewRun())
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()
@@ -739,9 +693,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
                 f"Select 2 to 8 runs to compare with space ({len(chosen)} selected).", severity="warning"
             )
             return
-        from workbench.tui.screens.compare import CompareScreen  # imported on first use
-
-        self.app.push_screen(CompareScreen(chosen))
+        self.post_message(OpenCompare(chosen))
 
     def action_stop_run(self) -> None:
         run = self.require_cursor_run()
@@ -751,20 +703,13 @@ class RunsScreen(ReportsWorkerErrors, Screen):
             self.notify(f"Run {run.id} is {run.status}: nothing to stop.", severity="warning")
             return
         question = f"Stop run {run.name} ({run.id})? The trainer saves a checkpoint and records 'stopped'."
-        self.app.push_screen(ConfirmModal(question, "Stop"), self._stop_confirmed(run.id))
-
-    def _stop_confirmed(self, run_id: str) -> Callable[[bool | None], None]:
-        def confirmed(answer: bool | None) -> None:
-            if answer:
-                self.notify(f"Stopping {run_id}…")
-                self.stop_run(run_id)
-
-        return confirmed
+        self.confirm_then(question, "Stop", partial(self.stop_run, run.id))
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="stopping a run")
     def stop_run(self, run_id: str) -> None:
         from workbench.launch import stop  # the launch layer loads process control only when asked
 
+        self.app.call_from_thread(self.notify, f"Stopping {run_id}…")
         stop(run_id, registry_path=self.app.registry_path)
         self.app.call_from_thread(self.notify, f"Run {run_id} stopped.")
         self.post_message(RunsChanged())
@@ -777,14 +722,16 @@ class RunsScreen(ReportsWorkerErrors, Screen):
             self.notify(f"Run {run.id} is {run.status}: stop it first (s).", severity="warning")
             return
         question = f"Delete run {run.name} ({run.id}) with its metrics, samples and files? This cannot be undone."
-        self.app.push_screen(ConfirmModal(question, "Delete"), self._delete_confirmed(run.id))
+        self.confirm_then(question, "Delete", partial(self.delete_run, run.id))
 
-    def _delete_confirmed(self, run_id: str) -> Callable[[bool | None], None]:
-        def confirmed(answer: bool | None) -> None:
+    def confirm_then(self, question: str, confirm_label: str, act: Callable[[], object]) -> None:
+        """Ask `question` first; `act()` only on an explicit yes."""
+
+        def answered(answer: bool | None) -> None:
             if answer:
-                self.delete_run(run_id)
+                act()
 
-        return confirmed
+        self.app.push_screen(ConfirmModal(question, confirm_label), answered)
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="deleting a run")
     def delete_run(self, run_id: str) -> None:

@@ -46,7 +46,18 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class ErrorModal(ModalScreen[None]):
+class ClosingModal(ModalScreen[None]):
+    """A modal that only tells: its Close button (id `close`) or a close key dismisses it."""
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#close")
+    def close_pressed(self) -> None:
+        self.dismiss(None)
+
+
+class ErrorModal(ClosingModal):
     """What failed (title) and why (cause, the error's own message); any of enter/escape closes it."""
 
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
@@ -64,15 +75,8 @@ class ErrorModal(ModalScreen[None]):
             with Horizontal(classes="buttons"):
                 yield Button("Close (esc)", id="close", variant="primary")
 
-    def action_close(self) -> None:
-        self.dismiss(None)
 
-    @on(Button.Pressed, "#close")
-    def close_pressed(self) -> None:
-        self.dismiss(None)
-
-
-class HelpModal(ModalScreen[None]):
+class HelpModal(ClosingModal):
     """The keys of the screen that opened it, one per line, and a few words on how the screen works."""
 
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
@@ -94,13 +98,6 @@ class HelpModal(ModalScreen[None]):
                 yield Static(Content("\n").join(lines), id="help-text")
             with Horizontal(classes="buttons"):
                 yield Button("Close (esc)", id="close", variant="primary")
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#close")
-    def close_pressed(self) -> None:
-        self.dismiss(None)
 
 
 class PromptModal(ModalScreen[str | None]):
