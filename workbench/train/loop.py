@@ -18,7 +18,6 @@ from workbench import algorithms as A
 from workbench.algorithms.variants import normalize_loss_type
 from workbench.registry import GroupRecord, ResponseRecord, TokenStats
 from workbench.train.engine import Engine
-from workbench.train.engines import RolloutEngine, make_engine
 from workbench.train.rewards import score_completions
 from workbench.train.rollout import (
     Rollout,
@@ -30,6 +29,7 @@ from workbench.train.rollout import (
     token_values,
     with_mask,
 )
+from workbench.train.rollout_engines import RolloutEngine, make_engine
 from workbench.train.tasks import Example
 
 GFPO_HISTORY = 1000      # past group mean rewards kept for adaptive GFPO's difficulty quartiles
