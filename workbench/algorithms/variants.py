@@ -418,11 +418,13 @@ class Variant:
             return "seq-mean-token-mean"
         return self.loss_type
 
-    def rule_text(self) -> str:
-        """The policy-loss rule and its parameters in a few words (the Clip column, what-if's rule line)."""
+    def rule_text(self, bounds: bool = False) -> str:
+        """The policy-loss rule and its parameters in a few words: the Clip column of `workbench variants`
+        (PPO's epsilons "0.2 / 0.28"), or with bounds=True the ratio range it clips to ("clip [0.8, 1.28]"),
+        as what-if describes a rule."""
         high = self.resolved_epsilon_high
         if self.loss_mode == "cispo":
-            return f"CISPO [{max(0.0, 1 - self.epsilon):g}, {1 + high:g}]"
+            return f"CISPO {'weight ' if bounds else ''}[{max(0.0, 1 - self.epsilon):g}, {1 + high:g}]"
         if self.loss_mode == "sapo":
             return f"SAPO gate τ+ {self.tau_pos:g} τ− {self.tau_neg:g}"
         if self.loss_mode == "geo_mean":
@@ -434,8 +436,10 @@ class Variant:
             return f"KL-Cov {self.kl_cov_ratio:g} coef {self.ppo_kl_coef:g}"
         if self.loss_mode == "gpg":
             return "GPG no clip"
-        text = f"{self.epsilon:g} / {high:g}"
-        return text if self.dual_clip is None else f"{text}, dual {self.dual_clip:g}"
+        text = f"clip [{max(0.0, 1 - self.epsilon):g}, {1 + high:g}]" if bounds else f"{self.epsilon:g} / {high:g}"
+        if self.dual_clip is None:
+            return text
+        return f"{text} dual {self.dual_clip:g}" if bounds else f"{text}, dual {self.dual_clip:g}"
 
     def correction_text(self) -> str:
         """Off-policy correction in a few words: importance weights, rejection, sequence masking."""

@@ -46,9 +46,11 @@ class RolloutEngine:
                                   cache_implementation=self.cache_implementation,
                                   prompt_multiple=self.prompt_multiple)
 
-    def announcement(self) -> str:
-        """One line for the run's events: which engine sampled, which policy computed the log-probs."""
-        return (f"completions sampled by rollout engine {self.name!r} ({self.description}); per-token "
+    def announcement(self, dtype: str = "auto") -> str:
+        """One line for the run's events: which engine sampled (in which dtype), which policy computed the
+        log-probs."""
+        sampling = "" if dtype == "auto" else f", sampling in {dtype} (autocast)"
+        return (f"completions sampled by rollout engine {self.name!r} ({self.description}{sampling}); per-token "
                 "log-probs, ratios and KL recomputed by the training policy, the sampler's own log-probs kept "
                 "beside them")
 
