@@ -63,7 +63,7 @@ class Rule:
 
     @property
     def ratio_level(self) -> str:
-        return self.variant.importance_sampling_level if self.variant.loss_mode != "gpg" else "no"
+        return self.variant.importance_sampling_level
 
     @property
     def dual_clip(self) -> float | None:
@@ -83,7 +83,15 @@ class Rule:
         correction = self.variant.correction_text()
         return text if correction == "none" else f"{text}, {correction}"
 
+    def ratio_clip_text(self) -> str:
+        """The ratio the rule looks at and what it does with it: "token clip [0.8, 1.28]"; GPG has no ratio."""
+        if self.variant.loss_mode == "gpg":
+            return self.clip_text()
+        return f"{self.ratio_level} {self.clip_text().removeprefix('clip ')}"
+
     def describe(self) -> str:
+        if self.variant.loss_mode == "gpg":
+            return f"{self.name}: no ratio, {self.clip_text()}, {self.agg}"
         return f"{self.name}: {self.ratio_level} ratio, {self.clip_text()}, {self.agg}"
 
     def to_dict(self) -> dict[str, Any]:

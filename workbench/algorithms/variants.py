@@ -435,7 +435,7 @@ class Variant:
         if self.loss_mode == "kl_cov":
             return f"KL-Cov {self.kl_cov_ratio:g} coef {self.ppo_kl_coef:g}"
         if self.loss_mode == "gpg":
-            return "GPG no clip"
+            return "GPG −A log π, no clip"
         text = f"clip [{max(0.0, 1 - self.epsilon):g}, {1 + high:g}]" if bounds else f"{self.epsilon:g} / {high:g}"
         if self.dual_clip is None:
             return text

@@ -93,7 +93,7 @@ def _summary_table(run_id: str, step: int, results: list, full: bool) -> Table:
                          no_wrap=True)
     for result in results:
         summary, chosen = result.summary, result.rule
-        definition = (f"{chosen.ratio_level} {chosen.clip_text().removeprefix('clip ')}", chosen.agg) if full else ()
+        definition = (chosen.ratio_clip_text(), chosen.agg) if full else ()
         table.add_row(
             Text(chosen.name), *definition,
             f"{summary.clip_fraction:.1%}", f"{summary.clipped_low}/{summary.clipped_high}", str(summary.silenced),
