@@ -107,3 +107,17 @@ async def test_mismatch_layer_colours_by_trainer_over_sampler_and_marks_masked_a
         assert "Δ old−smp -0.69" in detail and "logp smp  -0.307" in detail   # float16-stored difference
         await pilot.press("m")
         await wait_for(pilot, lambda: static_text(app, "#tokens-legend").startswith("ratio "))
+
+
+def test_a_what_if_rule_s_masks_replace_the_recorded_ones():
+    from workbench import whatif as W
+    from workbench.tui.panes.tokens import render_tokens, whatif_stats
+
+    stats = TokenStats(tokens=list("12+3"), logp_old=[-1.0] * 4, logp_new=[-1.0] * 4, ratio=[1.0] * 4,
+                       entropy=[0.5] * 4, clipped_low=[False] * 4, clipped_high=[False] * 4, advantage=[1.0] * 4)
+    verdict = W.ResponseVerdict(group=0, response=0, length=4, advantage=1.0, ratio=[1.0, 1.0, 1.5, 1.0],
+                                clipped_low=[False] * 4, clipped_high=[False, False, True, False], push=[0.1] * 4,
+                                silenced=0, masked=[False, True, False, False], penalized=[False, False, False, True])
+    shown = whatif_stats(stats, verdict)
+    assert render_tokens(shown, None).plain == f"1 2{MASKED_MARK} +↑ 3{PENALIZED_MARK}"
+    assert render_tokens(stats, None).plain == "1 2 + 3"
