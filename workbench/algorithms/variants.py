@@ -389,6 +389,17 @@ class Variant:
         """Whether the update reads the sampler's own log-probs (rollout correction or off-policy masking)."""
         return self.rollout_is != "none" or self.rollout_rs != "none" or self.off_policy_mask_threshold is not None
 
+    @property
+    def masks_tokens(self) -> bool:
+        """Whether the update may take single tokens out of the gradient besides the clip (Clip-Cov's
+        detached tokens, the rollout corrections' zeros), so the views should be told which."""
+        return self.loss_mode == "clip_cov" or self.corrects_rollout
+
+    @property
+    def penalizes_tokens(self) -> bool:
+        """Whether the update adds a term to single tokens (KL-Cov's |log r| penalty)."""
+        return self.loss_mode == "kl_cov"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -558,7 +558,6 @@ def token_stats(engine: Engine, rollout: Rollout, scores: TokenScores, update: U
     n = int(rollout.lengths[i])
     ids = rollout.completion_ids[i, :n].tolist()
     algorithm = engine.recipe.algorithm
-    masks = algorithm.loss_mode == "clip_cov" or algorithm.corrects_rollout
 
     def row(values: torch.Tensor) -> list:
         return values[i, :n].tolist()
@@ -570,7 +569,7 @@ def token_stats(engine: Engine, rollout: Rollout, scores: TokenScores, update: U
         ref_logp=row(scores.ref_logp) if scores.ref_logp is not None else None,
         advantage=token_advantage.tolist(),
         logp_sampler=row(rollout.sampler_logp) if rollout.sampler_logp is not None else None,
-        masked=row(update.masked) if masks else None,
-        penalized=row(update.penalized) if algorithm.loss_mode == "kl_cov" else None,
+        masked=row(update.masked) if algorithm.masks_tokens else None,
+        penalized=row(update.penalized) if algorithm.penalizes_tokens else None,
         epochs=[EpochTokens(row(ratio), row(low), row(high)) for ratio, low, high in update.epochs[:-1]] or None,
     )
