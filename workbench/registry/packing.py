@@ -145,12 +145,23 @@ def pack_token_stats(stats: TokenStats) -> bytes:
     return _HEADER.pack(FORMAT_VERSION, flags, count) + b"".join(parts) + bytes([extended]) + b"".join(extra)
 
 
+# Half float16's smallest subnormal: a difference below it is stored as 0.
+FLOAT16_ZERO = 2.0**-25
+
+
+def _difference(sampler: float, old: float) -> float:
+    """sampler - old as stored: a difference float16 rounds to zero is +0.0, never -0.0 (unpacking gives
+    sampler = old, whose difference is +0.0), so unpacking and packing again gives the same bytes."""
+    difference = sampler - old
+    return difference if abs(difference) > FLOAT16_ZERO else 0.0
+
+
 def _extended(stats: TokenStats) -> tuple[int, list[bytes]]:
     """The format-2 fields present: (extended flags, their bytes in layout order)."""
     flags, parts = 0, []
     if stats.logp_sampler is not None:
         flags |= EXT_SAMPLER
-        parts.append(_float16([s - o for s, o in zip(stats.logp_sampler, stats.logp_old, strict=True)]))
+        parts.append(_float16([_difference(s, o) for s, o in zip(stats.logp_sampler, stats.logp_old, strict=True)]))
     if stats.masked is not None:
         flags |= EXT_MASKED
         parts.append(_bits(stats.masked))

@@ -53,6 +53,11 @@ class TokenStats:
     penalized: list[bool] | None = None
     epochs: list[EpochTokens] | None = None
 
+    def __post_init__(self) -> None:
+        # epochs read back from JSON (an exported registry) arrive as dicts
+        if self.epochs is not None:
+            self.epochs = [epoch if isinstance(epoch, EpochTokens) else EpochTokens(**epoch) for epoch in self.epochs]
+
     def __len__(self) -> int:
         return len(self.tokens)
 
