@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from workbench.train.engines import make_engine
     from workbench.train.models import load_tokenizer
     from workbench.train.rollout import encode_prompts
+    from workbench.train.rollout_engines import make_engine
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

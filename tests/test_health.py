@@ -33,6 +33,7 @@ def healthy() -> dict:
         "completions/clipped_ratio": _series([0.05] * 60),
         "reward": _series([0.2 + 0.01 * i for i in range(60)]),
         "eval/accuracy": ([10, 20, 30, 40, 50, 60], [0.2, 0.3, 0.4, 0.45, 0.5, 0.55]),
+        "sampling/sampling_logp_difference/mean": _series([0.01 + 0.001 * math.sin(i) for i in range(60)]),
     }
 
 

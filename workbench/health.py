@@ -40,6 +40,8 @@ class Thresholds:
     length_limit_rise: float = 0.1  # ... and this much above the first window's share
     eval_drop: float = 0.05  # reward up, held-out down: accuracy this far below its best ...
     reward_rise: float = 0.0  # ... while the reward's trailing mean rose by more than this since that best
+    mismatch_factor: float = 3.0  # mismatch growing: trailing mean |log pi_train - log pi_sampler| above factor x
+    mismatch_floor: float = 0.02  # ... the first window's mean and above this many nats per token
 
     def __post_init__(self) -> None:
         if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
@@ -244,6 +246,14 @@ def check_reward_vs_eval(metrics: Mapping[str, Series], t: Thresholds) -> tuple[
     return True, Finding("reward_vs_eval", "overfit", eval_steps[best + 1], after[-1], limit, detail)
 
 
+def check_mismatch(metrics: Mapping[str, Series], t: Thresholds) -> tuple[bool, Finding | None]:
+    """The sampler's log-probs drift away from the trainer's (mean |Δ log p| per token rising): the rollout
+    engine samples from another distribution than the one being trained, more so every step, which
+    truncated / masked importance sampling (TIS, IcePop) exist to correct (arXiv:2510.18855 sec. 3)."""
+    return _rising_above("mismatch_growing", "mismatch", metrics.get("sampling/sampling_logp_difference/mean"),
+                         t.window, t.mismatch_factor, t.mismatch_floor, "mean |Δ log p|")
+
+
 CHECKS: Mapping[str, Callable[[Mapping[str, Series], Thresholds], tuple[bool, Finding | None]]] = {
     "entropy_collapse": check_entropy,
     "clip_spike": check_clip,
@@ -251,11 +261,12 @@ CHECKS: Mapping[str, Callable[[Mapping[str, Series], Thresholds], tuple[bool, Fi
     "zero_variance": check_zero_variance,
     "length_runaway": check_length,
     "reward_vs_eval": check_reward_vs_eval,
+    "mismatch_growing": check_mismatch,
 }
 # The metric keys the checks read: fetch these and nothing else.
 HEALTH_KEYS: tuple[str, ...] = (
     "entropy", "clip_ratio/region_mean", "clip_stats_trivial", "kl", "frac_reward_zero_std",
-    "completions/clipped_ratio", "eval/accuracy", "reward",
+    "completions/clipped_ratio", "eval/accuracy", "reward", "sampling/sampling_logp_difference/mean",
 )
 
 

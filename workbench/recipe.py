@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 import workbench
+from workbench.algorithms._checks import AlgorithmArgumentError
 from workbench.algorithms.variants import AXES, FIELD_NAMES, VARIANTS, Variant, variant
 from workbench.errors import UserError
 
@@ -118,6 +119,10 @@ class RolloutSpec:
                                "static (generate with a static KV cache, compiled on CUDA), auto (static on "
                                "CUDA, hf on CPU); log-probs are always recomputed by the training policy",
                        ("auto", "hf", "static"))
+    dtype: str = _key("auto", "dtype the rollout engine samples in: auto (the training dtype), bfloat16 or float16 "
+                              "(autocast, CPU or CUDA): the sampler's own log-probs then differ from the trainer's, as "
+                              "a vLLM sampler's do, for the mismatch view and rollout corrections",
+                      ("auto", "bfloat16", "float16"))
 
 
 @dataclass(frozen=True)
@@ -415,18 +420,10 @@ def _build_algorithm(values: dict[str, Any], source: str) -> Variant:
         overrides[key] = value
     try:
         return variant(preset, **overrides)
-    except ValueError as exc:
-        key = _named_field(str(exc), overrides)
+    except AlgorithmArgumentError as exc:
+        key = exc.field if exc.field in FIELD_NAMES else next(iter(overrides), "preset")
         shown = f" = {overrides[key]!r}" if key in overrides else ""
         raise RecipeError(f"{source}: algorithm.{key}{shown} (preset {preset!r}): {exc}") from exc
-
-
-def _named_field(message: str, overrides: dict[str, Any]) -> str:
-    """The Variant field a validation message is about (the first field name it mentions)."""
-    for match in re.finditer(r"[a-z_]+", message):
-        if match.group() in FIELD_NAMES:
-            return match.group()
-    return next(iter(overrides), "preset")
 
 
 def _fail(recipe: Recipe, key: str, value: Any, problem: str) -> RecipeError:

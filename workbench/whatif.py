@@ -1,21 +1,28 @@
-"""What-if clipping: re-score a logged step's responses under another variant's clipping rule.
+"""What-if: re-score a logged step's responses under another variant's policy-loss rule.
 
-Every logged response keeps, per token, the log-prob under the sampling policy (`logp_old`), the
-log-prob under the policy being updated (`logp_new`) and the advantage (registry `TokenStats`). That is
-all `workbench.algorithms.policy_loss` needs, so the loss of any rule can be recomputed from the
-registry alone: token vs sequence ratio (GSPO), symmetric vs clip-higher bounds (DAPO), dual-clip,
-CISPO's clipped IS weight, and every loss aggregation. The math is the training code's own: this
-module builds tensors, calls `A.policy_loss`, and asks autograd for each token's gradient.
+Every logged response keeps, per token, the log-prob under the policy before the update (`logp_old`),
+the log-prob under the policy being updated (`logp_new`), the advantage and, from token-stats format 2
+on, the sampler's own log-prob (registry `TokenStats`). That is all `workbench.algorithms.policy_loss`
+needs, so the loss of any rule can be recomputed from the registry alone: token vs sequence ratio
+(GSPO), symmetric vs clip-higher bounds (DAPO), dual-clip, CISPO's clipped IS weight, SAPO's soft gate,
+GMPO's geometric mean, Clip-Cov's detached and KL-Cov's penalised tokens, GPG's plain gradient, the
+rollout corrections (TIS, MIS / IcePop) and off-policy sequence masking, and every loss aggregation. The
+math is the training code's own: this module builds tensors and calls the loss through the same
+variant -> call mapping the trainer uses (`workbench.algorithms.variant_loss`), then asks autograd for
+each token's gradient.
 
     push_t = -d loss / d logp_t
 
 is the weight the update gives token t: > 0 raises its probability, < 0 lowers it, 0 means the token
-gets no gradient under that rule (a clipped token of the PPO surrogate, or a dual-clip cap).
+gets no gradient under that rule (a clipped token of the PPO surrogate, a dual-clip cap, a detached or
+masked token).
 
 What a what-if cannot see: only the logged groups are re-scored (the step's other responses are not
-stored), so aggregations that normalise over the batch divide by the logged tokens; the KL term is left
-out (beta = 0), so the push is the policy-gradient part alone; responses a filter dropped (DAPO's
-dynamic sampling, GFPO) are left out, as training left them out.
+stored), so aggregations and covariances that run over the batch run over the logged tokens; the KL term
+is left out (beta = 0), so the push is the policy-gradient part alone; responses a filter dropped (DAPO's
+dynamic sampling, GFPO) are left out, as training left them out. Clip-Cov's random pick draws from a
+generator seeded with WHATIF_SEED, so a what-if gives the same answer every time. Rules that read the
+sampler's log-probs need a run that recorded them.
 
 This module imports no torch at load time (the TUI and CLI start without it): torch is imported on
 the first re-score, the same lazy loading `workbench.algorithms` uses.
@@ -30,76 +37,94 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.algorithms.variants import VARIANTS, Variant, variant
+from workbench.algorithms.variants import VARIANTS, Variant, loss_arguments, variant
 
 AS_RUN = "as-run"
 # verl's default dual-clip constant (verl actor config clip_ratio_c = 3.0; arXiv:1912.09729 sec. 3).
 DUAL_CLIP_DEFAULT = 3.0
-# Rules beyond the presets: the one axis a preset never sets on its own.
-EXTRA_RULES: Mapping[str, dict[str, Any]] = {"dual_clip": {"preset": "grpo", "dual_clip": DUAL_CLIP_DEFAULT}}
+# Rules beyond the presets: an axis no preset sets on its own. tis: verl's default truncation 2.0;
+# opsm: off-policy sequence masking at TRL's example delta 0.5 (DeepSeek-V3.2 publishes none).
+EXTRA_RULES: Mapping[str, dict[str, Any]] = {
+    "dual_clip": {"preset": "grpo", "dual_clip": DUAL_CLIP_DEFAULT},
+    "tis": {"preset": "grpo", "rollout_is": "token", "rollout_is_threshold": 2.0},
+    "opsm": {"preset": "grpo", "off_policy_mask_threshold": 0.5},
+}
 RULE_NAMES: tuple[str, ...] = (AS_RUN, *VARIANTS, *EXTRA_RULES)
+WHATIF_SEED = 0
 
 
 @dataclass(frozen=True)
 class Rule:
-    """The loss axes of a variant: everything `policy_loss` needs to decide what is clipped."""
+    """A named variant whose policy-loss rule re-scores a step. Everything it shows is read from the
+    variant; the loss call is `variant_loss(variant, ...)`, the trainer's own."""
 
     name: str
-    ratio_level: str
-    loss_mode: str
-    eps_low: float
-    eps_high: float
-    dual_clip: float | None
-    agg: str
+    variant: Variant
 
-    @classmethod
-    def from_variant(cls, name: str, chosen: Variant) -> Rule:
-        return cls(
-            name=name,
-            ratio_level=chosen.importance_sampling_level,
-            loss_mode=chosen.loss_mode,
-            eps_low=chosen.epsilon,
-            eps_high=chosen.resolved_epsilon_high,
-            dual_clip=chosen.dual_clip,
-            agg=chosen.loss_type,
-        )
+    @property
+    def ratio_level(self) -> str:
+        return self.variant.importance_sampling_level
+
+    @property
+    def dual_clip(self) -> float | None:
+        return self.variant.dual_clip
+
+    @property
+    def agg(self) -> str:
+        return self.variant.effective_loss_type
+
+    @property
+    def reads_sampler(self) -> bool:
+        """The rule needs the sampler's own log-probs (rollout importance weights or rejection)."""
+        return self.variant.rollout_is != "none" or self.variant.rollout_rs != "none"
 
     def clip_text(self) -> str:
-        bounds = f"[{max(0.0, 1 - self.eps_low):g}, {1 + self.eps_high:g}]"
-        clip = f"CISPO weight {bounds}" if self.loss_mode == "cispo" else f"clip {bounds}"
-        return clip if self.dual_clip is None else f"{clip} dual {self.dual_clip:g}"
+        text = self.variant.rule_text(bounds=True)
+        correction = self.variant.correction_text()
+        return text if correction == "none" else f"{text}, {correction}"
+
+    def ratio_clip_text(self) -> str:
+        """The ratio the rule looks at and what it does with it: "token clip [0.8, 1.28]"; GPG has no ratio."""
+        if self.variant.loss_mode == "gpg":
+            return self.clip_text()
+        return f"{self.ratio_level} {self.clip_text().removeprefix('clip ')}"
 
     def describe(self) -> str:
+        if self.variant.loss_mode == "gpg":
+            return f"{self.name}: no ratio, {self.clip_text()}, {self.agg}"
         return f"{self.name}: {self.ratio_level} ratio, {self.clip_text()}, {self.agg}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule's name and the arguments the loss is called with."""
+        return {"name": self.name, **loss_arguments(self.variant, with_kl=False)}
 
 
 def rule(name: str, recipe_algorithm: Mapping[str, Any] | None = None, **overrides: Any) -> Rule:
-    """The rule called `name` (a preset, `dual_clip`, or `as-run`: the run's own [algorithm] table).
+    """The rule called `name` (a preset, an extra rule such as `dual_clip` or `tis`, or `as-run`: the run's
+    own [algorithm] table).
 
     overrides: Variant fields (epsilon, epsilon_high, dual_clip, loss_type, importance_sampling_level,
-    loss_mode), validated by `variant()`; bad names or values raise AlgorithmArgumentError.
+    loss_mode, tau_pos ...), validated by `variant()`; bad names or values raise AlgorithmArgumentError.
     """
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if name == AS_RUN:
         table = dict(recipe_algorithm or {})
         preset = table.pop("preset", "grpo")
         fields = {key: value for key, value in table.items() if key in _VARIANT_FIELDS}
-        chosen = variant(preset, **(fields | overrides))
-        return Rule.from_variant(f"{AS_RUN} ({preset})", chosen)
+        return Rule(f"{AS_RUN} ({preset})", variant(preset, **(fields | overrides)))
     if name in EXTRA_RULES:
         spec = dict(EXTRA_RULES[name])
-        chosen = variant(spec.pop("preset"), **(spec | overrides))
-        return Rule.from_variant(name, chosen)
+        return Rule(name, variant(spec.pop("preset"), **(spec | overrides)))
     if name not in VARIANTS:
         from workbench.algorithms import AlgorithmArgumentError
 
         raise AlgorithmArgumentError(f"rule={name!r} is not allowed; allowed rules: {', '.join(RULE_NAMES)}")
-    return Rule.from_variant(name, variant(name, **overrides))
+    return Rule(name, variant(name, **overrides))
 
 
 def recorded_level(recipe_algorithm: Mapping[str, Any] | None) -> str:
     """The importance-sampling level a run trained with, from its recipe's [algorithm] table."""
-    return rule(AS_RUN, recipe_algorithm).ratio_level
+    return rule(AS_RUN, recipe_algorithm).variant.importance_sampling_level
 
 
 _VARIANT_FIELDS = frozenset(field.name for field in dataclasses.fields(Variant)) - {"name", "paper", "description"}
@@ -121,6 +146,8 @@ class ResponseVerdict:
     clipped_high: list[bool]
     push: list[float]  # -d loss / d logp per token
     silenced: int  # tokens with a nonzero advantage that get no gradient under the rule
+    masked: list[bool] = dataclasses.field(default_factory=list)     # taken out of the gradient besides the clip
+    penalized: list[bool] = dataclasses.field(default_factory=list)  # KL-Cov's penalised tokens
 
     @property
     def clipped(self) -> int:
@@ -161,7 +188,7 @@ class WhatIf:
 
     def to_dict(self, with_tokens: bool = True) -> dict[str, Any]:
         document: dict[str, Any] = {
-            "rule": dataclasses.asdict(self.rule),
+            "rule": self.rule.to_dict(),
             "description": self.rule.describe(),
             "step": self.step,
             "trivial": self.trivial,
@@ -183,6 +210,8 @@ class WhatIf:
                     "ratio": verdict.ratio,
                     "clipped_low": verdict.clipped_low,
                     "clipped_high": verdict.clipped_high,
+                    "masked": verdict.masked,
+                    "penalized": verdict.penalized,
                     "push": verdict.push,
                 }
             document["responses"].append(entry)
@@ -208,6 +237,7 @@ class _Scored:
     logp_new: list[float]
     log_ratio: list[float]
     token_advantage: list[float]
+    mismatch: list[float] | None = None   # logp_old - logp_sampler per token, when the run recorded it
 
 
 def scorable(groups: Sequence[Any], recorded_level: str = "token") -> list[_Scored]:
@@ -223,8 +253,11 @@ def scorable(groups: Sequence[Any], recorded_level: str = "token") -> list[_Scor
             if stats is None or response.dropped_by is not None or not len(stats):
                 continue
             token_advantage = stats.advantage if stats.advantage is not None else [response.advantage] * len(stats)
+            mismatch = None
+            if stats.logp_sampler is not None:
+                mismatch = [old - sampled for old, sampled in zip(stats.logp_old, stats.logp_sampler, strict=True)]
             rows.append(_Scored(group.index, index, response.advantage, stats.logp_new,
-                                _log_ratio(stats, recorded_level), token_advantage))
+                                _log_ratio(stats, recorded_level), token_advantage, mismatch))
     return rows
 
 
@@ -238,15 +271,23 @@ def _log_ratio(stats: Any, recorded_level: str) -> list[float]:
     return [value + shift for value in from_logps]
 
 
+def has_sampler_logp(groups: Sequence[Any], recorded_level: str = "token") -> bool:
+    """Whether every trained response of `groups` kept the sampler's log-probs (rules that read them can run)."""
+    rows = scorable(groups, recorded_level)
+    return bool(rows) and all(row.mismatch is not None for row in rows)
+
+
 def rescore(
     groups: Sequence[Any], chosen: Rule, step: int, max_len: int | None = None, recorded_level: str = "token"
 ) -> WhatIf:
     """Re-score the trained responses of a logged step under `chosen`. groups: GroupRecords with tokens.
 
-    Builds logp, old_logp = logp - log_ratio, advantages and mask [N, T] (N responses padded to the
-    longest T), calls `A.policy_loss` with the rule's axes, and takes push = -d loss / d logp by
-    autograd. max_len: the run's max_completion_length (Dr. GRPO's constant normaliser); default T.
-    recorded_level: the run's own importance_sampling_level (see `scorable`).
+    Builds logp, old_logp = logp - log_ratio, advantages, mask and (when recorded) the sampler's log-probs
+    old_logp - mismatch [N, T] (N responses padded to the longest T), calls the loss through
+    `variant_loss(chosen.variant, ...)` without the KL term, and takes push = -d loss / d logp by autograd.
+    max_len: the run's max_completion_length (Dr. GRPO's constant normaliser); default T.
+    recorded_level: the run's own importance_sampling_level (see `scorable`). A rule that reads the
+    sampler's log-probs on a run that recorded none raises ValueError.
     """
     from workbench import algorithms as A
 
@@ -254,6 +295,9 @@ def rescore(
     rows = scorable(groups, recorded_level)
     if not rows:
         raise ValueError(f"step {step} has no logged responses with token stats that training used")
+    sampled = all(row.mismatch is not None for row in rows)
+    if chosen.reads_sampler and not sampled:
+        raise ValueError(f"rule {chosen.name} reads the sampler's own log-probs, which step {step} did not record")
     longest = max(len(row.logp_new) for row in rows)
 
     def padded(values: list[float]) -> list[float]:
@@ -264,14 +308,17 @@ def rescore(
     advantages = torch.tensor([padded(row.token_advantage) for row in rows], dtype=torch.float64)
     mask = torch.tensor([[1.0] * len(row.logp_new) + [0.0] * (longest - len(row.logp_new)) for row in rows],
                         dtype=torch.float64)
-    out = A.policy_loss(
-        logp, old_logp, advantages, mask,
-        ratio_level=chosen.ratio_level, eps_low=chosen.eps_low, eps_high=chosen.eps_high,
-        dual_clip=chosen.dual_clip, agg=chosen.agg, max_len=max_len or longest, loss_mode=chosen.loss_mode,
-    )
+    sampler_logp = None
+    if sampled:
+        sampler_logp = old_logp - torch.tensor([padded(row.mismatch) for row in rows], dtype=torch.float64)
+    out = A.variant_loss(chosen.variant, logp, old_logp, advantages, mask, sampler_logp=sampler_logp,
+                         max_len=max_len or longest, generator=torch.Generator().manual_seed(WHATIF_SEED),
+                         with_kl=False)
     (gradient,) = torch.autograd.grad(out.loss, logp)
     push = (-gradient).tolist()
     ratio, low, high = out.ratio.tolist(), out.clipped_low.tolist(), out.clipped_high.tolist()
+    masked = out.masked.tolist()
+    penalized = out.penalized.tolist() if out.penalized is not None else [[False] * longest for _ in rows]
     verdicts = []
     for i, row in enumerate(rows):
         n = len(row.log_ratio)
@@ -280,6 +327,7 @@ def rescore(
             group=row.group, response=row.response, length=n, advantage=row.advantage,
             ratio=ratio[i][:n], clipped_low=low[i][:n], clipped_high=high[i][:n], push=token_push,
             silenced=sum(1 for value, a in zip(token_push, row.token_advantage, strict=True) if value == 0.0 and a != 0.0),
+            masked=masked[i][:n], penalized=penalized[i][:n],
         ))
     trivial = all(value == 1.0 for verdict in verdicts for value in verdict.ratio)
     return WhatIf(chosen, step, verdicts, summarize(verdicts, float(out.loss.detach())), trivial)

@@ -801,4 +801,10 @@ def test_remaining_presets_name_their_method():
         "rloo",
         "reinforce_pp",
         "cispo",
+        "sapo",
+        "gmpo",
+        "clip_cov",
+        "kl_cov",
+        "gpg",
+        "icepop",
     }

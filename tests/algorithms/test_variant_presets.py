@@ -9,7 +9,8 @@ import pytest
 from workbench import algorithms as A
 from workbench.algorithms import variants as V
 
-PRESETS = ["ppo", "grpo", "dr_grpo", "dapo", "gspo", "gfpo", "rloo", "reinforce_pp", "cispo"]
+PRESETS = ["ppo", "grpo", "dr_grpo", "dapo", "gspo", "gfpo", "rloo", "reinforce_pp", "cispo",
+           "sapo", "gmpo", "clip_cov", "kl_cov", "gpg", "icepop"]
 
 
 def test_every_preset_is_present_named_and_cites_its_paper():

@@ -9,7 +9,7 @@ from tests.train.engine_fixture import varied_tiny_model
 from tests.train.helpers import train
 from workbench.recipe import RecipeError, RolloutSpec, find_recipe, load_recipe
 from workbench.registry import Registry
-from workbench.train.engines import make_engine, resolve_engine_name
+from workbench.train.rollout_engines import make_engine, resolve_engine_name
 
 
 @pytest.fixture(scope="module")

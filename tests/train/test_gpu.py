@@ -106,7 +106,7 @@ def test_one_update_per_rollout_on_cuda_reuses_the_training_forward(registry_pat
 def test_greedy_static_engine_matches_hf_on_cuda():
     from tests.train.engine_fixture import varied_tiny_model
     from workbench.recipe import RolloutSpec
-    from workbench.train.engines import make_engine
+    from workbench.train.rollout_engines import make_engine
 
     model, tokenizer, ids, mask = varied_tiny_model()
     model = model.cuda()

@@ -7,6 +7,7 @@ real gradients on any random stream: nothing depends on the model happening to s
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -17,7 +18,8 @@ from workbench import algorithms as A
 from workbench.recipe import recipe_from_dict
 from workbench.registry import Registry
 
-PRESETS = ("ppo", "grpo", "dr_grpo", "dapo", "gspo", "gfpo", "rloo", "reinforce_pp", "cispo")
+PRESETS = ("ppo", "grpo", "dr_grpo", "dapo", "gspo", "gfpo", "rloo", "reinforce_pp", "cispo",
+           "sapo", "gmpo", "clip_cov", "kl_cov", "gpg", "icepop")
 
 # docs/internals.md "Metric keys": what every step of every preset records.
 ALWAYS = {
@@ -32,11 +34,13 @@ ALWAYS = {
 
 # The estimator name -> the function of workbench.algorithms the loop must call for it.
 ESTIMATOR_FUNCTIONS = {"group": "group_advantages", "rloo": "rloo_advantages", "reinforce_pp": "reinforce_pp_advantages",
-                       "reinforce_pp_baseline": "reinforce_pp_advantages", "gae": "gae"}
+                       "reinforce_pp_baseline": "reinforce_pp_advantages", "gae": "gae", "gpg": "gpg_advantages"}
 
 
 def _spy(monkeypatch, names: tuple[str, ...]) -> list[tuple[str, tuple, dict, object]]:
-    """Wrap workbench.algorithms functions; each call is recorded as (name, args, kwargs, result)."""
+    """Wrap workbench.algorithms functions, where the package exports them and in the module that defines
+    them (the variant -> call mapping and the estimator registry call them there); each call is recorded
+    as (name, args, kwargs, result)."""
     calls = []
     for name in names:
         real = getattr(A, name)
@@ -47,6 +51,7 @@ def _spy(monkeypatch, names: tuple[str, ...]) -> list[tuple[str, tuple, dict, ob
             return result
 
         monkeypatch.setattr(A, name, spy)
+        monkeypatch.setattr(importlib.import_module(real.__module__), name, spy)
     return calls
 
 

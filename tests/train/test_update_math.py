@@ -87,8 +87,10 @@ def test_one_update_per_rollout_skips_the_old_logprob_forward_with_the_same_upda
     micro = reused.recipe.optim.gradient_accumulation_steps
     assert results["reused"][0] == micro and results["separate"][0] == micro + 1
     (s_a, u_a, m_a, w_a), (s_b, u_b, m_b, w_b) = results["reused"][1:], results["separate"][1:]
-    torch.testing.assert_close(s_a.old_logp, s_b.old_logp, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(s_a.entropy, s_b.entropy, atol=1e-5, rtol=1e-5)
+    # the reused run's old log-probs and entropies are the ones its updates computed (UpdateResult)
+    torch.testing.assert_close(u_a.old_logp, s_b.old_logp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(u_a.entropy, s_b.entropy, atol=1e-5, rtol=1e-5)
+    assert float(s_a.old_logp.abs().sum()) == 0.0      # ... and the scores stay as score_tokens made them
     torch.testing.assert_close(u_a.ratio, u_b.ratio, atol=1e-5, rtol=0)
     assert float(u_a.ratio.max()) == float(u_a.ratio.min()) == 1.0     # ratio exactly 1 when reused
     for key in ("loss", "grad_norm", "entropy", "kl", "ratio/mean"):

@@ -13,7 +13,15 @@ from workbench.errors import UserError
 
 
 class AlgorithmArgumentError(UserError, ValueError):
-    """A bad argument to an algorithm function or a bad preset field; the message names it."""
+    """A bad argument to an algorithm function or a bad preset field; the message names it.
+
+    `field` is the argument or Variant field the error is about (None when it concerns no single one), so a
+    caller that maps fields to its own keys (the recipe's `algorithm.<field>`) never parses the message.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def allowed_text(allowed: Iterable[Any]) -> str:
@@ -25,7 +33,7 @@ def check_choice(argument: str, value: Any, allowed: Iterable[Any]) -> None:
     allowed = tuple(allowed)
     if value not in allowed:
         raise AlgorithmArgumentError(
-            f"{argument}={value!r} is not allowed; allowed values: {allowed_text(allowed)}"
+            f"{argument}={value!r} is not allowed; allowed values: {allowed_text(allowed)}", field=argument
         )
 
 
@@ -44,7 +52,7 @@ def check_range(
         lower = "" if low is None else f"{low} {'<=' if low_inclusive else '<'} "
         upper = "" if high is None else f" <= {high}"
         raise AlgorithmArgumentError(
-            f"{argument}={value!r} is out of range; allowed values: {lower}{argument}{upper}"
+            f"{argument}={value!r} is out of range; allowed values: {lower}{argument}{upper}", field=argument
         )
 
 

@@ -1,5 +1,8 @@
 """Advantage estimators: group z-score (GRPO), group mean (Dr. GRPO), leave-one-out (RLOO),
-batch-whitened (REINFORCE++), and GAE (PPO, needs values).
+batch-whitened (REINFORCE++), GAE (PPO, needs values) and GPG's corrected group mean, each registered by
+name (verl's ADV_ESTIMATOR_REGISTRY pattern) behind one signature; `compute_advantages(variant, ...)` is
+the one call the trainer makes: it places the outcome reward and the KL penalty where the estimator
+wants them and returns (advantages, returns).
 
 Shapes: rewards [N] with N = B*G, the G responses of one prompt contiguous; token tensors [N, T]
 with a 0/1 mask. Outputs keep the inputs' dtype and device. Standard deviations are the unbiased
@@ -7,6 +10,9 @@ with a 0/1 mask. Outputs keep the inputs' dtype and device. Standard deviations 
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -19,7 +25,8 @@ from workbench.algorithms._checks import (
     check_range,
     check_same_shape,
 )
-from workbench.algorithms.variants import SCALE_REWARDS
+from workbench.algorithms.losses import kl
+from workbench.algorithms.variants import SCALE_REWARDS, Variant
 
 
 def _float_rewards(rewards: torch.Tensor) -> torch.Tensor:
@@ -212,4 +219,133 @@ def gae(
     returns = torch.where(valid, advantages + values, torch.zeros_like(advantages))
     if whiten:
         advantages = masked_whiten(advantages, valid)
+    return advantages, returns
+
+
+def gpg_advantages(rewards: torch.Tensor, group_size: int, f_norm: float = 1.0) -> torch.Tensor:
+    """GPG's corrected group advantage (arXiv:2504.02546 eq. 8, as verl's compute_gpg_outcome_advantage).
+
+        A_i = alpha (r_i - mean_g) / f_norm,   alpha = N / max(M, 1),   M = #{i : r_i != 0}
+
+    rewards [N] -> [N]. The paper's alpha = B / (B - M') divides by the responses that carry a signal;
+    verl counts them as the responses with a non-zero reward, and so does this function (the same thing
+    for 0/1 rewards whose all-zero groups are the uninformative ones).
+    """
+    rewards = _float_rewards(rewards)
+    num_groups = check_group_size(rewards.shape[0], group_size)
+    check_range("f_norm", f_norm, low=0.0, low_inclusive=False)
+    nonzero = torch.count_nonzero(rewards).clamp(min=1).to(rewards.dtype)
+    alpha = rewards.shape[0] / nonzero
+    grouped = rewards.view(num_groups, group_size)
+    mean = grouped.mean(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped)
+    return (alpha * (grouped - mean) / f_norm).reshape(-1)
+
+
+# ------------------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class AdvantageInputs:
+    """What every estimator may read. rewards [N]: outcome rewards, the KL penalty already summed in for
+    sequence-level estimators; token_rewards [N, T]: the outcome reward on each response's last token
+    and the per-token KL penalty (for GAE); mask [N, T]; keep [N] bool (GFPO's kept responses); values
+    [N, T]: the critic's (GAE only)."""
+
+    rewards: torch.Tensor
+    token_rewards: torch.Tensor
+    mask: torch.Tensor
+    group_size: int
+    keep: torch.Tensor
+    values: torch.Tensor | None = None
+
+
+AdvantageEstimator = Callable[[AdvantageInputs, Variant], tuple[torch.Tensor, torch.Tensor | None]]
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+
+
+def register_advantage(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
+    """Register an estimator under `name` (one of variants.ADVANTAGE_ESTIMATORS)."""
+
+    def decorator(estimator: AdvantageEstimator) -> AdvantageEstimator:
+        ADVANTAGE_ESTIMATORS[name] = estimator
+        return estimator
+
+    return decorator
+
+
+@register_advantage("group")
+def _group(inputs: AdvantageInputs, chosen: Variant):
+    return group_advantages(inputs.rewards, inputs.group_size, scale=chosen.scale_rewards, keep=inputs.keep), None
+
+
+@register_advantage("rloo")
+def _rloo(inputs: AdvantageInputs, chosen: Variant):
+    return rloo_advantages(inputs.rewards, inputs.group_size), None
+
+
+@register_advantage("reinforce_pp")
+def _reinforce_pp(inputs: AdvantageInputs, chosen: Variant):
+    mask = inputs.mask if chosen.advantage_whitening == "token" else None
+    return reinforce_pp_advantages(inputs.rewards, mask=mask), None
+
+
+@register_advantage("reinforce_pp_baseline")
+def _reinforce_pp_baseline(inputs: AdvantageInputs, chosen: Variant):
+    mask = inputs.mask if chosen.advantage_whitening == "token" else None
+    return reinforce_pp_advantages(inputs.rewards, group_size=inputs.group_size, mask=mask), None
+
+
+@register_advantage("gae")
+def _gae(inputs: AdvantageInputs, chosen: Variant):
+    if inputs.values is None:
+        raise AlgorithmArgumentError("advantage_estimator='gae' needs values (the critic's, [N, T])")
+    return gae(inputs.token_rewards, inputs.values, inputs.mask, chosen.gamma, chosen.lam,
+               whiten=chosen.whiten_advantages)
+
+
+@register_advantage("gpg")
+def _gpg(inputs: AdvantageInputs, chosen: Variant):
+    return gpg_advantages(inputs.rewards, inputs.group_size), None
+
+
+def compute_advantages(
+    chosen: Variant,
+    rewards: torch.Tensor,
+    group_size: int,
+    mask: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    keep: torch.Tensor | None = None,
+    old_logp: torch.Tensor | None = None,
+    ref_logp: torch.Tensor | None = None,
+    values: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Advantages [N] (or [N, T] for GAE) and returns [N, T] (GAE, else None) for `chosen`.
+
+    rewards [N] on the mask's device; lengths [N] response lengths; keep [N] bool (None: all kept):
+    dropped responses get advantage 0. With the KL as a reward penalty (kl_in_reward, beta > 0; needs
+    old_logp and ref_logp), KL_t = kl(old_logp, ref_logp, kl_estimator) on valid tokens enters
+    - GAE: per token, r_t = outcome on the last response token - beta KL_t (arXiv:2203.02155 eq. 2, TRL's PPOTrainer)
+    - the others: once per response, r_i - beta sum_t KL_t (RLOO, arXiv:2402.14740 sec. 3).
+    """
+    check_choice("advantage_estimator", chosen.advantage_estimator, tuple(ADVANTAGE_ESTIMATORS))
+    rewards = rewards.to(device=mask.device, dtype=torch.float32 if not rewards.is_floating_point() else rewards.dtype)
+    kept = torch.ones_like(rewards, dtype=torch.bool) if keep is None else keep.to(device=mask.device, dtype=torch.bool)
+    kl_tokens = None
+    if chosen.kl_penalizes_reward:
+        if old_logp is None or ref_logp is None:
+            raise AlgorithmArgumentError("kl_in_reward with beta > 0 needs old_logp and ref_logp", field="kl_in_reward")
+        kl_tokens = kl(old_logp, ref_logp, chosen.kl_estimator) * mask
+    token_rewards = torch.zeros_like(mask, dtype=rewards.dtype)
+    if chosen.advantage_estimator == "gae":
+        last = (lengths.to(mask.device) - 1).clamp(min=0)
+        token_rewards[torch.arange(mask.shape[0], device=mask.device), last] = rewards
+        if kl_tokens is not None:
+            token_rewards = token_rewards - chosen.beta * kl_tokens
+    elif kl_tokens is not None:
+        rewards = rewards - chosen.beta * kl_tokens.sum(dim=1)
+    inputs = AdvantageInputs(rewards, token_rewards, mask, group_size, kept, values)
+    advantages, returns = ADVANTAGE_ESTIMATORS[chosen.advantage_estimator](inputs, chosen)
+    if returns is None:
+        advantages = advantages * kept.to(advantages.dtype)
     return advantages, returns

@@ -17,7 +17,10 @@ from workbench.algorithms._checks import (
     check_range,
     check_same_shape,
 )
-from workbench.algorithms.variants import GFPO_METRICS
+from workbench.algorithms.variants import GFPO_METRICS, Variant
+
+# The reward component of DAPO's soft overlong punishment: shaping, not the task's answer.
+OVERLONG = "overlong"
 
 
 def overlong_penalty(
@@ -165,3 +168,38 @@ def _per_group_k(
             f"k={k} is out of range; allowed values: 1 <= k <= group_size={group_size}"
         )
     return torch.full((num_groups,), k, dtype=torch.long, device=device)
+
+
+# ------------------------------------------------------------------------- a variant's filters and shaping
+
+
+def reward_shaping(chosen: Variant, lengths: torch.Tensor, max_len: int) -> dict[str, torch.Tensor]:
+    """The reward components `chosen` adds to the task's reward: {OVERLONG: DAPO's penalty [N]} when it
+    has a soft overlong punishment, else {}. lengths [N]; max_len: the rollout's max_completion_length."""
+    if chosen.overlong_buffer_len is None:
+        return {}
+    penalty = overlong_penalty(lengths.float(), max_len, chosen.overlong_buffer_len, chosen.overlong_penalty_factor)
+    return {OVERLONG: penalty}
+
+
+def unshaped_rewards(rewards: torch.Tensor, components: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The reward without the shaping components (what the task's answers earned)."""
+    return rewards - components[OVERLONG] if OVERLONG in components else rewards
+
+
+def groups_with_signal(rewards: torch.Tensor, components: dict[str, torch.Tensor], group_size: int) -> list[bool]:
+    """Per group, whether DAPO's dynamic sampling keeps it (arXiv:2503.14476 eq. 11: 0 < correct < G). It
+    judges the answers, not the overlong-shaped total: a group whose answers all agree carries no signal
+    even if some of them fall in the length buffer."""
+    return dynamic_sampling_keep(unshaped_rewards(rewards, components), group_size).view(-1, group_size)[:, 0].tolist()
+
+
+def gfpo_filter(chosen: Variant, rewards: torch.Tensor, lengths: torch.Tensor, group_size: int,
+                history: list[float] | None = None) -> torch.Tensor:
+    """GFPO keep mask [N] (arXiv:2508.09726) for `chosen`: gfpo_k per group, or with gfpo_adaptive k by
+    difficulty against `history` (past group mean rewards, the caller's; this batch's own when empty)."""
+    k: int | torch.Tensor = chosen.gfpo_k
+    if chosen.gfpo_adaptive:
+        reference = torch.tensor(history, device=rewards.device) if history else None
+        k = gfpo_adaptive_k(rewards, group_size, chosen.gfpo_k_min, chosen.gfpo_k, reference=reference)
+    return gfpo_keep(rewards, lengths, group_size, k, metric=chosen.gfpo_metric)

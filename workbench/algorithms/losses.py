@@ -1,17 +1,19 @@
-"""Policy and value losses: importance ratio (token, or sequence as in GSPO), clipping (symmetric,
-clip-higher, dual-clip, CISPO's clipped IS weight), KL estimators, loss aggregation, entropy.
+"""Policy and value losses: the policy-loss entry point over the registered rules (`rules`), rollout
+correction (`correction`), KL estimators, loss aggregation (`aggregation`), value loss, entropy.
 
-Shapes: logp, old_logp, ref_logp, mask [N, T] (mask 0/1, float or bool); advantages [N] or [N, T].
-Every masked-out position is replaced by 0 before any arithmetic, so padding can never change a loss
-or a gradient, even if the padded log-probs are garbage.
+Shapes: logp, old_logp, ref_logp, sampler_logp, mask [N, T] (mask 0/1, float or bool); advantages [N] or
+[N, T]. Every masked-out position is replaced by 0 before any arithmetic, so padding can never change a
+loss or a gradient, even if the padded log-probs are garbage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from workbench.algorithms import correction
 from workbench.algorithms._checks import (
     AlgorithmArgumentError,
     check_choice,
@@ -20,10 +22,16 @@ from workbench.algorithms._checks import (
     check_range,
     check_same_shape,
 )
+from workbench.algorithms.aggregation import aggregate, valid_mask
+from workbench.algorithms.rules import POLICY_LOSSES, LossParams
 from workbench.algorithms.variants import (
     IMPORTANCE_SAMPLING_LEVELS,
     KL_ESTIMATORS,
-    LOSS_MODES,
+    ROLLOUT_IS_LEVELS,
+    SEQUENCE_RATIO_MODES,
+    Variant,
+    loss_arguments,
+    normalize_loss_mode,
     normalize_loss_type,
 )
 
@@ -32,10 +40,16 @@ from workbench.algorithms.variants import (
 class LossOutput:
     """What `policy_loss` returns.
 
-    loss: differentiable scalar. ratio [N, T]: the importance ratio (detached; for sequence level the
-    sequence ratio s_i broadcast to its tokens). clipped_low / clipped_high bool [N, T]: valid tokens
-    where the ratio left the trust region in the direction the advantage pushes it (low: ratio <
-    1 - eps_low and A < 0; high: ratio > 1 + eps_high and A > 0). metrics: floats under TRL-style keys.
+    loss: differentiable scalar, pg_loss + kl_loss. pg_loss: the rule's policy-gradient loss; kl_loss:
+    beta times the aggregated KL term (0 without one). ratio [N, T]: the importance ratio the rule looked
+    at (detached; for sequence level the sequence ratio s_i broadcast to its tokens). clipped_low /
+    clipped_high bool [N, T]: valid tokens where the ratio left the trust region in the direction the
+    advantage pushes it, so the clip cut their gradient (low: A < 0, high: A > 0). masked bool [N, T]:
+    valid tokens the rule or the correction took out of the gradient besides the clip (Clip-Cov's
+    detached tokens, off-policy masked responses, IcePop / rejection zeros). penalized bool [N, T]:
+    KL-Cov's penalised tokens. weight [N, T] or None: the factor a soft rule puts on each token's
+    gradient (SAPO's gate slope) times the correction weight. metrics: floats under TRL-style keys;
+    verl_metrics: verl's own metrics of the same rule under verl's names.
     """
 
     loss: torch.Tensor
@@ -43,6 +57,12 @@ class LossOutput:
     clipped_low: torch.Tensor
     clipped_high: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
+    pg_loss: torch.Tensor | None = None
+    kl_loss: torch.Tensor | None = None
+    masked: torch.Tensor | None = None
+    penalized: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+    verl_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def kl(
@@ -71,45 +91,13 @@ def kl(
     return estimate
 
 
-def aggregate(
-    loss_mat: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean", max_len: int | None = None
-) -> torch.Tensor:
-    """Reduce a per-token loss [N, T] over the valid tokens to a scalar.
-
-    token-mean:               sum_{i,t} L m / sum_{i,t} m             (DAPO token-level loss, arXiv:2503.14476)
-    seq-mean-token-mean:      1/N sum_i (sum_t L m / sum_t m)         (GRPO, arXiv:2402.03300 eq. 3)
-    seq-mean-token-sum:       1/N sum_i sum_t L m                     (sequence as one action, RLOO)
-    seq-mean-token-sum-norm:  sum_{i,t} L m / (N * max_len)           (Dr. GRPO, arXiv:2503.20783; TRL dr_grpo)
-    max_len defaults to T = mask.shape[-1]. TRL's names grpo, dr_grpo, dapo, bnpo are accepted. A
-    response without valid tokens contributes 0 (it still counts in N); an all-zero mask gives 0.
-    """
-    check_ndim("loss_mat", loss_mat, (2,), "[N, T]")
-    check_same_shape("loss_mat", loss_mat, mask=mask)
-    mode = normalize_loss_type(mode, "mode")
-    valid = _valid(mask, loss_mat)
-    masked = torch.where(valid, loss_mat, torch.zeros_like(loss_mat))
-    num_rows, num_columns = loss_mat.shape
-    if num_rows == 0:
-        return masked.sum()
-    if mode == "token-mean":
-        return masked.sum() / valid.sum().clamp(min=1).to(loss_mat.dtype)
-    if mode == "seq-mean-token-mean":
-        lengths = valid.sum(dim=-1).clamp(min=1).to(loss_mat.dtype)
-        return (masked.sum(dim=-1) / lengths).mean()
-    if mode == "seq-mean-token-sum":
-        return masked.sum(dim=-1).mean()
-    if max_len is None:
-        max_len = num_columns
-    check_range("max_len", max_len, low=0, low_inclusive=False)
-    return masked.sum() / (num_rows * max_len)
-
-
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
     *,
+    loss_mode: str = "ppo",
     ratio_level: str = "token",
     eps_low: float = 0.2,
     eps_high: float = 0.2,
@@ -119,31 +107,57 @@ def policy_loss(
     ref_logp: torch.Tensor | None = None,
     beta: float = 0.0,
     kl_kind: str = "k3",
-    loss_mode: str = "ppo",
+    tau_pos: float = 1.0,
+    tau_neg: float = 1.05,
+    clip_cov_ratio: float = 0.0002,
+    clip_cov_lb: float = 1.0,
+    clip_cov_ub: float = 5.0,
+    kl_cov_ratio: float = 0.0002,
+    ppo_kl_coef: float = 0.1,
+    generator: torch.Generator | None = None,
+    sampler_logp: torch.Tensor | None = None,
+    rollout_is: str | None = None,
+    rollout_is_threshold: float | str = 2.0,
+    rollout_is_batch_normalize: bool = False,
+    rollout_rs: str | None = None,
+    rollout_rs_threshold: float | str | None = None,
+    off_policy_mask_threshold: float | None = None,
+    rollout_is_weights: torch.Tensor | None = None,
 ) -> LossOutput:
-    """Clipped policy-gradient loss for PPO and the GRPO family. Token tensors [N, T], advantages [N] or [N, T].
+    """The policy loss of the rule `loss_mode` (see `rules.POLICY_LOSSES`), with the KL term and the
+    off-policy corrections. Token tensors [N, T], advantages [N] or [N, T].
 
-    ratio_level="token":    r_t = exp(logp_t - old_logp_t)                              (PPO, arXiv:1707.06347)
-    ratio_level="sequence": s_i = exp(1/|o_i| sum_t (logp_t - old_logp_t)), and the per-token ratio
-        sg[s_i] * pi_t / sg[pi_t] (GSPO-token, arXiv:2507.18071 sec. 4.3): its value is s_i and its
-        gradient equals GSPO's sequence-level gradient for per-response advantages.
-    loss_mode="ppo":   L_t = max(-A r_t, -A clip(r_t, 1 - eps_low, 1 + eps_high))  (clip-higher: DAPO)
-        dual_clip=c:   for A < 0, L_t = min(L_t, -A c)                             (arXiv:1912.09729; verl)
-    loss_mode="cispo": L_t = -sg[clip(r_t, 1 - eps_low, 1 + eps_high)] * A * logp_t  (MiniMax-M1,
-        arXiv:2506.13585): the weight is clipped, not the update, so every token keeps its gradient.
-    beta > 0:          L_t += beta * kl(logp_t, ref_logp_t, kl_kind)                (GRPO eq. 3)
-    The per-token loss is reduced by `aggregate(L, mask, agg, max_len)`.
+    loss_mode (verl's names; "vanilla" = "ppo", "gmpo" = "geo_mean"), each rule's equation in its docstring:
+      ppo       clipped surrogate, clip-higher (eps_low / eps_high), dual_clip, token or sequence ratio (GSPO)
+      cispo     -sg[clip(r)] A log pi                                            (MiniMax-M1, arXiv:2506.13585)
+      sapo      -sigmoid(tau (r - 1)) 4 / tau A, tau_pos / tau_neg               (arXiv:2511.20347)
+      geo_mean  geometric mean of token ratios, clipped in log space             (GMPO, arXiv:2507.20673)
+      clip_cov  PPO with clip_cov_ratio of the high-cov tokens detached          (arXiv:2505.22617)
+      kl_cov    -A r with ppo_kl_coef |log r| on the kl_cov_ratio highest-cov tokens (arXiv:2505.22617)
+      gpg       -A log pi                                                        (arXiv:2504.02546)
+    beta > 0: + beta * aggregate(kl(logp, ref_logp, kl_kind), agg)              (GRPO eq. 3)
+
+    Off-policy corrections, with log r = old_logp - sampler_logp (the trainer's old log-probs against the
+    sampler's own, as verl's rollout_corr_helper computes them):
+      rollout_rs (verl): tokens / responses rejected by `correction.rollout_rejection_mask` leave the mask;
+      rollout_is (verl, "token" | "sequence"): each token's loss times `correction.importance_weights`
+        (rollout_is_threshold a number: TIS; "lower_upper": MIS / IcePop);
+      off_policy_mask_threshold (TRL, DeepSeek-V3.2): `correction.off_policy_sequence_mask` against
+        sampler_logp (old_logp when None, as TRL);
+      rollout_is_weights: precomputed weights [N, T], multiplied in as verl's policy losses do.
+    generator: Clip-Cov's random pick (None: torch's global generator, as verl).
 
     metrics: clip_ratio/low_mean, clip_ratio/high_mean, clip_ratio/region_mean (fractions of valid
-    tokens), ratio/mean, ratio/min, ratio/max (over valid tokens), kl (mean over valid tokens, when
-    ref_logp is given), clip_ratio/dual_mean (when dual_clip is set: tokens whose loss the dual clip
-    capped). With no valid tokens, fractions are 0 and ratio statistics 1.
+    tokens), ratio/mean, ratio/min, ratio/max (over valid tokens), each rule's own (see rules), kl (mean
+    over valid tokens, when ref_logp is given), sampling/off_policy_masked_fraction (responses' tokens
+    the sequence mask dropped). With no valid tokens, fractions are 0 and ratio statistics 1.
     """
     check_ndim("logp", logp, (2,), "[N, T]")
     check_floating("logp", logp)
-    check_same_shape("logp", logp, old_logp=old_logp, mask=mask, ref_logp=ref_logp)
+    check_same_shape("logp", logp, old_logp=old_logp, mask=mask, ref_logp=ref_logp, sampler_logp=sampler_logp,
+                     rollout_is_weights=rollout_is_weights)
     check_choice("ratio_level", ratio_level, IMPORTANCE_SAMPLING_LEVELS)
-    check_choice("loss_mode", loss_mode, LOSS_MODES)
+    loss_mode = normalize_loss_mode(loss_mode)
     check_choice("kl_kind", kl_kind, KL_ESTIMATORS)
     agg = normalize_loss_type(agg, "agg")
     check_range("eps_low", eps_low, low=0.0)
@@ -151,57 +165,119 @@ def policy_loss(
     check_range("beta", beta, low=0.0)
     if dual_clip is not None:
         check_range("dual_clip", dual_clip, low=1.0, low_inclusive=False)
-        if loss_mode == "cispo":
+        if loss_mode != "ppo":
+            surrogate = "CISPO" if loss_mode == "cispo" else loss_mode
             raise AlgorithmArgumentError(
-                f"dual_clip={dual_clip} with loss_mode='cispo': CISPO has no clipped surrogate to cap; "
-                "allowed: dual_clip=None with cispo"
+                f"dual_clip={dual_clip} with loss_mode={loss_mode!r}: {surrogate} has no clipped surrogate to cap; "
+                f"allowed: dual_clip=None with {loss_mode}", field="dual_clip"
             )
+    if ratio_level == "sequence" and loss_mode not in SEQUENCE_RATIO_MODES:
+        raise AlgorithmArgumentError(
+            f"ratio_level='sequence' with loss_mode={loss_mode!r}: that rule is defined on token ratios; allowed: "
+            f"ratio_level='token'", field="ratio_level"
+        )
     if beta > 0 and ref_logp is None:
         raise AlgorithmArgumentError(f"beta={beta} needs ref_logp (the reference model's log-probs, [N, T])")
+    if rollout_is is not None:
+        check_choice("rollout_is", rollout_is, ROLLOUT_IS_LEVELS[1:])
+    if (rollout_is is not None or rollout_rs is not None) and sampler_logp is None:
+        raise AlgorithmArgumentError(
+            f"rollout_is={rollout_is!r}, rollout_rs={rollout_rs!r} need sampler_logp (the sampler's own log-probs, "
+            "[N, T])", field="rollout_is" if rollout_is is not None else "rollout_rs"
+        )
+    if off_policy_mask_threshold is not None:
+        check_range("off_policy_mask_threshold", off_policy_mask_threshold, low=0.0)
 
-    valid = _valid(mask, logp)
+    valid = valid_mask(mask, logp)
     zeros = torch.zeros_like(logp)
     logp = torch.where(valid, logp, zeros)
     old_logp = torch.where(valid, old_logp.detach().to(logp.dtype), zeros)
     advantages = torch.where(valid, _token_advantages(advantages, logp), zeros)
+    params = LossParams(ratio_level=ratio_level, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip, agg=agg,
+                        max_len=max_len, tau_pos=tau_pos, tau_neg=tau_neg, clip_cov_ratio=clip_cov_ratio,
+                        clip_cov_lb=clip_cov_lb, clip_cov_ub=clip_cov_ub, kl_cov_ratio=kl_cov_ratio,
+                        ppo_kl_coef=ppo_kl_coef, generator=generator)
 
-    log_ratio = logp - old_logp
-    if ratio_level == "token":
-        ratio = torch.exp(log_ratio)
-    else:
-        lengths = valid.sum(dim=-1, keepdim=True).clamp(min=1).to(logp.dtype)
-        sequence_log_ratio = log_ratio.sum(dim=-1, keepdim=True) / lengths
-        ratio = torch.exp(logp - logp.detach() + sequence_log_ratio.detach())
+    weights, loss_valid, dropped, extra = _corrections(
+        logp, old_logp, advantages, valid, sampler_logp, rollout_is, rollout_is_threshold, rollout_is_batch_normalize,
+        rollout_rs, rollout_rs_threshold, off_policy_mask_threshold, rollout_is_weights)
+    out = POLICY_LOSSES[loss_mode](logp, old_logp, advantages, loss_valid, params, weights)
 
-    lower, upper = 1.0 - eps_low, 1.0 + eps_high
-    if loss_mode == "cispo":
-        per_token = -ratio.clamp(min=lower, max=upper).detach() * advantages * logp
-        dual_capped = None
-    else:
-        unclipped = -advantages * ratio
-        clipped = -advantages * ratio.clamp(min=lower, max=upper)
-        per_token = torch.maximum(unclipped, clipped)
-        dual_capped = None
-        if dual_clip is not None:
-            cap = -advantages * dual_clip
-            dual_capped = (advantages < 0) & (cap < per_token)
-            per_token = torch.where(advantages < 0, torch.minimum(per_token, cap), per_token)
-
-    token_kl = None
+    metrics = dict(out.metrics) | extra
+    kl_loss = torch.zeros((), dtype=logp.dtype, device=logp.device)
     if ref_logp is not None:
         token_kl = kl(logp, torch.where(valid, ref_logp.detach().to(logp.dtype), zeros), kl_kind)
+        count = int(valid.sum())
+        metrics["kl"] = float(token_kl.detach()[valid].mean()) if count else 0.0
         if beta > 0:
-            per_token = per_token + beta * token_kl
-
-    loss = aggregate(per_token, valid, agg, max_len)
-
-    ratio_value = ratio.detach()
-    clipped_low = valid & (ratio_value < lower) & (advantages < 0)
-    clipped_high = valid & (ratio_value > upper) & (advantages > 0)
-    metrics = _metrics(ratio_value, valid, clipped_low, clipped_high, token_kl, dual_capped)
+            kl_loss = beta * aggregate(token_kl, valid, agg, max_len)
+    masked = dropped if out.masked is None else (dropped | out.masked)
+    weight = out.weight
+    if weights is not None:
+        weight = weights.detach() if weight is None else weight * weights.detach()
     return LossOutput(
-        loss=loss, ratio=ratio_value, clipped_low=clipped_low, clipped_high=clipped_high, metrics=metrics
+        loss=out.loss + kl_loss, ratio=out.ratio, clipped_low=out.clipped_low & valid,
+        clipped_high=out.clipped_high & valid, metrics=metrics, pg_loss=out.loss, kl_loss=kl_loss,
+        masked=masked & valid, penalized=out.penalized, weight=weight, verl_metrics=dict(out.verl_metrics),
     )
+
+
+def _corrections(logp, old_logp, advantages, valid, sampler_logp, rollout_is, rollout_is_threshold,
+                 rollout_is_batch_normalize, rollout_rs, rollout_rs_threshold, off_policy_mask_threshold,
+                 rollout_is_weights):
+    """(weights [N, T] or None, the loss mask after rejection, tokens dropped by a correction, metrics)."""
+    weights = None
+    loss_valid = valid
+    dropped = torch.zeros_like(valid)
+    metrics: dict[str, float] = {}
+    mask = valid.to(logp.dtype)
+    if sampler_logp is not None and (rollout_is is not None or rollout_rs is not None):
+        log_ratio = torch.where(valid, old_logp - sampler_logp.detach().to(logp.dtype), torch.zeros_like(logp))
+        if rollout_rs is not None:
+            keep, _ = correction.rejection_keep(log_ratio, mask, rollout_rs, rollout_rs_threshold)
+            loss_valid = valid & (keep > 0.5)
+            dropped = dropped | (valid & ~loss_valid)
+        if rollout_is is not None:
+            weights, _ = correction.importance_weights(log_ratio, mask, rollout_is, rollout_is_threshold)
+            if rollout_is_batch_normalize and bool(valid.any()):
+                weights, _ = correction.rollout_correction_weights(log_ratio, mask, rollout_is, rollout_is_threshold,
+                                                                    True)
+            dropped = dropped | (valid & (weights == 0))
+    if off_policy_mask_threshold is not None:
+        reference = old_logp if sampler_logp is None else torch.where(valid, sampler_logp.detach().to(logp.dtype),
+                                                                         torch.zeros_like(logp))
+        keep = correction.off_policy_sequence_mask(advantages, logp, reference, mask, off_policy_mask_threshold)
+        keep = keep.expand_as(logp)
+        weights = keep if weights is None else weights * keep
+        off = valid & (keep == 0)
+        dropped = dropped | off
+        count = int(valid.sum())
+        metrics["sampling/off_policy_masked_fraction"] = float(off.sum()) / count if count else 0.0
+    if rollout_is_weights is not None:
+        given = rollout_is_weights.detach().to(logp.dtype)
+        weights = given if weights is None else weights * given
+    return weights, loss_valid, dropped, metrics
+
+
+def variant_loss(
+    chosen: Variant,
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    ref_logp: torch.Tensor | None = None,
+    sampler_logp: torch.Tensor | None = None,
+    max_len: int | None = None,
+    generator: torch.Generator | None = None,
+    with_kl: bool = True,
+) -> LossOutput:
+    """`policy_loss` with the arguments `chosen` sets (`variants.loss_arguments`): how the trainer and
+    what-if call the loss. ref_logp is used when the variant's KL is a loss term (and with_kl)."""
+    arguments: dict[str, Any] = loss_arguments(chosen, with_kl=with_kl)
+    return policy_loss(logp, old_logp, advantages, mask, **arguments, max_len=max_len,
+                       ref_logp=ref_logp if arguments["beta"] > 0 else None, sampler_logp=sampler_logp,
+                       generator=generator)
 
 
 def value_loss(
@@ -223,7 +299,7 @@ def value_loss(
     check_same_shape("values", values, old_values=old_values, returns=returns, mask=mask)
     if clip is not None:
         check_range("clip", clip, low=0.0, low_inclusive=False)
-    valid = _valid(mask, values)
+    valid = valid_mask(mask, values)
     zeros = torch.zeros_like(values)
     values = torch.where(valid, values, zeros)
     old_values = torch.where(valid, old_values.detach().to(values.dtype), zeros)
@@ -245,10 +321,6 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, dim=-1) - (probabilities * logits).sum(dim=-1)
 
 
-def _valid(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.to(device=like.device, dtype=torch.bool)
-
-
 def _token_advantages(advantages: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     """advantages [N], [N, 1] or [N, T] as [N, T] in logp's dtype (detached: advantages are constants)."""
     num_rows = logp.shape[0]
@@ -260,36 +332,3 @@ def _token_advantages(advantages: torch.Tensor, logp: torch.Tensor) -> torch.Ten
             f"advantages has shape {shape}; expected [N] = ({num_rows},) or [N, T] = {tuple(logp.shape)}"
         )
     return advantages.detach().to(device=logp.device, dtype=logp.dtype).expand_as(logp)
-
-
-@torch.no_grad()
-def _metrics(
-    ratio: torch.Tensor,
-    valid: torch.Tensor,
-    clipped_low: torch.Tensor,
-    clipped_high: torch.Tensor,
-    token_kl: torch.Tensor | None,
-    dual_capped: torch.Tensor | None,
-) -> dict[str, float]:
-    count = int(valid.sum())
-
-    def fraction(flags: torch.Tensor) -> float:
-        return float((flags & valid).sum()) / count if count else 0.0
-
-    metrics = {
-        "clip_ratio/low_mean": fraction(clipped_low),
-        "clip_ratio/high_mean": fraction(clipped_high),
-        "clip_ratio/region_mean": fraction(clipped_low | clipped_high),
-    }
-    valid_ratios = ratio[valid]
-    if count:
-        metrics["ratio/mean"] = float(valid_ratios.mean())
-        metrics["ratio/min"] = float(valid_ratios.min())
-        metrics["ratio/max"] = float(valid_ratios.max())
-    else:  # nothing was updated: the neutral ratio
-        metrics.update({"ratio/mean": 1.0, "ratio/min": 1.0, "ratio/max": 1.0})
-    if token_kl is not None:
-        metrics["kl"] = float(token_kl[valid].mean()) if count else 0.0
-    if dual_capped is not None:
-        metrics["clip_ratio/dual_mean"] = fraction(dual_capped)
-    return metrics

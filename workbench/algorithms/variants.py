@@ -1,12 +1,17 @@
 """Named algorithm presets: one frozen choice per component axis. Plain data, no torch.
 
 A variant is data, not a subclass. `Variant` names one choice per axis (advantage estimator, reward
-scaling, ratio level, clip rule and bounds, loss aggregation, KL estimator / coefficient / placement,
-group filter, length shaping, critic); the training loop reads these fields and calls the matching
-functions in `workbench.algorithms`. Field names reuse TRL's GRPOConfig / PPOConfig names where the
-concept is the same (`scale_rewards`, `importance_sampling_level`, `epsilon`, `epsilon_high`, `beta`,
-`loss_type`, `gamma`, `lam`, `cliprange_value`, `vf_coef`), so a recipe's `[algorithm]` table reads
-like a TRL config. `AXES` describes every axis for tables and forms.
+scaling, ratio level, policy-loss rule and its parameters, loss aggregation, KL estimator / coefficient /
+placement, group filter, length shaping, critic, off-policy correction). Each field is declared once,
+with its default, its table column and its help (`_axis`); `AXES` is read from those declarations, so a
+default is written in one place. Field names reuse TRL's GRPOConfig / PPOConfig names where the concept
+is TRL's (`scale_rewards`, `importance_sampling_level`, `epsilon`, `epsilon_high`, `beta`, `loss_type`,
+`gamma`, `lam`, `cliprange_value`, `vf_coef`, `off_policy_mask_threshold`) and verl's where it is verl's
+(`tau_pos`, `clip_cov_ratio`, `kl_cov_ratio`, `ppo_kl_coef`, `rollout_is`, `rollout_rs`), so a recipe's
+`[algorithm]` table reads like the config a user already knows.
+
+`loss_arguments(variant)` is the one mapping from a variant to `workbench.algorithms.policy_loss`'s
+keyword arguments; the trainer and what-if both call the loss through it.
 
     from workbench.algorithms.variants import VARIANTS, variant
     dapo_wide = variant("dapo", epsilon_high=0.3)       # validated copy; bad values raise
@@ -24,11 +29,16 @@ from workbench.algorithms._checks import AlgorithmArgumentError, allowed_text, c
 
 # Allowed values of each categorical axis. The torch modules validate their arguments against these
 # same tuples, so a preset can never name a choice the math does not implement.
-ADVANTAGE_ESTIMATORS = ("group", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae")
+ADVANTAGE_ESTIMATORS = ("group", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae", "gpg")
 SCALE_REWARDS = ("group", "batch", "none")
 ADVANTAGE_WHITENINGS = ("token", "response")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
-LOSS_MODES = ("ppo", "cispo")
+# Policy-loss rules, by verl's registered names where the rule is verl's (geo_mean is GMPO).
+LOSS_MODES = ("ppo", "cispo", "sapo", "geo_mean", "clip_cov", "kl_cov", "gpg")
+# Other names of the same rules: verl's "vanilla" is the PPO surrogate, "gmpo" the paper's name for geo_mean.
+LOSS_MODE_ALIASES = MappingProxyType({"vanilla": "ppo", "gmpo": "geo_mean"})
+# The rules whose ratio may be the sequence-level one (GSPO); the others are defined per token.
+SEQUENCE_RATIO_MODES = ("ppo", "cispo", "sapo")
 LOSS_TYPES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 # TRL's GRPOConfig.loss_type names for the same aggregations (bnpo is token-mean over the batch).
 LOSS_TYPE_ALIASES = MappingProxyType(
@@ -42,6 +52,16 @@ LOSS_TYPE_ALIASES = MappingProxyType(
 KL_ESTIMATORS = ("k1", "k2", "k3")
 GROUP_FILTERS = ("none", "dynamic_sampling", "gfpo")
 GFPO_METRICS = ("length", "token_efficiency")
+# Rollout correction (verl's rollout_corr_helper): importance weights pi_train / pi_sampler per token or
+# per sequence, and rejection of tokens or sequences whose divergence estimate leaves a bound.
+ROLLOUT_IS_LEVELS = ("none", "token", "sequence")
+ROLLOUT_RS_OPTIONS = (
+    "none",
+    "token_k1", "token_k2", "token_k3",
+    "seq_sum_k1", "seq_sum_k2", "seq_sum_k3",
+    "seq_mean_k1", "seq_mean_k2", "seq_mean_k3",
+    "seq_max_k2", "seq_max_k3",
+)  # fmt: skip
 
 
 def normalize_loss_type(value: str, argument: str = "loss_type") -> str:
@@ -52,7 +72,21 @@ def normalize_loss_type(value: str, argument: str = "loss_type") -> str:
         return LOSS_TYPE_ALIASES[value]
     raise AlgorithmArgumentError(
         f"{argument}={value!r} is not allowed; allowed values: {allowed_text(LOSS_TYPES)} "
-        f"(or TRL's aliases {allowed_text(LOSS_TYPE_ALIASES)})"
+        f"(or TRL's aliases {allowed_text(LOSS_TYPE_ALIASES)})",
+        field=argument,
+    )
+
+
+def normalize_loss_mode(value: str, argument: str = "loss_mode") -> str:
+    """The registered rule name for `value`, accepting verl's "vanilla" and the paper name "gmpo"."""
+    if value in LOSS_MODES:
+        return value
+    if value in LOSS_MODE_ALIASES:
+        return LOSS_MODE_ALIASES[value]
+    raise AlgorithmArgumentError(
+        f"{argument}={value!r} is not allowed; allowed values: {allowed_text(LOSS_MODES)} "
+        f"(or the aliases {allowed_text(LOSS_MODE_ALIASES)})",
+        field=argument,
     )
 
 
@@ -73,254 +107,168 @@ class Axis:
     optional: bool = False
 
 
-# Ordered as the table reads: where the learning signal comes from, how the update is clipped and
-# averaged, how the policy is held near the reference, which samples count, and the critic.
-AXES: tuple[Axis, ...] = (
-    Axis(
-        name="advantage_estimator",
-        component="advantage",
-        kind="choice",
-        default="group",
-        allowed=ADVANTAGE_ESTIMATORS,
-        help=(
-            "group: r - group mean, scaled per scale_rewards; rloo: leave-one-out mean; reinforce_pp: "
-            "batch-whitened reward; reinforce_pp_baseline: group mean, then batch-whitened (see "
-            "advantage_whitening); gae: critic + "
-            "GAE(gamma, lam)"
-        ),
-    ),
-    Axis(
-        name="scale_rewards",
-        component="advantage",
-        kind="choice",
-        default="group",
-        allowed=SCALE_REWARDS,
-        help="advantage_estimator=group only: divide by the group std, the batch std, or not at all",
-    ),
-    Axis(
-        name="advantage_whitening",
-        component="advantage",
-        kind="choice",
-        default="token",
-        allowed=ADVANTAGE_WHITENINGS,
-        help=(
-            "reinforce_pp estimators only: whiten over every valid token of the batch (arXiv:2501.03262 "
-            "eq. 10; a response weighs by its length), or over one value per response"
-        ),
-    ),
-    Axis(
-        name="importance_sampling_level",
-        component="ratio",
-        kind="choice",
-        default="token",
-        allowed=IMPORTANCE_SAMPLING_LEVELS,
-        help="token ratio pi/pi_old, or sequence ratio exp(mean log-ratio) as in GSPO",
-    ),
-    Axis(
-        name="loss_mode",
-        component="clip",
-        kind="choice",
-        default="ppo",
-        allowed=LOSS_MODES,
-        help=(
-            "ppo: clipped surrogate; cispo: clipped, stop-gradient IS weight times log-prob (every token "
-            "learns)"
-        ),
-    ),
-    Axis(
-        name="epsilon",
-        component="clip",
-        kind="float",
-        default=0.2,
-        help="lower clip epsilon: the ratio is clipped at 1 - epsilon (0 <= epsilon <= 1)",
-    ),
-    Axis(
-        name="epsilon_high",
-        component="clip",
-        kind="float",
-        default=None,
-        optional=True,
-        help=(
-            "upper clip epsilon: ratio clipped at 1 + epsilon_high; off = same as epsilon (DAPO clip-higher: "
-            "0.28)"
-        ),
-    ),
-    Axis(
-        name="dual_clip",
-        component="clip",
-        kind="float",
-        default=None,
-        optional=True,
-        help="dual-clip constant c > 1: for A < 0 the per-token loss is capped at -A*c (off = no dual clip)",
-    ),
-    Axis(
-        name="loss_type",
-        component="aggregation",
-        kind="choice",
-        default="seq-mean-token-mean",
-        allowed=LOSS_TYPES,
-        help="how the per-token loss becomes a scalar; TRL aliases grpo, dr_grpo, dapo, bnpo are accepted",
-    ),
-    Axis(
-        name="beta", component="kl", kind="float", default=0.0, help="KL coefficient (0 = no reference model)"
-    ),
-    Axis(
-        name="kl_estimator",
-        component="kl",
-        kind="choice",
-        default="k3",
-        allowed=KL_ESTIMATORS,
-        help="Schulman's estimator of KL(pi || ref): k1, k2 or k3",
-    ),
-    Axis(
-        name="kl_in_reward",
-        component="kl",
-        kind="bool",
-        default=False,
-        help=(
-            "subtract beta * KL from the reward (per token for GAE, summed per response otherwise) instead of "
-            "adding it to the loss"
-        ),
-    ),
-    Axis(
-        name="group_filter",
-        component="filter",
-        kind="choice",
-        default="none",
-        allowed=GROUP_FILTERS,
-        help=(
-            "dynamic_sampling: drop groups whose rewards are all equal (DAPO); gfpo: keep k of G responses "
-            "(GFPO)"
-        ),
-    ),
-    Axis(
-        name="gfpo_k",
-        component="filter",
-        kind="int",
-        default=8,
-        help="GFPO: responses kept per group (with gfpo_adaptive: kept for the hardest prompts)",
-    ),
-    Axis(
-        name="gfpo_k_min",
-        component="filter",
-        kind="int",
-        default=4,
-        help="GFPO adaptive difficulty: responses kept for the easiest prompts",
-    ),
-    Axis(
-        name="gfpo_metric",
-        component="filter",
-        kind="choice",
-        default="length",
-        allowed=GFPO_METRICS,
-        help="GFPO: keep the shortest responses, or those with the highest reward per token",
-    ),
-    Axis(
-        name="gfpo_adaptive",
-        component="filter",
-        kind="bool",
-        default=False,
-        help="GFPO adaptive difficulty: keep more responses for prompts with a lower mean reward",
-    ),
-    Axis(
-        name="overlong_buffer_len",
-        component="shaping",
-        kind="int",
-        default=None,
-        optional=True,
-        help="DAPO soft overlong punishment: length of the buffer before max_completion_length (off = none)",
-    ),
-    Axis(
-        name="overlong_penalty_factor",
-        component="shaping",
-        kind="float",
-        default=1.0,
-        help="DAPO soft overlong punishment: penalty at the hard limit",
-    ),
-    Axis(
-        name="critic",
-        component="critic",
-        kind="bool",
-        default=False,
-        help="train a value model (required by advantage_estimator=gae)",
-    ),
-    Axis(
-        name="vf_coef",
-        component="critic",
-        kind="float",
-        default=0.1,
-        help="value-loss coefficient (critic only)",
-    ),
-    Axis(
-        name="cliprange_value",
-        component="critic",
-        kind="float",
-        default=0.2,
-        optional=True,
-        help="value clip range around the old values (critic only; off = none)",
-    ),
-    Axis(
-        name="gamma",
-        component="critic",
-        kind="float",
-        default=1.0,
-        help="discount factor for GAE (critic only)",
-    ),
-    Axis(name="lam", component="critic", kind="float", default=0.95, help="GAE lambda (critic only)"),
-    Axis(
-        name="whiten_advantages",
-        component="critic",
-        kind="bool",
-        default=False,
-        help="whiten GAE advantages over the batch's valid tokens (PPO practice)",
-    ),
-)
-AXIS_BY_NAME: Mapping[str, Axis] = MappingProxyType({axis.name: axis for axis in AXES})
+def _axis(default: Any, component: str, help: str, allowed: tuple[Any, ...] | None = None) -> Any:
+    """A Variant field with the column it belongs to, its help and (for a choice) its allowed values."""
+    return dataclasses.field(default=default, metadata={"component": component, "help": help, "allowed": allowed})
 
-# Table columns: one per component, in AXES order.
-COMPONENTS: tuple[str, ...] = tuple(dict.fromkeys(axis.component for axis in AXES))
+
+# Field annotations -> (Axis.kind, Axis.optional). Annotations are strings (postponed evaluation).
+_KINDS = {
+    "str": ("choice", False),
+    "float": ("float", False),
+    "float | None": ("float", True),
+    "int": ("int", False),
+    "int | None": ("int", True),
+    "bool": ("bool", False),
+}
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One RL algorithm as data: a choice per axis (see `AXES` for what each field means)."""
+    """One RL algorithm as data: a choice per axis (see `AXES` for what each field means).
+
+    Fields are ordered as the table reads: where the learning signal comes from, how the update is
+    clipped and averaged, how the policy is held near the reference, which samples count, the critic,
+    and how the sampler's own log-probs correct the update.
+    """
 
     name: str = "custom"
     paper: str = ""
     description: str = ""
-    advantage_estimator: str = "group"
-    scale_rewards: str = "group"
-    advantage_whitening: str = "token"
-    importance_sampling_level: str = "token"
-    loss_mode: str = "ppo"
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    dual_clip: float | None = None
-    loss_type: str = "seq-mean-token-mean"
-    beta: float = 0.0
-    kl_estimator: str = "k3"
-    kl_in_reward: bool = False
-    group_filter: str = "none"
-    gfpo_k: int = 8
-    gfpo_k_min: int = 4
-    gfpo_metric: str = "length"
-    gfpo_adaptive: bool = False
-    overlong_buffer_len: int | None = None
-    overlong_penalty_factor: float = 1.0
-    critic: bool = False
-    vf_coef: float = 0.1
-    cliprange_value: float | None = 0.2
-    gamma: float = 1.0
-    lam: float = 0.95
-    whiten_advantages: bool = False
+    advantage_estimator: str = _axis(
+        "group", "advantage",
+        "group: r - group mean, scaled per scale_rewards; rloo: leave-one-out mean; reinforce_pp: batch-whitened "
+        "reward; reinforce_pp_baseline: group mean, then batch-whitened (see advantage_whitening); gae: critic + "
+        "GAE(gamma, lam); gpg: (r - group mean) x B / M, M the responses with a non-zero reward (GPG)",
+        ADVANTAGE_ESTIMATORS,
+    )
+    scale_rewards: str = _axis(
+        "group", "advantage",
+        "advantage_estimator=group only: divide by the group std, the batch std, or not at all", SCALE_REWARDS,
+    )
+    advantage_whitening: str = _axis(
+        "token", "advantage",
+        "reinforce_pp estimators only: whiten over every valid token of the batch (arXiv:2501.03262 eq. 10; a "
+        "response weighs by its length), or over one value per response",
+        ADVANTAGE_WHITENINGS,
+    )
+    importance_sampling_level: str = _axis(
+        "token", "ratio", "token ratio pi/pi_old, or sequence ratio exp(mean log-ratio) as in GSPO",
+        IMPORTANCE_SAMPLING_LEVELS,
+    )
+    loss_mode: str = _axis(
+        "ppo", "clip",
+        "the policy-loss rule: ppo clipped surrogate; cispo clipped stop-gradient IS weight x log-prob; sapo soft "
+        "sigmoid gate; geo_mean GMPO's geometric mean of token ratios; clip_cov / kl_cov detach / KL-penalise "
+        "the tokens of largest cov(log pi, A); gpg plain -A log pi (aliases: vanilla = ppo, gmpo = geo_mean)",
+        LOSS_MODES,
+    )
+    epsilon: float = _axis(
+        0.2, "clip",
+        "lower clip epsilon: the ratio is clipped at 1 - epsilon (0 <= epsilon <= 1); geo_mean: the log-ratio "
+        "at -epsilon",
+    )
+    epsilon_high: float | None = _axis(
+        None, "clip",
+        "upper clip epsilon: ratio clipped at 1 + epsilon_high; off = same as epsilon (DAPO clip-higher: 0.28); "
+        "geo_mean: the log-ratio at +epsilon_high",
+    )
+    dual_clip: float | None = _axis(
+        None, "clip",
+        "loss_mode=ppo: dual-clip constant c > 1, for A < 0 the per-token loss is capped at -A*c (off = none)",
+    )
+    tau_pos: float = _axis(1.0, "clip", "loss_mode=sapo: gate temperature for tokens with A > 0 (SAPO, verl)")
+    tau_neg: float = _axis(1.05, "clip", "loss_mode=sapo: gate temperature for tokens with A <= 0 (SAPO, verl)")
+    clip_cov_ratio: float = _axis(
+        0.0002, "clip", "loss_mode=clip_cov: fraction of valid tokens detached at most (0 < ratio <= 1)",
+    )
+    clip_cov_lb: float = _axis(1.0, "clip", "loss_mode=clip_cov: a token is a candidate when lb < cov < ub")
+    clip_cov_ub: float = _axis(5.0, "clip", "loss_mode=clip_cov: upper covariance bound of a candidate")
+    kl_cov_ratio: float = _axis(
+        0.0002, "clip", "loss_mode=kl_cov: fraction of valid tokens (largest cov) given the |log ratio| penalty",
+    )
+    ppo_kl_coef: float = _axis(0.1, "clip", "loss_mode=kl_cov: coefficient of the |log ratio| penalty")
+    loss_type: str = _axis(
+        "seq-mean-token-mean", "aggregation",
+        "how the per-token loss becomes a scalar; TRL aliases grpo, dr_grpo, dapo, bnpo are accepted (sapo always "
+        "averages per response, then over responses; geo_mean is a mean over responses)",
+        LOSS_TYPES,
+    )
+    beta: float = _axis(0.0, "kl", "KL coefficient (0 = no reference model)")
+    kl_estimator: str = _axis("k3", "kl", "Schulman's estimator of KL(pi || ref): k1, k2 or k3", KL_ESTIMATORS)
+    kl_in_reward: bool = _axis(
+        False, "kl",
+        "subtract beta * KL from the reward (per token for GAE, summed per response otherwise) instead of adding it "
+        "to the loss",
+    )
+    group_filter: str = _axis(
+        "none", "filter",
+        "dynamic_sampling: drop groups whose rewards are all equal (DAPO); gfpo: keep k of G responses (GFPO)",
+        GROUP_FILTERS,
+    )
+    gfpo_k: int = _axis(8, "filter", "GFPO: responses kept per group (with gfpo_adaptive: kept for the hardest prompts)")
+    gfpo_k_min: int = _axis(4, "filter", "GFPO adaptive difficulty: responses kept for the easiest prompts")
+    gfpo_metric: str = _axis(
+        "length", "filter", "GFPO: keep the shortest responses, or those with the highest reward per token",
+        GFPO_METRICS,
+    )
+    gfpo_adaptive: bool = _axis(
+        False, "filter", "GFPO adaptive difficulty: keep more responses for prompts with a lower mean reward",
+    )
+    overlong_buffer_len: int | None = _axis(
+        None, "shaping",
+        "DAPO soft overlong punishment: length of the buffer before max_completion_length (off = none)",
+    )
+    overlong_penalty_factor: float = _axis(1.0, "shaping", "DAPO soft overlong punishment: penalty at the hard limit")
+    critic: bool = _axis(False, "critic", "train a value model (required by advantage_estimator=gae)")
+    vf_coef: float = _axis(0.1, "critic", "value-loss coefficient (critic only)")
+    cliprange_value: float | None = _axis(
+        0.2, "critic", "value clip range around the old values (critic only; off = none)",
+    )
+    gamma: float = _axis(1.0, "critic", "discount factor for GAE (critic only)")
+    lam: float = _axis(0.95, "critic", "GAE lambda (critic only)")
+    whiten_advantages: bool = _axis(
+        False, "critic", "whiten GAE advantages over the batch's valid tokens (PPO practice)",
+    )
+    off_policy_mask_threshold: float | None = _axis(
+        None, "correction",
+        "off-policy sequence masking (DeepSeek-V3.2 eq. 9, TRL): drop responses with A < 0 whose mean "
+        "log(pi_sampler / pi) exceeds this delta (off = none)",
+    )
+    rollout_is: str = _axis(
+        "none", "correction",
+        "rollout correction (verl): weigh each token's loss by pi_train / pi_sampler per token or per sequence "
+        "(TIS: truncated at rollout_is_threshold; MIS / IcePop with rollout_is_threshold_lower: zero outside)",
+        ROLLOUT_IS_LEVELS,
+    )
+    rollout_is_threshold: float = _axis(
+        2.0, "correction", "rollout_is: upper bound of the importance weight (truncated, or masked above with a lower)",
+    )
+    rollout_is_threshold_lower: float | None = _axis(
+        None, "correction",
+        "rollout_is: lower bound; set = MIS / IcePop (arXiv:2510.18855): weights outside [lower, upper] become 0",
+    )
+    rollout_rs: str = _axis(
+        "none", "correction",
+        "rollout rejection (verl rollout_rs): mask tokens (token_*) or whole responses (seq_*) whose divergence "
+        "estimate k1 / k2 / k3 of log(pi_train / pi_sampler) leaves rollout_rs_threshold",
+        ROLLOUT_RS_OPTIONS,
+    )
+    rollout_rs_threshold: float | None = _axis(
+        None, "correction", "rollout_rs: upper bound (k1 options: the ratio bound; needed when rollout_rs is set)",
+    )
+    rollout_rs_threshold_lower: float | None = _axis(
+        None, "correction", "rollout_rs k1 options: lower ratio bound (off = 1 / rollout_rs_threshold)",
+    )
 
     def __post_init__(self) -> None:
         for label in ("name", "paper", "description"):
             if not isinstance(getattr(self, label), str):
-                raise AlgorithmArgumentError(f"{label}={getattr(self, label)!r} must be a string")
+                raise AlgorithmArgumentError(f"{label}={getattr(self, label)!r} must be a string", field=label)
         for axis in AXES:
             object.__setattr__(self, axis.name, _checked_value(axis, getattr(self, axis.name)))
         object.__setattr__(self, "loss_type", normalize_loss_type(self.loss_type))
+        object.__setattr__(self, "loss_mode", normalize_loss_mode(self.loss_mode))
         self._check_ranges()
         self._check_consistency()
 
@@ -330,6 +278,11 @@ class Variant:
             check_range("epsilon_high", self.epsilon_high, low=0.0)
         if self.dual_clip is not None:
             check_range("dual_clip", self.dual_clip, low=1.0, low_inclusive=False)
+        check_range("tau_pos", self.tau_pos, low=0.0, low_inclusive=False)
+        check_range("tau_neg", self.tau_neg, low=0.0, low_inclusive=False)
+        check_range("clip_cov_ratio", self.clip_cov_ratio, low=0.0, high=1.0, low_inclusive=False)
+        check_range("kl_cov_ratio", self.kl_cov_ratio, low=0.0, high=1.0, low_inclusive=False)
+        check_range("ppo_kl_coef", self.ppo_kl_coef, low=0.0)
         check_range("beta", self.beta, low=0.0)
         check_range("gfpo_k", self.gfpo_k, low=1)
         check_range("gfpo_k_min", self.gfpo_k_min, low=1)
@@ -341,6 +294,16 @@ class Variant:
             check_range("cliprange_value", self.cliprange_value, low=0.0, low_inclusive=False)
         check_range("gamma", self.gamma, low=0.0, high=1.0)
         check_range("lam", self.lam, low=0.0, high=1.0)
+        if self.off_policy_mask_threshold is not None:
+            check_range("off_policy_mask_threshold", self.off_policy_mask_threshold, low=0.0)
+        check_range("rollout_is_threshold", self.rollout_is_threshold, low=0.0, low_inclusive=False)
+        if self.rollout_is_threshold_lower is not None:
+            check_range("rollout_is_threshold_lower", self.rollout_is_threshold_lower, low=0.0,
+                        high=self.rollout_is_threshold, low_inclusive=False)
+        if self.rollout_rs_threshold is not None:
+            check_range("rollout_rs_threshold", self.rollout_rs_threshold, low=0.0, low_inclusive=False)
+        if self.rollout_rs_threshold_lower is not None:
+            check_range("rollout_rs_threshold_lower", self.rollout_rs_threshold_lower, low=0.0, low_inclusive=False)
 
     def _check_consistency(self) -> None:
         uses_gae = self.advantage_estimator == "gae"
@@ -348,37 +311,94 @@ class Variant:
             raise AlgorithmArgumentError(
                 f"critic={self.critic!r} with advantage_estimator={self.advantage_estimator!r}: GAE needs a critic "
                 "and only GAE uses one; allowed: advantage_estimator='gae' with critic=true, any other with "
-                "critic=false"
+                "critic=false",
+                field="critic",
             )
         if self.whiten_advantages and not uses_gae:
             raise AlgorithmArgumentError(
                 f"whiten_advantages=True with advantage_estimator={self.advantage_estimator!r}; "
-                "allowed only with advantage_estimator='gae'"
+                "allowed only with advantage_estimator='gae'",
+                field="whiten_advantages",
             )
         if self.advantage_whitening != "token" and not self.advantage_estimator.startswith("reinforce_pp"):
             raise AlgorithmArgumentError(
                 f"advantage_whitening={self.advantage_whitening!r} with advantage_estimator="
                 f"{self.advantage_estimator!r}; allowed only with advantage_estimator='reinforce_pp' or "
-                "'reinforce_pp_baseline'"
+                "'reinforce_pp_baseline'",
+                field="advantage_whitening",
             )
-        if self.dual_clip is not None and self.loss_mode == "cispo":
+        if self.dual_clip is not None and self.loss_mode != "ppo":
+            surrogate = "CISPO" if self.loss_mode == "cispo" else self.loss_mode
             raise AlgorithmArgumentError(
-                f"dual_clip={self.dual_clip} with loss_mode='cispo': CISPO has no clipped surrogate to cap; "
-                "allowed: dual_clip=None with loss_mode='cispo'"
+                f"dual_clip={self.dual_clip} with loss_mode={self.loss_mode!r}: {surrogate} has no clipped surrogate "
+                f"to cap; allowed: dual_clip=None with loss_mode={self.loss_mode!r}",
+                field="dual_clip",
+            )
+        if self.importance_sampling_level == "sequence" and self.loss_mode not in SEQUENCE_RATIO_MODES:
+            raise AlgorithmArgumentError(
+                f"importance_sampling_level='sequence' with loss_mode={self.loss_mode!r}: that rule is defined on "
+                f"token ratios; allowed: the sequence ratio with loss_mode {allowed_text(SEQUENCE_RATIO_MODES)}",
+                field="importance_sampling_level",
+            )
+        if self.clip_cov_lb >= self.clip_cov_ub:
+            raise AlgorithmArgumentError(
+                f"clip_cov_lb={self.clip_cov_lb} is not below clip_cov_ub={self.clip_cov_ub}; allowed: "
+                "clip_cov_lb < clip_cov_ub",
+                field="clip_cov_lb",
+            )
+        if self.rollout_rs != "none" and self.rollout_rs_threshold is None:
+            raise AlgorithmArgumentError(
+                f"rollout_rs={self.rollout_rs!r} needs rollout_rs_threshold (the bound the estimate must keep)",
+                field="rollout_rs_threshold",
+            )
+        if (self.rollout_rs_threshold_lower is not None and self.rollout_rs_threshold is not None
+                and self.rollout_rs_threshold_lower > self.rollout_rs_threshold):
+            raise AlgorithmArgumentError(
+                f"rollout_rs_threshold_lower={self.rollout_rs_threshold_lower} is above rollout_rs_threshold="
+                f"{self.rollout_rs_threshold}; allowed: lower <= upper",
+                field="rollout_rs_threshold_lower",
             )
         if self.gfpo_adaptive and self.group_filter != "gfpo":
             raise AlgorithmArgumentError(
-                f"gfpo_adaptive=True with group_filter={self.group_filter!r}; allowed only with group_filter='gfpo'"
+                f"gfpo_adaptive=True with group_filter={self.group_filter!r}; allowed only with group_filter='gfpo'",
+                field="gfpo_adaptive",
             )
         if self.gfpo_adaptive and self.gfpo_k_min > self.gfpo_k:
             raise AlgorithmArgumentError(
-                f"gfpo_k_min={self.gfpo_k_min} is larger than gfpo_k={self.gfpo_k}; allowed: gfpo_k_min <= gfpo_k"
+                f"gfpo_k_min={self.gfpo_k_min} is larger than gfpo_k={self.gfpo_k}; allowed: gfpo_k_min <= gfpo_k",
+                field="gfpo_k_min",
             )
 
     @property
     def resolved_epsilon_high(self) -> float:
         """The upper clip epsilon in force: epsilon_high, or epsilon when it is off (TRL's rule)."""
         return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+    @property
+    def kl_in_loss(self) -> bool:
+        """beta * KL is a term of the loss (GRPO), not a penalty on the reward (PPO, RLOO)."""
+        return self.beta > 0 and not self.kl_in_reward
+
+    @property
+    def kl_penalizes_reward(self) -> bool:
+        """beta * KL is subtracted from the reward before the advantages, so it needs the old log-probs first."""
+        return self.beta > 0 and self.kl_in_reward
+
+    @property
+    def corrects_rollout(self) -> bool:
+        """Whether the update reads the sampler's own log-probs (rollout correction or off-policy masking)."""
+        return self.rollout_is != "none" or self.rollout_rs != "none" or self.off_policy_mask_threshold is not None
+
+    @property
+    def masks_tokens(self) -> bool:
+        """Whether the update may take single tokens out of the gradient besides the clip (Clip-Cov's
+        detached tokens, the rollout corrections' zeros), so the views should be told which."""
+        return self.loss_mode == "clip_cov" or self.corrects_rollout
+
+    @property
+    def penalizes_tokens(self) -> bool:
+        """Whether the update adds a term to single tokens (KL-Cov's |log r| penalty)."""
+        return self.loss_mode == "kl_cov"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -387,9 +407,9 @@ class Variant:
         """One short text per component column (see COMPONENTS), e.g. {"clip": "0.2 / 0.28", ...}."""
         return {
             "advantage": self._advantage_text(),
-            "ratio": self.importance_sampling_level,
-            "clip": self._clip_text(),
-            "aggregation": self.loss_type,
+            "ratio": self.importance_sampling_level if self.loss_mode != "gpg" else "none",
+            "clip": self.rule_text(),
+            "aggregation": self.effective_loss_type,
             "kl": self._kl_text(),
             "filter": self._filter_text(),
             "shaping": (
@@ -398,7 +418,53 @@ class Variant:
                 else f"overlong {self.overlong_buffer_len} ×{self.overlong_penalty_factor:g}"
             ),
             "critic": self._critic_text(),
+            "correction": self.correction_text(),
         }
+
+    @property
+    def effective_loss_type(self) -> str:
+        """The aggregation the rule really uses: SAPO always averages per response then over responses
+        (verl), and GMPO averages each response's log-ratios, then the responses' terms."""
+        if self.loss_mode in ("sapo", "geo_mean"):
+            return "seq-mean-token-mean"
+        return self.loss_type
+
+    def rule_text(self, bounds: bool = False) -> str:
+        """The policy-loss rule and its parameters in a few words: the Clip column of `workbench variants`
+        (PPO's epsilons "0.2 / 0.28"), or with bounds=True the ratio range it clips to ("clip [0.8, 1.28]"),
+        as what-if describes a rule."""
+        high = self.resolved_epsilon_high
+        if self.loss_mode == "cispo":
+            return f"CISPO {'weight ' if bounds else ''}[{max(0.0, 1 - self.epsilon):g}, {1 + high:g}]"
+        if self.loss_mode == "sapo":
+            return f"SAPO gate τ+ {self.tau_pos:g} τ− {self.tau_neg:g}"
+        if self.loss_mode == "geo_mean":
+            return f"GMPO log-clip [−{self.epsilon:g}, {high:g}]"
+        if self.loss_mode == "clip_cov":
+            return (f"Clip-Cov {self.epsilon:g} / {high:g}, detach {self.clip_cov_ratio:g} "
+                    f"cov∈({self.clip_cov_lb:g}, {self.clip_cov_ub:g})")
+        if self.loss_mode == "kl_cov":
+            return f"KL-Cov {self.kl_cov_ratio:g} coef {self.ppo_kl_coef:g}"
+        if self.loss_mode == "gpg":
+            return "GPG −A log π, no clip"
+        text = f"clip [{max(0.0, 1 - self.epsilon):g}, {1 + high:g}]" if bounds else f"{self.epsilon:g} / {high:g}"
+        if self.dual_clip is None:
+            return text
+        return f"{text} dual {self.dual_clip:g}" if bounds else f"{text}, dual {self.dual_clip:g}"
+
+    def correction_text(self) -> str:
+        """Off-policy correction in a few words: importance weights, rejection, sequence masking."""
+        parts = []
+        if self.rollout_is != "none":
+            if self.rollout_is_threshold_lower is None:
+                parts.append(f"TIS {self.rollout_is} ≤{self.rollout_is_threshold:g}")
+            else:
+                parts.append(f"MIS {self.rollout_is} [{self.rollout_is_threshold_lower:g}, {self.rollout_is_threshold:g}]")
+        if self.rollout_rs != "none":
+            parts.append(f"RS {self.rollout_rs} {self.rollout_rs_threshold:g}")
+        if self.off_policy_mask_threshold is not None:
+            parts.append(f"OPSM δ={self.off_policy_mask_threshold:g}")
+        return ", ".join(parts) or "none"
 
     def _advantage_text(self) -> str:
         if self.advantage_estimator == "group":
@@ -411,13 +477,8 @@ class Variant:
             "reinforce_pp": f"whitened over {over}",
             "reinforce_pp_baseline": f"group mean, whitened over {over}",
             "gae": f"GAE γ={self.gamma:g} λ={self.lam:g}" + (" whitened" if self.whiten_advantages else ""),
+            "gpg": "group mean × B/M",
         }[self.advantage_estimator]
-
-    def _clip_text(self) -> str:
-        if self.loss_mode == "cispo":
-            return f"CISPO [{max(0.0, 1 - self.epsilon):g}, {1 + self.resolved_epsilon_high:g}]"
-        text = f"{self.epsilon:g} / {self.resolved_epsilon_high:g}"
-        return text if self.dual_clip is None else f"{text}, dual {self.dual_clip:g}"
 
     def _kl_text(self) -> str:
         if self.beta == 0:
@@ -440,30 +501,97 @@ class Variant:
         return f"vf {self.vf_coef:g} clip {clip}"
 
 
+_LABELS = ("name", "paper", "description")
+
+
+def _axes() -> tuple[Axis, ...]:
+    axes = []
+    for spec in dataclasses.fields(Variant):
+        if spec.name in _LABELS:
+            continue
+        kind, optional = _KINDS[spec.type]
+        axes.append(Axis(name=spec.name, component=spec.metadata["component"], kind=kind, default=spec.default,
+                         help=spec.metadata["help"], allowed=spec.metadata["allowed"], optional=optional))
+    return tuple(axes)
+
+
+AXES: tuple[Axis, ...] = _axes()
+AXIS_BY_NAME: Mapping[str, Axis] = MappingProxyType({axis.name: axis for axis in AXES})
+
+# Table columns: one per component, in AXES order.
+COMPONENTS: tuple[str, ...] = tuple(dict.fromkeys(axis.component for axis in AXES))
+
+
 def _checked_value(axis: Axis, value: Any) -> Any:
     """The value with ints widened to float for float axes; raises on a wrong type or choice."""
     if value is None and axis.optional:
         return None
     if axis.kind == "choice":
-        if axis.name == "loss_type":
-            return value  # aliases are resolved by normalize_loss_type
+        if axis.name in ("loss_type", "loss_mode"):
+            return value  # aliases are resolved by normalize_loss_type / normalize_loss_mode
         check_choice(axis.name, value, axis.allowed)
         return value
     if axis.kind == "bool":
         if not isinstance(value, bool):
-            raise AlgorithmArgumentError(f"{axis.name}={value!r} must be a bool; allowed values: true, false")
+            raise AlgorithmArgumentError(f"{axis.name}={value!r} must be a bool; allowed values: true, false",
+                                         field=axis.name)
         return value
     if axis.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise AlgorithmArgumentError(f"{axis.name}={value!r} must be an integer" + _off_text(axis))
+            raise AlgorithmArgumentError(f"{axis.name}={value!r} must be an integer" + _off_text(axis), field=axis.name)
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AlgorithmArgumentError(f"{axis.name}={value!r} must be a number" + _off_text(axis))
+        raise AlgorithmArgumentError(f"{axis.name}={value!r} must be a number" + _off_text(axis), field=axis.name)
     return float(value)
 
 
 def _off_text(axis: Axis) -> str:
     return " (or None to turn it off)" if axis.optional else ""
+
+
+def loss_arguments(chosen: Variant, *, with_kl: bool = True) -> dict[str, Any]:
+    """The keyword arguments of `workbench.algorithms.policy_loss` that `chosen` sets.
+
+    This is the variant -> call mapping, written once: the trainer and what-if both call the loss through
+    it. with_kl=False leaves the KL term out (what-if scores the policy-gradient part only); the KL enters
+    the loss only when it is not a reward penalty (kl_in_reward).
+    """
+    return {
+        "loss_mode": chosen.loss_mode,
+        "ratio_level": chosen.importance_sampling_level,
+        "eps_low": chosen.epsilon,
+        "eps_high": chosen.resolved_epsilon_high,
+        "dual_clip": chosen.dual_clip,
+        "agg": chosen.loss_type,
+        "beta": chosen.beta if with_kl and chosen.kl_in_loss else 0.0,
+        "kl_kind": chosen.kl_estimator,
+        "tau_pos": chosen.tau_pos,
+        "tau_neg": chosen.tau_neg,
+        "clip_cov_ratio": chosen.clip_cov_ratio,
+        "clip_cov_lb": chosen.clip_cov_lb,
+        "clip_cov_ub": chosen.clip_cov_ub,
+        "kl_cov_ratio": chosen.kl_cov_ratio,
+        "ppo_kl_coef": chosen.ppo_kl_coef,
+        "off_policy_mask_threshold": chosen.off_policy_mask_threshold,
+        "rollout_is": None if chosen.rollout_is == "none" else chosen.rollout_is,
+        "rollout_is_threshold": rollout_is_threshold(chosen),
+        "rollout_rs": None if chosen.rollout_rs == "none" else chosen.rollout_rs,
+        "rollout_rs_threshold": rollout_rs_threshold(chosen),
+    }
+
+
+def rollout_is_threshold(chosen: Variant) -> float | str:
+    """verl's threshold specification: the upper bound (TIS), or "lower_upper" (IcePop / MIS)."""
+    if chosen.rollout_is_threshold_lower is None:
+        return chosen.rollout_is_threshold
+    return f"{chosen.rollout_is_threshold_lower!r}_{chosen.rollout_is_threshold!r}"
+
+
+def rollout_rs_threshold(chosen: Variant) -> float | str | None:
+    """verl's rejection threshold: the upper bound, or "lower_upper" for a k1 option given a lower bound."""
+    if chosen.rollout_rs_threshold is None or chosen.rollout_rs_threshold_lower is None:
+        return chosen.rollout_rs_threshold
+    return f"{chosen.rollout_rs_threshold_lower!r}_{chosen.rollout_rs_threshold!r}"
 
 
 _PRESETS: tuple[Variant, ...] = (
@@ -613,6 +741,100 @@ _PRESETS: tuple[Variant, ...] = (
         loss_type="token-mean",
         beta=0.0,
     ),
+    Variant(
+        name="sapo",
+        paper="arXiv:2511.20347 Soft Adaptive Policy Optimization",
+        description=(
+            "SAPO: the hard clip is replaced by a soft gate on the token ratio, f(r) = sigmoid(tau (r - 1)) 4 / tau, "
+            "whose slope 4 s (1 - s) is 1 at r = 1 and fades smoothly off-policy; tau_pos 1.0 for A > 0 and the "
+            "steeper tau_neg 1.05 for A <= 0 (the paper's and verl's defaults); group z-score advantages; loss "
+            "averaged per response then over responses, as verl does; no KL term."
+        ),
+        scale_rewards="group",
+        loss_mode="sapo",
+        tau_pos=1.0,
+        tau_neg=1.05,
+        loss_type="seq-mean-token-mean",
+        beta=0.0,
+    ),
+    Variant(
+        name="gmpo",
+        paper="arXiv:2507.20673 Geometric-Mean Policy Optimization",
+        description=(
+            "GMPO: maximise the geometric mean of the token ratios of a response instead of their arithmetic "
+            "mean (eq. 5), each token clipped in log space to the paper's wider range [-0.4, 0.4] (ratios "
+            "e^-0.4 .. e^0.4); group z-score advantages; one value per response, averaged over responses; no KL."
+        ),
+        scale_rewards="group",
+        loss_mode="geo_mean",
+        epsilon=0.4,
+        epsilon_high=0.4,
+        loss_type="seq-mean-token-mean",
+        beta=0.0,
+    ),
+    Variant(
+        name="clip_cov",
+        paper="arXiv:2505.22617 The Entropy Mechanism of Reinforcement Learning for Reasoning Language Models",
+        description=(
+            "Clip-Cov: entropy collapses where log pi and the advantage co-vary most, so among the tokens the PPO "
+            "clip leaves alone, a random clip_cov_ratio = 2e-4 of the valid tokens with covariance in (1, 5) get no "
+            "gradient (the paper's and verl's defaults); PPO clip 0.2; group z-score advantages; token-level loss; "
+            "no KL."
+        ),
+        scale_rewards="group",
+        loss_mode="clip_cov",
+        clip_cov_ratio=0.0002,
+        clip_cov_lb=1.0,
+        clip_cov_ub=5.0,
+        loss_type="token-mean",
+        beta=0.0,
+    ),
+    Variant(
+        name="kl_cov",
+        paper="arXiv:2505.22617 The Entropy Mechanism of Reinforcement Learning for Reasoning Language Models",
+        description=(
+            "KL-Cov: the kl_cov_ratio = 2e-4 of valid tokens with the largest cov(log pi, A) get the penalty "
+            "ppo_kl_coef |log r| (coefficient 0.1 as in verl's config) on the unclipped surrogate -A r, which "
+            "has no clip at all; group z-score advantages; token-level loss; no KL to a reference."
+        ),
+        scale_rewards="group",
+        loss_mode="kl_cov",
+        kl_cov_ratio=0.0002,
+        ppo_kl_coef=0.1,
+        loss_type="token-mean",
+        beta=0.0,
+    ),
+    Variant(
+        name="gpg",
+        paper="arXiv:2504.02546 GPG: A Simple and Strong Reinforcement Learning Baseline for Model Reasoning",
+        description=(
+            "GPG: plain policy gradient -A log pi, no ratio, no clip, no reference model, no critic; the "
+            "advantage is the group-mean-centred reward scaled by B / M, M the responses with a non-zero "
+            "reward, which corrects the gradient diluted by all-equal groups (eq. 8, as verl computes it); "
+            "token-level loss."
+        ),
+        advantage_estimator="gpg",
+        scale_rewards="none",
+        loss_mode="gpg",
+        loss_type="token-mean",
+        beta=0.0,
+    ),
+    Variant(
+        name="icepop",
+        paper="arXiv:2510.18855 Every Step Evolves: Scaling Reinforcement Learning for Trillion-Scale Thinking Model",
+        description=(
+            "IcePop (masked importance sampling): the sampler's token probabilities differ from the trainer's; "
+            "each token's loss is weighed by pi_train / pi_sampler and tokens whose ratio leaves [0.5, 5] are "
+            "masked out (the paper's alpha, beta), on a GRPO-style update with group z-score advantages, PPO "
+            "clip 0.2, token-level loss and no KL. Set rollout.dtype = 'bfloat16' for a sampler that differs."
+        ),
+        scale_rewards="group",
+        loss_type="token-mean",
+        beta=0.0,
+        rollout_is="token",
+        rollout_is_threshold=5.0,
+        rollout_is_threshold_lower=0.5,
+    ),
 )
 
 VARIANTS: Mapping[str, Variant] = MappingProxyType({preset.name: preset for preset in _PRESETS})
@@ -625,6 +847,7 @@ def variant(name: str, **overrides: Any) -> Variant:
     unknown = sorted(set(overrides) - set(FIELD_NAMES))
     if unknown:
         raise AlgorithmArgumentError(
-            f"unknown variant field {', '.join(map(repr, unknown))}; allowed fields: {allowed_text(FIELD_NAMES)}"
+            f"unknown variant field {', '.join(map(repr, unknown))}; allowed fields: {allowed_text(FIELD_NAMES)}",
+            field=unknown[0],
         )
     return dataclasses.replace(VARIANTS[name], **overrides)

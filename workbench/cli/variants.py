@@ -25,6 +25,7 @@ COLUMN_TITLES = {
     "filter": "Filter",
     "shaping": "Length shaping",
     "critic": "Critic",
+    "correction": "Off-policy",
 }
 
 

@@ -1,4 +1,4 @@
-"""`workbench whatif`: a logged step re-scored under another variant's clipping rule."""
+"""`workbench whatif`: a logged step re-scored under another variant's policy-loss rule."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def whatif_command(
     step: int = typer.Option(None, "--step", help="A step with logged groups (default: the latest)."),
     rules: list[str] = typer.Option(
         None, "--rule",
-        help="Rule to re-score under: as-run, a preset (grpo, dapo, gspo, cispo ...) or dual_clip. "
-             "Repeat for several; default: every rule, summary only.",
+        help="Rule to re-score under: as-run, a preset (grpo, dapo, gspo, cispo, sapo, gmpo, clip_cov, kl_cov, gpg, "
+             "icepop ...), dual_clip, tis or opsm. Repeat for several; default: every rule, summary only.",
     ),
     epsilon: float = typer.Option(None, "--epsilon", help="Override the lower clip epsilon."),
     epsilon_high: float = typer.Option(None, "--epsilon-high", help="Override the upper clip epsilon."),
@@ -34,8 +34,8 @@ def whatif_command(
     registry: Path = RegistryOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Re-score a logged step's responses under another clipping rule: what would have been clipped,
-    and how the gradient would have been shared between tokens."""
+    """Re-score a logged step's responses under another policy-loss rule: what would have been clipped,
+    detached or masked, and how the gradient would have been shared between tokens."""
     from workbench import whatif
 
     with Registry.open(registry_path(registry)) as handle:
@@ -52,6 +52,15 @@ def whatif_command(
     if not whatif.scorable(groups):
         raise UserError(f"run {info.id} step {chosen_step}: no logged response has token stats "
                         "(the run was launched with run.log_token_stats = false)")
+    if not whatif.has_sampler_logp(groups, level):
+        needing = [rule for rule in chosen if rule.reads_sampler]
+        if needing and not rules:   # every rule asked for: leave out what this step cannot answer, and say so
+            err_console.print(f"step {chosen_step} kept no sampler log-probs: left out "
+                              f"{', '.join(rule.name for rule in needing)}")
+            chosen = [rule for rule in chosen if not rule.reads_sampler]
+        elif needing:
+            raise UserError(f"workbench whatif: rule {needing[0].name} reads the sampler's own log-probs, which run "
+                            f"{info.id} step {chosen_step} did not record")
     max_len = (info.recipe.get("rollout") or {}).get("max_completion_length")
     results = [whatif.rescore(groups, rule, chosen_step, max_len, level) for rule in chosen]
     detail = len(results) == 1
@@ -84,7 +93,7 @@ def _summary_table(run_id: str, step: int, results: list, full: bool) -> Table:
                          no_wrap=True)
     for result in results:
         summary, chosen = result.summary, result.rule
-        definition = (f"{chosen.ratio_level} {chosen.clip_text().removeprefix('clip ')}", chosen.agg) if full else ()
+        definition = (chosen.ratio_clip_text(), chosen.agg) if full else ()
         table.add_row(
             Text(chosen.name), *definition,
             f"{summary.clip_fraction:.1%}", f"{summary.clipped_low}/{summary.clipped_high}", str(summary.silenced),

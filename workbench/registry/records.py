@@ -6,7 +6,7 @@ Responses, groups and token stats are plain dataclasses so the trainer can build
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 # unresponsive: running, but its heartbeat is stale while its process lives (stopped, stuck); not an end.
@@ -17,12 +17,26 @@ DROP_FILTERS: tuple[str, ...] = ("dynamic_sampling", "gfpo")
 
 
 @dataclass
+class EpochTokens:
+    """The ratio and clip flags one earlier epoch's loss saw for a response's tokens [T]."""
+
+    ratio: list[float]
+    clipped_low: list[bool]
+    clipped_high: list[bool]
+
+
+@dataclass
 class TokenStats:
     """Per-token statistics of one response; every list has one entry per completion token [T].
 
-    ratio is the importance ratio pi_new / pi_old actually used by the loss (per token, or the
-    sequence-level ratio broadcast to tokens for GSPO); clipped_low / clipped_high say which side of
-    the clip range the token fell on.
+    ratio is the importance ratio pi_new / pi_old actually used by the loss of the last epoch (per token,
+    or the sequence-level ratio broadcast to tokens for GSPO); clipped_low / clipped_high say which side
+    of the clip range the token fell on. logp_old is the trainer's log-prob before the update;
+    logp_sampler the rollout engine's own (the distribution it sampled from: another dtype, top-p ...),
+    so logp_old - logp_sampler is the trainer/sampler mismatch. masked: tokens the rule or a correction
+    took out of the gradient besides the clip (Clip-Cov, off-policy masking, IcePop, rejection);
+    penalized: KL-Cov's penalised tokens. epochs: the ratio and clip flags of each epoch before the last
+    (empty with one epoch), so a view can show any epoch.
     """
 
     tokens: list[str]
@@ -34,9 +48,33 @@ class TokenStats:
     clipped_high: list[bool]
     ref_logp: list[float] | None = None
     advantage: list[float] | None = None
+    logp_sampler: list[float] | None = None
+    masked: list[bool] | None = None
+    penalized: list[bool] | None = None
+    epochs: list[EpochTokens] | None = None
+
+    def __post_init__(self) -> None:
+        # epochs read back from JSON (an exported registry) arrive as dicts
+        if self.epochs is not None:
+            self.epochs = [epoch if isinstance(epoch, EpochTokens) else EpochTokens(**epoch) for epoch in self.epochs]
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def num_epochs(self) -> int:
+        """How many epochs' ratios are kept: the earlier ones plus the last."""
+        return 1 + len(self.epochs or ())
+
+    def at_epoch(self, epoch: int) -> TokenStats:
+        """The same response with the ratio and clip flags of `epoch` (0-based; num_epochs - 1 is the last,
+        these stats themselves). The other fields are the step's (masks and log-probs of the last epoch)."""
+        if not 0 <= epoch < self.num_epochs:
+            raise IndexError(f"epoch {epoch} of {self.num_epochs}")
+        if epoch == self.num_epochs - 1:
+            return self
+        earlier = self.epochs[epoch]
+        return replace(self, ratio=earlier.ratio, clipped_low=earlier.clipped_low, clipped_high=earlier.clipped_high)
 
 
 @dataclass

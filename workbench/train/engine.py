@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from workbench.recipe import Recipe
-from workbench.train.engines import RolloutEngine, make_engine
 from workbench.train.models import Models, load_models
 from workbench.train.rewards import RewardComponent, build_rewards
+from workbench.train.rollout_engines import RolloutEngine, make_engine
 from workbench.train.tasks import PromptSampler, TaskData, build_task
 
 # transformers' schedule names; warmup applies to each.

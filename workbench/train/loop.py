@@ -2,6 +2,9 @@
 
 `train_step` returns the step's metrics (the keys in docs/internals.md "Metric keys"), a sample of
 groups with per-token stats, and events; the runner writes them to the registry in one transaction.
+The loop holds no algorithm of its own: reward shaping, group filters, advantages (with the KL penalty
+and GAE's reward placement), the loss and the micro-batch weights all come from `workbench.algorithms`,
+called with the run's Variant.
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from workbench import algorithms as A
-from workbench.algorithms.variants import normalize_loss_type
 from workbench.registry import GroupRecord, ResponseRecord, TokenStats
+from workbench.registry.records import EpochTokens
 from workbench.train.engine import Engine
-from workbench.train.engines import RolloutEngine, make_engine
 from workbench.train.rewards import score_completions
 from workbench.train.rollout import (
     Rollout,
@@ -30,14 +32,25 @@ from workbench.train.rollout import (
     token_values,
     with_mask,
 )
+from workbench.train.rollout_engines import RolloutEngine, make_engine
 from workbench.train.tasks import Example
 
 GFPO_HISTORY = 1000      # past group mean rewards kept for adaptive GFPO's difficulty quartiles
-OVERLONG = "overlong"    # reward component name of DAPO's soft overlong punishment
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the run stops without saving the broken weights."""
+
+
+@dataclass
+class SampledGroup:
+    """One prompt with its G completions as generated and scored: rewards [G] (task reward plus shaping)
+    and each reward component's scores {name: [G]}, CPU bookkeeping beside the rollout's device tensors."""
+
+    example: Example
+    rollout: Rollout
+    rewards: torch.Tensor
+    components: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -63,17 +76,18 @@ class Batch:
     groups_generated: int
     groups_kept: int
     groups_zero_std: int
-    rejected: list[tuple[Example, Rollout, torch.Tensor, dict[str, torch.Tensor]]] = field(default_factory=list)
+    rejected: list[SampledGroup] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TokenScores:
     """Per-token tensors [N, T] of the batch before any update, on the model's device, float32.
 
     from_training_forward: with one optimizer update per rollout the policy has not moved when each
-    row's loss is computed, so old_logp is the training forward's own log-prob, detached (ratio == 1
-    exactly), and old_logp / entropy are filled in by run_updates instead of a forward of their own.
+    row's loss is computed, so the old log-probs are the training forward's own, detached (ratio == 1
+    exactly): old_logp and entropy here are then placeholders, and run_updates returns the real ones
+    (UpdateResult.old_logp, .entropy) instead of a forward of their own.
     """
 
     old_logp: torch.Tensor
@@ -102,7 +116,7 @@ def train_step(engine: Engine, step: int) -> StepRecord:
     update_s = time.perf_counter() - update_started
 
     if not engine.state.rollout_engine_announced:
-        batch.events.append(("rollout_engine", rollout_engine(engine).announcement(), "info"))
+        batch.events.append(("rollout_engine", rollout_engine(engine).announcement(engine.recipe.rollout.dtype), "info"))
         engine.state.rollout_engine_announced = True
     tokens = int(engine.accelerator.reduce(batch.generated_lengths.sum().to(engine.accelerator.device), "sum"))
     engine.state.tokens_total += tokens
@@ -125,8 +139,9 @@ def collect_batch(engine: Engine) -> Batch:
     recipe = engine.recipe
     algorithm, rollout_spec = recipe.algorithm, recipe.rollout
     wanted, G = rollout_spec.prompts_per_step, rollout_spec.num_generations
-    kept: list[tuple[Example, Rollout, torch.Tensor, dict[str, torch.Tensor]]] = []
-    rejected, generated = [], []
+    kept: list[SampledGroup] = []
+    rejected: list[SampledGroup] = []
+    generated: list[SampledGroup] = []
     events: list[tuple[str, str, str]] = []
     rounds = 1 if algorithm.group_filter != "dynamic_sampling" else rollout_spec.max_sampling_rounds
     for _ in range(rounds):
@@ -137,12 +152,9 @@ def collect_batch(engine: Engine) -> Batch:
         if algorithm.group_filter != "dynamic_sampling":
             kept = groups
             break
-        # DAPO eq. 11 filters on the answers (0 < correct < G), not on the overlong-shaped total: a group
-        # whose answers all agree carries no signal even if some of them fall in the length buffer.
-        task_rewards = rewards - components[OVERLONG] if OVERLONG in components else rewards
-        varied = A.dynamic_sampling_keep(task_rewards, G).view(len(examples), G)[:, 0].tolist()
-        kept.extend(group for group, ok in zip(groups, varied, strict=True) if ok)
-        rejected.extend(group for group, ok in zip(groups, varied, strict=True) if not ok)
+        signal = A.groups_with_signal(rewards, components, G)
+        kept.extend(group for group, ok in zip(groups, signal, strict=True) if ok)
+        rejected.extend(group for group, ok in zip(groups, signal, strict=True) if not ok)
         if len(kept) >= wanted:
             break
     else:
@@ -153,21 +165,23 @@ def collect_batch(engine: Engine) -> Batch:
     if not kept:
         # Nothing carries signal: train on the last round's groups, whose advantages are all zero.
         kept = generated[-wanted:]
-    rollout = concat_rollouts([group[1] for group in kept], engine.tokenizer.pad_token_id)
-    rewards = torch.cat([group[2] for group in kept])
-    components = {name: torch.cat([group[3][name] for group in kept]) for name in kept[0][3]}
+    pad_id = engine.tokenizer.pad_token_id
+    rollout = concat_rollouts([group.rollout for group in kept], pad_id)
+    rewards = torch.cat([group.rewards for group in kept])
+    components = {name: torch.cat([group.components[name] for group in kept]) for name in kept[0].components}
     keep = torch.ones(rollout.size, dtype=torch.bool, device="cpu")   # CPU bookkeeping, moved once later
     if algorithm.group_filter == "gfpo":
         keep = gfpo_filter(engine, rewards, rollout.lengths)
-    all_rollout = concat_rollouts([group[1] for group in generated], engine.tokenizer.pad_token_id)
-    all_rewards = torch.cat([group[2] for group in generated])
+    all_rollout = concat_rollouts([group.rollout for group in generated], pad_id)
+    all_rewards = torch.cat([group.rewards for group in generated])
     zero_std = int((~A.dynamic_sampling_keep(all_rewards, G)).view(-1, G)[:, 0].sum())
     return Batch(
-        rollout=rollout, examples=[group[0] for group in kept], rewards=rewards, components=components, keep=keep,
-        generated_rewards=all_rewards,
-        generated_components={name: torch.cat([group[3][name] for group in generated]) for name in components},
+        rollout=rollout, examples=[group.example for group in kept], rewards=rewards, components=components,
+        keep=keep, generated_rewards=all_rewards,
+        generated_components={name: torch.cat([group.components[name] for group in generated]) for name in components},
         generated_lengths=all_rollout.lengths, generated_truncated=all_rollout.truncated,
-        groups_generated=len(generated), groups_kept=groups_kept, groups_zero_std=zero_std, rejected=rejected, events=events,
+        groups_generated=len(generated), groups_kept=groups_kept, groups_zero_std=zero_std, rejected=rejected,
+        events=events,
     )
 
 
@@ -193,7 +207,7 @@ def rollout_engine(engine: Engine) -> RolloutEngine:
 
 
 def reward_completions(engine: Engine, examples: list[Example], rollout: Rollout, per_prompt: int):
-    """Weighted task reward plus DAPO's overlong shaping (eq. 13) when the preset has it."""
+    """Weighted task reward plus the variant's shaping (DAPO's overlong punishment, eq. 13)."""
     columns: dict[str, list] = defaultdict(list)
     for example in examples:
         row = {"answer": example.answer, **example.columns}
@@ -208,35 +222,31 @@ def reward_completions(engine: Engine, examples: list[Example], rollout: Rollout
     total = torch.tensor(scores.total, dtype=torch.float32, device="cpu")   # rewards are Python: CPU
     components = {name: torch.tensor(values, dtype=torch.float32, device="cpu")
                   for name, values in scores.components.items()}
-    algorithm = engine.recipe.algorithm
-    if algorithm.overlong_buffer_len is not None:
-        penalty = A.overlong_penalty(rollout.lengths.cpu().float(), engine.recipe.rollout.max_completion_length,
-                                     algorithm.overlong_buffer_len, algorithm.overlong_penalty_factor)
-        components[OVERLONG] = penalty
-        total = total + penalty
+    shaping = A.reward_shaping(engine.recipe.algorithm, lengths, engine.recipe.rollout.max_completion_length)
+    for name, values in shaping.items():
+        components[name] = values
+        total = total + values
     return total, components
 
 
-def split_groups(examples, rollout: Rollout, rewards, components, G: int):
-    """Per prompt: (example, its G-row rollout, rewards [G], components {name: [G]})."""
+def split_groups(examples, rollout: Rollout, rewards, components, G: int) -> list[SampledGroup]:
+    """One SampledGroup per prompt: its G rows of the rollout, rewards and component scores."""
     groups = []
     for i, example in enumerate(examples):
         rows = torch.arange(i * G, (i + 1) * G, device="cpu")   # an index: selects on any device
-        groups.append((example, rollout.select(rows), rewards[rows], {k: v[rows] for k, v in components.items()}))
+        groups.append(SampledGroup(example, rollout.select(rows), rewards[rows],
+                                   {k: v[rows] for k, v in components.items()}))
     return groups
 
 
 def gfpo_filter(engine: Engine, rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """GFPO keep mask [N]: k per group, or k by difficulty (adaptive) against past group mean rewards."""
-    algorithm, G = engine.recipe.algorithm, engine.recipe.rollout.num_generations
-    k: int | torch.Tensor = algorithm.gfpo_k
+    """GFPO keep mask [N]; adaptive GFPO judges difficulty against the run's past group mean rewards."""
+    G = engine.recipe.rollout.num_generations
     history = engine.state.difficulty_history
-    if algorithm.gfpo_adaptive:
-        reference = torch.tensor(history, device="cpu") if history else None
-        k = A.gfpo_adaptive_k(rewards, G, algorithm.gfpo_k_min, algorithm.gfpo_k, reference=reference)
+    keep = A.gfpo_filter(engine.recipe.algorithm, rewards, lengths.cpu(), G, history)
     history.extend(rewards.view(-1, G).mean(dim=1).tolist())
     del history[:-GFPO_HISTORY]
-    return A.gfpo_keep(rewards, lengths.cpu(), G, k, metric=algorithm.gfpo_metric)
+    return keep
 
 
 # ---------------------------------------------------------------------------------------- advantages
@@ -246,15 +256,14 @@ def reuses_training_forward(engine: Engine) -> bool:
     """True when the old log-probs are the training forward's own (detached), so no forward of theirs:
     one optimizer update per rollout (the policy is the sampling policy for every row's loss, as in
     TRL's single-update GRPO) and no KL in the reward (that needs them before the advantages)."""
-    algorithm = engine.recipe.algorithm
-    return engine.recipe.updates_per_step == 1 and not (algorithm.beta > 0 and algorithm.kl_in_reward)
+    return engine.recipe.updates_per_step == 1 and not engine.recipe.algorithm.kl_penalizes_reward
 
 
 def score_tokens(engine: Engine, rollout: Rollout, *, reuse_training_forward: bool | None = None) -> TokenScores:
     """Old log-probs and entropies of the policy, reference log-probs (beta > 0) and old values (critic).
 
     reuse_training_forward (default: reuses_training_forward(engine)): skip the policy's no-grad
-    forward; old_logp and entropy are placeholders that run_updates fills from its training forward.
+    forward; old_logp and entropy are placeholders, and run_updates returns the training forward's.
     """
     recipe = engine.recipe
     chunk = recipe.minibatch_size
@@ -280,40 +289,15 @@ def score_tokens(engine: Engine, rollout: Rollout, *, reuse_training_forward: bo
 
 
 def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
-    """Advantages [N] (or [N, T] for GAE) and returns [N, T] for the critic (else None)."""
-    algorithm = engine.recipe.algorithm
-    G = engine.recipe.rollout.num_generations
+    """Advantages [N] (or [N, T] for GAE) and returns [N, T] for the critic (else None), as the variant's
+    estimator computes them (workbench.algorithms.compute_advantages)."""
     mask = batch.rollout.completion_mask
     # CPU bookkeeping -> the model's device, once; advantages are float32 whatever the model's dtype.
     rewards = batch.rewards.to(device=mask.device, dtype=torch.float32)
-    keep = batch.keep.to(device=mask.device)
-    kl_tokens = None
-    if algorithm.beta > 0 and algorithm.kl_in_reward:
-        kl_tokens = A.kl(scores.old_logp, scores.ref_logp, algorithm.kl_estimator) * mask
-    estimator = algorithm.advantage_estimator
-    if estimator == "gae":
-        # The outcome reward lands on the last response token; the KL penalty on every token
-        # (arXiv:2203.02155 eq. 2, as in TRL's PPOTrainer).
-        token_rewards = torch.zeros_like(mask, dtype=torch.float32)
-        last = (batch.rollout.lengths.to(mask.device) - 1).clamp(min=0)
-        token_rewards[torch.arange(mask.shape[0], device=mask.device), last] = rewards
-        if kl_tokens is not None:
-            token_rewards = token_rewards - algorithm.beta * kl_tokens
-        return A.gae(token_rewards, scores.old_values, mask, algorithm.gamma, algorithm.lam,
-                     whiten=algorithm.whiten_advantages)
-    if kl_tokens is not None:
-        # RLOO's sequence-level KL penalty: r - beta * sum_t KL_t (arXiv:2402.14740 sec. 3).
-        rewards = rewards - algorithm.beta * kl_tokens.sum(dim=1)
-    if estimator == "group":
-        advantages = A.group_advantages(rewards, G, scale=algorithm.scale_rewards, keep=keep)
-    elif estimator == "rloo":
-        advantages = A.rloo_advantages(rewards, G)
-    else:
-        # Whitened over the batch's valid tokens (arXiv:2501.03262 eq. 10) or one value per response.
-        advantages = A.reinforce_pp_advantages(
-            rewards, group_size=G if estimator == "reinforce_pp_baseline" else None,
-            mask=mask if algorithm.advantage_whitening == "token" else None)
-    return advantages * keep.to(advantages.dtype), None
+    return A.compute_advantages(
+        engine.recipe.algorithm, rewards, engine.recipe.rollout.num_generations, mask, batch.rollout.lengths,
+        keep=batch.keep.to(mask.device), old_logp=scores.old_logp, ref_logp=scores.ref_logp,
+        values=scores.old_values)
 
 
 # -------------------------------------------------------------------------------------------- update
@@ -321,99 +305,122 @@ def compute_advantages(engine: Engine, batch: Batch, scores: TokenScores):
 
 @dataclass
 class UpdateResult:
+    """What the epochs of updates saw. Token tensors [N, T] on the model's device.
+
+    old_logp, entropy: the old log-probs and entropies the losses used (from the training forward itself
+    when TokenScores.from_training_forward, else the scores'); logp_new, ratio, clipped_low, clipped_high,
+    masked, penalized: the last epoch's; epochs: (ratio, clipped_low, clipped_high) of every epoch.
+    """
+
     metrics: dict[str, float]
-    logp_new: torch.Tensor        # [N, T] log-probs seen by the last epoch's loss
-    ratio: torch.Tensor           # [N, T] ratio the last epoch's loss used
-    clipped_low: torch.Tensor     # [N, T] bool
-    clipped_high: torch.Tensor    # [N, T] bool
+    logp_new: torch.Tensor
+    ratio: torch.Tensor
+    clipped_low: torch.Tensor
+    clipped_high: torch.Tensor
+    old_logp: torch.Tensor
+    entropy: torch.Tensor
+    masked: torch.Tensor
+    penalized: torch.Tensor
+    epochs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+class UpdateTrace:
+    """Per-token record of the updates, filled row by row as micro-batches are computed."""
+
+    def __init__(self, scores: TokenScores, num_epochs: int) -> None:
+        self.old_logp = scores.old_logp.clone()
+        self.entropy = scores.entropy.clone()
+        self.logp_new = scores.old_logp.clone()
+        self.ratio = [torch.ones_like(self.old_logp) for _ in range(num_epochs)]
+        self.clipped_low = [torch.zeros_like(self.old_logp, dtype=torch.bool) for _ in range(num_epochs)]
+        self.clipped_high = [torch.zeros_like(self.old_logp, dtype=torch.bool) for _ in range(num_epochs)]
+        self.masked = torch.zeros_like(self.old_logp, dtype=torch.bool)
+        self.penalized = torch.zeros_like(self.masked)
+
+    def fill_old(self, rows: torch.Tensor, logp: torch.Tensor, entropy: torch.Tensor) -> None:
+        """The training forward's own log-probs are the old ones (one update per rollout)."""
+        if self.old_logp.dtype != logp.dtype:      # a float64 model keeps float64
+            self.old_logp, self.logp_new = self.old_logp.to(logp.dtype), self.logp_new.to(logp.dtype)
+        self.old_logp[rows] = logp.detach()
+        self.entropy[rows] = entropy
+
+    def record(self, epoch: int, rows: torch.Tensor, logp: torch.Tensor, out) -> None:
+        self.ratio[epoch][rows] = out.ratio.detach().to(self.ratio[epoch].dtype)
+        self.clipped_low[epoch][rows] = out.clipped_low
+        self.clipped_high[epoch][rows] = out.clipped_high
+        if epoch == len(self.ratio) - 1:
+            self.logp_new[rows] = logp.detach().to(self.logp_new.dtype)
+            self.masked[rows] = out.masked
+            if out.penalized is not None:
+                self.penalized[rows] = out.penalized
+
+    def result(self, metrics: dict[str, float]) -> UpdateResult:
+        return UpdateResult(metrics, self.logp_new, self.ratio[-1], self.clipped_low[-1], self.clipped_high[-1],
+                            self.old_logp, self.entropy, self.masked, self.penalized,
+                            list(zip(self.ratio, self.clipped_low, self.clipped_high, strict=True)))
 
 
 def run_updates(engine: Engine, batch: Batch, scores: TokenScores, advantages, returns) -> UpdateResult:
     """num_iterations epochs over shuffled minibatches; one optimizer step per minibatch.
 
     A minibatch is split into gradient_accumulation_steps micro-batches whose gradients add up to the
-    whole minibatch's: each loss is weighted by its share of the aggregation's denominator (valid tokens
-    for token-mean, rows otherwise; see accumulation_weight). Raises NonFiniteLoss before any NaN/inf step.
+    whole minibatch's: each loss term is weighted by its share of its aggregation's denominator
+    (A.accumulation_weights). Raises NonFiniteLoss before any NaN/inf step.
     """
-    recipe, accelerator = engine.recipe, engine.accelerator
-    algorithm = recipe.algorithm
+    recipe = engine.recipe
     rollout = with_mask(batch.rollout, batch.keep.to(batch.rollout.completion_mask.device))
-    fill_old = scores.from_training_forward
-    size, minibatch = rollout.size, recipe.minibatch_size
-    micro_count = recipe.optim.gradient_accumulation_steps
-    trace_logp = scores.old_logp.clone()
-    trace_ratio = torch.ones_like(trace_logp)
-    trace_low = torch.zeros_like(trace_logp, dtype=torch.bool)
-    trace_high = torch.zeros_like(trace_low)
+    trace = UpdateTrace(scores, recipe.optim.num_iterations)
     sums: dict[str, list[float]] = defaultdict(list)
-    policy, critic = engine.policy, engine.models.critic
-    kl_in_loss = algorithm.beta > 0 and not algorithm.kl_in_reward
     for epoch in range(recipe.optim.num_iterations):
         # Shuffling draws from the CPU generator (saved in checkpoints); indices move to the device below.
-        order = torch.randperm(size, device="cpu")   # the CPU generator: its state is in checkpoints
-        for start in range(0, size, minibatch):
-            rows = order[start : start + minibatch]
-            micro_rows = [part for part in torch.tensor_split(rows, micro_count) if len(part)]
-            minibatch_loss = 0.0
-            for index, part_rows in enumerate(micro_rows):
-                part_rows = part_rows.to(trace_logp.device)
-                part = rollout.select(part_rows)
-                share = accumulation_weight(algorithm.loss_type, part.completion_mask,
-                                            rollout.completion_mask[rows.to(trace_logp.device)])
-                sync = index == len(micro_rows) - 1
-                with _maybe_no_sync(accelerator, policy, sync), _maybe_no_sync(accelerator, critic, sync):
-                    logp, entropy = token_logprobs(policy, part, recipe.rollout.temperature, with_entropy=fill_old)
-                    if fill_old:
-                        if scores.old_logp.dtype != logp.dtype:      # a float64 model keeps float64
-                            scores.old_logp = scores.old_logp.to(logp.dtype)
-                            trace_logp = trace_logp.to(logp.dtype)
-                        scores.old_logp[part_rows] = logp.detach()
-                        scores.entropy[part_rows] = entropy
-                    out = A.policy_loss(
-                        logp, scores.old_logp[part_rows], advantages[part_rows], part.completion_mask,
-                        ratio_level=algorithm.importance_sampling_level, eps_low=algorithm.epsilon,
-                        eps_high=algorithm.resolved_epsilon_high, dual_clip=algorithm.dual_clip,
-                        agg=algorithm.loss_type, max_len=recipe.rollout.max_completion_length,
-                        ref_logp=scores.ref_logp[part_rows] if kl_in_loss else None,
-                        beta=algorithm.beta if kl_in_loss else 0.0, kl_kind=algorithm.kl_estimator,
-                        loss_mode=algorithm.loss_mode,
-                    )
-                    loss = out.loss
-                    if critic is not None:
-                        values = token_values(critic, part).float()
-                        value_loss = A.value_loss(values, scores.old_values[part_rows], returns[part_rows],
-                                                  part.completion_mask, clip=algorithm.cliprange_value,
-                                                  agg=algorithm.loss_type, max_len=recipe.rollout.max_completion_length)
-                        loss = loss + algorithm.vf_coef * value_loss
-                        sums["value_loss"].append(float(value_loss.detach()))
-                    if not _finite_everywhere(accelerator, loss):
-                        raise NonFiniteLoss(f"loss is {float(loss.detach())} (epoch {epoch}, minibatch {start // minibatch}); "
-                                            "no update was applied")
-                    accelerator.backward(loss * share)
-                minibatch_loss += float(out.loss.detach()) * share
-                for key, value in out.metrics.items():
-                    sums[key].append(float(value))
-                if epoch == recipe.optim.num_iterations - 1:
-                    trace_logp[part_rows] = logp.detach()
-                    trace_ratio[part_rows] = out.ratio.detach().to(trace_ratio.dtype)
-                    trace_low[part_rows] = out.clipped_low
-                    trace_high[part_rows] = out.clipped_high
-            sums["loss"].append(minibatch_loss)
+        order = torch.randperm(rollout.size, device="cpu")
+        for start in range(0, rollout.size, recipe.minibatch_size):
+            rows = order[start : start + recipe.minibatch_size].to(trace.old_logp.device)
+            parts = [part for part in torch.tensor_split(rows, recipe.optim.gradient_accumulation_steps) if len(part)]
+            sums["loss"].append(sum(
+                update_micro_batch(engine, rollout, scores, advantages, returns, trace, sums, epoch, part,
+                                   rows, sync=index == len(parts) - 1)
+                for index, part in enumerate(parts)))
             sums["grad_norm"].append(_optimizer_step(engine))
     metrics = {key: _combine(key, values) for key, values in sums.items()}
     metrics["learning_rate"] = engine.scheduler.get_last_lr()[0]
-    return UpdateResult(metrics, trace_logp, trace_ratio, trace_low, trace_high)
+    return trace.result(metrics)
 
 
-def accumulation_weight(loss_type: str, part_mask: torch.Tensor, minibatch_mask: torch.Tensor) -> float:
-    """The weight of a micro-batch's loss so that the weighted sum equals the whole minibatch's loss.
-
-    token-mean divides by the minibatch's valid tokens, so a micro-batch weighs by its share of them;
-    the seq-mean modes divide by the number of responses (empty ones included), so by its share of rows.
-    """
-    if normalize_loss_type(loss_type) == "token-mean":
-        return float((part_mask != 0).sum()) / max(float((minibatch_mask != 0).sum()), 1.0)
-    return part_mask.shape[0] / minibatch_mask.shape[0]
+def update_micro_batch(engine: Engine, rollout: Rollout, scores: TokenScores, advantages, returns,
+                       trace: UpdateTrace, sums: dict[str, list[float]], epoch: int, rows: torch.Tensor,
+                       minibatch_rows: torch.Tensor, *, sync: bool) -> float:
+    """Forward, loss and backward of one micro-batch (rows of the rollout); its share of the minibatch's
+    loss. Records its metrics in `sums` and its per-token view in `trace`."""
+    recipe, accelerator = engine.recipe, engine.accelerator
+    algorithm, critic = recipe.algorithm, engine.models.critic
+    part = rollout.select(rows)
+    policy_share, other_share = A.accumulation_weights(algorithm, part.completion_mask,
+                                                       rollout.completion_mask[minibatch_rows])
+    max_len = recipe.rollout.max_completion_length
+    with _maybe_no_sync(accelerator, engine.policy, sync), _maybe_no_sync(accelerator, critic, sync):
+        logp, entropy = token_logprobs(engine.policy, part, recipe.rollout.temperature,
+                                       with_entropy=scores.from_training_forward)
+        if scores.from_training_forward:
+            trace.fill_old(rows, logp, entropy)
+        out = A.variant_loss(
+            algorithm, logp, trace.old_logp[rows], advantages[rows], part.completion_mask,
+            ref_logp=None if scores.ref_logp is None else scores.ref_logp[rows], sampler_logp=part.sampler_logp,
+            max_len=max_len)
+        loss = out.pg_loss * policy_share + out.kl_loss * other_share
+        if critic is not None:
+            values = token_values(critic, part).float()
+            value_loss = A.value_loss(values, scores.old_values[rows], returns[rows], part.completion_mask,
+                                      clip=algorithm.cliprange_value, agg=algorithm.loss_type, max_len=max_len)
+            loss = loss + algorithm.vf_coef * value_loss * other_share
+            sums["value_loss"].append(float(value_loss.detach()))
+        if not _finite_everywhere(accelerator, loss):
+            raise NonFiniteLoss(f"loss is {float(out.loss.detach())} (epoch {epoch}); no update was applied")
+        accelerator.backward(loss)
+    for key, value in out.metrics.items():
+        sums[key].append(float(value))
+    trace.record(epoch, rows, logp, out)
+    return float(out.pg_loss.detach()) * policy_share + float(out.kl_loss.detach()) * other_share
 
 
 def _finite_everywhere(accelerator, loss: torch.Tensor) -> bool:
@@ -473,7 +480,7 @@ def step_metrics(engine: Engine, batch: Batch, scores: TokenScores, update: Upda
         "reward_min": float(rewards.min()),
         "reward_max": float(rewards.max()),
         "frac_reward_zero_std": batch.groups_zero_std / batch.groups_generated,
-        "entropy": float((scores.entropy * mask).sum() / valid),
+        "entropy": float((update.entropy * mask).sum() / valid),
         "completions/mean_length": float(lengths.mean()),
         "completions/min_length": float(lengths.min()),
         "completions/max_length": float(lengths.max()),
@@ -491,8 +498,10 @@ def step_metrics(engine: Engine, batch: Batch, scores: TokenScores, update: Upda
     for name, values in batch.generated_components.items():
         metrics[f"rewards/{name}/mean"] = float(torch.nanmean(values))
     if scores.ref_logp is not None:
-        kl_tokens = A.kl(scores.old_logp, scores.ref_logp, engine.recipe.algorithm.kl_estimator)
+        kl_tokens = A.kl(update.old_logp, scores.ref_logp, engine.recipe.algorithm.kl_estimator)
         metrics["kl"] = float((kl_tokens * mask).sum() / valid)
+    if batch.rollout.sampler_logp is not None:
+        metrics.update(A.mismatch_metrics(update.old_logp, batch.rollout.sampler_logp, mask, engine.recipe.algorithm))
     metrics.update({key: value for key, value in update.metrics.items() if key != "kl"})
     return metrics
 
@@ -520,13 +529,15 @@ def logged_groups(engine: Engine, batch: Batch, scores: TokenScores, advantages,
         groups.append(GroupRecord(index=g, prompt=prompt_text(example.prompt), responses=responses,
                                   answer=example.answer, rendered_prompt=rendered_prompt(engine, example)))
     if batch.rejected and count:
-        example, rollout, rewards, components = batch.rejected[0]
+        dropped = batch.rejected[0]
+        rollout = dropped.rollout
         responses = [ResponseRecord(
-            text=rollout.texts[i], reward=float(rewards[i]), reward_components={k: float(v[i]) for k, v in components.items()},
+            text=rollout.texts[i], reward=float(dropped.rewards[i]),
+            reward_components={k: float(v[i]) for k, v in dropped.components.items()},
             advantage=0.0, length=int(rollout.lengths[i]), truncated=bool(rollout.truncated[i]),
             dropped_by="dynamic_sampling") for i in range(rollout.size)]
-        groups.append(GroupRecord(index=len(groups), prompt=prompt_text(example.prompt), responses=responses,
-                                  answer=example.answer, rendered_prompt=rendered_prompt(engine, example)))
+        groups.append(GroupRecord(index=len(groups), prompt=prompt_text(dropped.example.prompt), responses=responses,
+                                  answer=dropped.example.answer, rendered_prompt=rendered_prompt(engine, dropped.example)))
     return groups
 
 
@@ -542,14 +553,23 @@ def rendered_prompt(engine: Engine, example: Example) -> str:
 
 def token_stats(engine: Engine, rollout: Rollout, scores: TokenScores, update: UpdateResult, i: int,
                 token_advantage: torch.Tensor) -> TokenStats:
-    """Per-token view of response i: text, old/new log-prob, ratio and clip flags from the last epoch."""
+    """Per-token view of response i: text, old/new/sampler log-prob, ratio and clip flags of every epoch
+    (the last in the main fields), the rule's masks where it has any."""
     n = int(rollout.lengths[i])
     ids = rollout.completion_ids[i, :n].tolist()
+    algorithm = engine.recipe.algorithm
+
+    def row(values: torch.Tensor) -> list:
+        return values[i, :n].tolist()
+
     return TokenStats(
         tokens=[engine.tokenizer.decode([token]) for token in ids],
-        logp_old=scores.old_logp[i, :n].tolist(), logp_new=update.logp_new[i, :n].tolist(),
-        ratio=update.ratio[i, :n].tolist(), entropy=scores.entropy[i, :n].tolist(),
-        clipped_low=update.clipped_low[i, :n].tolist(), clipped_high=update.clipped_high[i, :n].tolist(),
-        ref_logp=scores.ref_logp[i, :n].tolist() if scores.ref_logp is not None else None,
+        logp_old=row(update.old_logp), logp_new=row(update.logp_new), ratio=row(update.ratio),
+        entropy=row(update.entropy), clipped_low=row(update.clipped_low), clipped_high=row(update.clipped_high),
+        ref_logp=row(scores.ref_logp) if scores.ref_logp is not None else None,
         advantage=token_advantage.tolist(),
+        logp_sampler=row(rollout.sampler_logp) if rollout.sampler_logp is not None else None,
+        masked=row(update.masked) if algorithm.masks_tokens else None,
+        penalized=row(update.penalized) if algorithm.penalizes_tokens else None,
+        epochs=[EpochTokens(row(ratio), row(low), row(high)) for ratio, low, high in update.epochs[:-1]] or None,
     )

@@ -23,7 +23,9 @@ class Rollout:
 
     completion_mask is 1.0 on response tokens up to and including EOS; truncated [N] is True when no EOS
     came within max_completion_length; lengths [N] count response tokens; texts are the decoded
-    responses without special tokens.
+    responses without special tokens. sampler_logp [N, T] (float32, 0 after each response): log-prob of
+    each sampled token under the distribution the engine sampled it from (after temperature, top-k,
+    top-p, in the engine's dtype); None for greedy decoding.
     """
 
     prompt_ids: torch.Tensor
@@ -33,6 +35,7 @@ class Rollout:
     truncated: torch.Tensor
     lengths: torch.Tensor
     texts: list[str]
+    sampler_logp: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -52,7 +55,8 @@ class Rollout:
         rows = index.nonzero().squeeze(1) if index.dtype == torch.bool else index
         return Rollout(self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
                        self.completion_mask[rows], self.truncated[rows], self.lengths[rows],
-                       [self.texts[i] for i in rows.tolist()])
+                       [self.texts[i] for i in rows.tolist()],
+                       None if self.sampler_logp is None else self.sampler_logp[rows])
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -88,25 +92,81 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
+# The dtypes `rollout.dtype` may name besides "auto" (sample in the training dtype).
+SAMPLING_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class SampledLogprobs:
+    """A logits processor, last in the list, that records log pi_sampler(token) of every sampled token.
+
+    Called with each step's final scores (after temperature, top-k, top-p: the distribution the token is
+    drawn from), it keeps them; at the next step its input_ids end with the token drawn from them, so it
+    reads that token's log-softmax then. `finish` takes the last step's token from the finished output.
+    One step's scores are held at a time: no [N, T, vocab] tensor is ever kept.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+        self.previous: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.previous is not None:
+            self._take(input_ids[:, -1])
+        self.previous = scores
+        return scores
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        log_probs = torch.log_softmax(self.previous.float(), dim=-1)
+        self.steps.append(log_probs.gather(-1, tokens[:, None]).squeeze(-1))
+        self.previous = None
+
+    def finish(self, generated: torch.Tensor) -> torch.Tensor:
+        """[N, L] log-probs of the L generated tokens (steps generate ran beyond L, undone, are dropped)."""
+        length = generated.shape[1]
+        if self.previous is not None and len(self.steps) < length:
+            self._take(generated[:, len(self.steps)])
+        if not self.steps:
+            return generated.new_zeros(generated.shape, dtype=torch.float32)
+        return torch.stack(self.steps[:length], dim=1)
+
+
+def sampling_processors(spec: RolloutSpec):
+    """temperature, top-k, top-p warpers in transformers' order, then the recorder (so it sees the final
+    distribution): generate is then called with those knobs neutral, so it adds no warper of its own."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    warpers = []
+    if spec.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(spec.temperature))
+    if spec.top_k:
+        warpers.append(TopKLogitsWarper(top_k=spec.top_k, min_tokens_to_keep=1))
+    if spec.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=spec.top_p, min_tokens_to_keep=1))
+    recorder = SampledLogprobs()
+    return LogitsProcessorList([*warpers, recorder]), recorder
+
+
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                        num_generations: int, spec: RolloutSpec, *, greedy: bool = False,
                        cache_implementation: str | None = None, prompt_multiple: int = 1) -> Rollout:
-    """G completions per prompt in one batched `generate` call. prompt_ids [B, P] -> Rollout of B*G rows.
+    """G completions per prompt in one batched `generate` call. prompt_ids [B, P] -> Rollout of B*G rows,
+    with the sampler's own log-prob of every sampled token (`Rollout.sampler_logp`; not for greedy).
 
     cache_implementation: transformers' KV cache kind (None: the default dynamic cache; "static": a
     preallocated cache, which generate compiles on CUDA). prompt_multiple: left-pad the prompts given to
     generate to a multiple of this width, so a static cache keeps one shape from step to step (the
-    returned rollout keeps the prompts as given).
+    returned rollout keeps the prompts as given). spec.dtype "bfloat16" / "float16": generate runs under
+    autocast in that dtype, so the sampler's distribution differs from the training forward's.
     """
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     eos_ids = eos_token_ids(model, tokenizer)
     extra = {"cache_implementation": cache_implementation} if cache_implementation else {}
+    processors, recorder = (LogitsProcessorList(), None) if greedy else sampling_processors(spec)
     config = GenerationConfig(
-        max_new_tokens=spec.max_completion_length, do_sample=not greedy, temperature=spec.temperature,
-        top_p=spec.top_p, top_k=spec.top_k, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids,
-        use_cache=True, **extra,
+        max_new_tokens=spec.max_completion_length, do_sample=not greedy, temperature=1.0, top_p=1.0, top_k=0,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids, use_cache=True, **extra,
     ) if not greedy else GenerationConfig(
         max_new_tokens=spec.max_completion_length, do_sample=False, pad_token_id=tokenizer.pad_token_id,
         eos_token_id=eos_ids, use_cache=True, **extra,
@@ -118,13 +178,26 @@ def sample_completions(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: 
     padded_mask = F.pad(mask, (pad, 0), value=0) if pad else mask
     was_training = model.training
     model.eval()
-    output = model.generate(input_ids=padded_ids, attention_mask=padded_mask, generation_config=config)
+    with _sampling_precision(padded_ids.device, spec.dtype):
+        output = model.generate(input_ids=padded_ids, attention_mask=padded_mask, generation_config=config,
+                                logits_processor=processors)
     model.train(was_training)
-    return _completions(output[:, padded_ids.shape[1]:], ids, mask, eos_ids, spec.max_completion_length, tokenizer)
+    generated = output[:, padded_ids.shape[1]:]
+    sampler_logp = recorder.finish(generated) if recorder is not None else None
+    return _completions(generated, ids, mask, eos_ids, spec.max_completion_length, tokenizer, sampler_logp)
+
+
+def _sampling_precision(device: torch.device, dtype_name: str):
+    """Autocast to the sampling dtype (`rollout.dtype`), or nothing for "auto"."""
+    import contextlib
+
+    if dtype_name == "auto":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=SAMPLING_DTYPES[dtype_name])
 
 
 def _completions(generated: torch.Tensor, prompt_ids, prompt_mask, eos_ids: list[int], max_length: int,
-                 tokenizer) -> Rollout:
+                 tokenizer, sampler_logp: torch.Tensor | None = None) -> Rollout:
     """Cut each generated row after its first EOS; pad after it; mark rows with no EOS as truncated."""
     is_eos = torch.isin(generated, torch.tensor(eos_ids, device=generated.device))
     has_eos = is_eos.any(dim=1)
@@ -138,7 +211,9 @@ def _completions(generated: torch.Tensor, prompt_ids, prompt_mask, eos_ids: list
     # Decoding is Python: one copy of the ids to the CPU, not one per row.
     texts = [tokenizer.decode(row[: int(n)], skip_special_tokens=True)
              for row, n in zip(completion_ids.cpu(), lengths.cpu(), strict=True)]
-    return Rollout(prompt_ids, prompt_mask, completion_ids, mask, truncated, lengths, texts)
+    if sampler_logp is not None:   # after a response ends, the pads were never sampled: 0, not -inf
+        sampler_logp = torch.where(mask > 0, sampler_logp.to(mask.device), torch.zeros_like(mask))
+    return Rollout(prompt_ids, prompt_mask, completion_ids, mask, truncated, lengths, texts, sampler_logp)
 
 
 def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -162,6 +237,8 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         torch.cat([p.truncated for p in parts]),
         torch.cat([p.lengths for p in parts]),
         [text for p in parts for text in p.texts],
+        None if any(p.sampler_logp is None for p in parts)
+        else torch.cat([right(p.sampler_logp, width_t, 0.0) for p in parts]),
     )
 
 

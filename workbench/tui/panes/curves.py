@@ -75,6 +75,14 @@ FIXED_CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("grad_norm", "grad norm", ("grad_norm",)),
     ChartSpec("lr", "learning rate", ("learning_rate",)),
     ChartSpec("groups", "groups kept/dropped", ("groups/kept", "groups/dropped")),
+    ChartSpec("mismatch", "sampler mismatch |Δ log p|, KL",
+              ("sampling/sampling_logp_difference/mean", "rollout_corr/kl")),
+    ChartSpec("is_ratio", "IS ratio before truncation",
+              ("sampling/raw_importance_sampling_ratio/mean",),
+              band_min_max=("sampling/raw_importance_sampling_ratio/min", "sampling/raw_importance_sampling_ratio/max")),
+    ChartSpec("corrected", "corrected: truncated / masked",
+              ("sampling/truncated_fraction", "sampling/masked_fraction", "sampling/rejected_fraction",
+               "sampling/off_policy_masked_fraction")),
 )
 COMPONENT_PREFIX, COMPONENT_SUFFIX = "rewards/", "/mean"
 

@@ -2,11 +2,21 @@
 
 The colour scale diverges around ratio 1 (blue below, red above; ColorBrewer RdBu), so the tokens
 the update moved most stand out. Clipped tokens carry a glyph and an underline as well as a
-colour (↓ clipped low, ↑ clipped high), so they read the same under NO_COLOR. Arrow keys move a
-cursor; the panel beside the tokens shows that token's log-probs (old, new, reference), ratio,
-entropy and advantage. Below: clip fraction by token position and the tokens clipped most often,
-for the step or the whole run (key a). When clip statistics are 0 by construction (one update per
-rollout makes every ratio 1) a note says so instead of letting a flat 0 pass for stability.
+colour (↓ clipped low, ↑ clipped high), so they read the same under NO_COLOR; tokens a rule took out
+of the gradient otherwise (Clip-Cov, off-policy masking, IcePop) carry × and KL-Cov's penalised ones κ.
+Arrow keys move a cursor; the panel beside the tokens shows that token's log-probs (old, new,
+reference, sampler), ratio, entropy and advantage. Below: clip fraction by token position and the
+tokens clipped most often, for the step or the whole run (key a). When clip statistics are 0 by
+construction (one update per rollout makes every ratio 1) a note says so instead of letting a flat 0
+pass for stability.
+
+Epochs (key e): with several epochs per rollout each epoch's loss saw its own ratios. The pane shows
+one epoch, says which, and gives the step's clip fraction for that epoch beside the mean over every
+epoch: the clip_ratio curves average every update, so that mean is the number they report.
+
+Mismatch (key m): the same tokens coloured by pi_train / pi_sampler instead, the trainer's log-prob
+before the update against the rollout engine's own (another dtype, top-p): Δ log p per token in the
+panel. That is what rollout corrections (TIS, IcePop) reweigh.
 
 Real text (a subword tokenizer) reads as written: tokens sit side by side with their own spaces, and
 each token's extent shows by a shade that alternates from token to token wherever no ratio colour
@@ -60,6 +70,10 @@ RATIO_SHADES: tuple[tuple[float, str, str, str], ...] = (
     (0.15, "#d1e5f0", "#fddbc7", "#000000"),
 )
 CLIPPED_LOW_MARK, CLIPPED_HIGH_MARK = "↓", "↑"
+MASKED_MARK, PENALIZED_MARK = "×", "κ"
+# mismatch layer: pi_train / pi_sampler MISMATCH_SPAN (or its inverse) is the end of the colour scale
+MISMATCH_SPAN = 1.1
+LAYERS = ("ratio", "mismatch")
 TOKEN_GAP = " "
 # "text": tokens as written, every other uncoloured one on BOUNDARY_SHADE; "spaced": TOKEN_GAP between tokens
 TOKEN_LAYOUTS = ("text", "spaced")
@@ -100,16 +114,38 @@ def default_layout(tokens: list[str]) -> str:
     return "text" if subword_tokens(tokens) else "spaced"
 
 
-def render_tokens(stats: TokenStats, cursor: int | None, layout: str = "spaced") -> Text:
-    """The response as styled text: ratio colour, underline plus ↓/↑ after clipped tokens, control
-    tokens dimmed, cursor reversed. Each token's extent shows even where its ratio is 1 and it has no
-    colour: "spaced" puts one space between tokens (none after a line break), so one-character tokens
-    stay readable; "text" keeps the tokens' own spaces and shades every other uncoloured token."""
+def mismatch_ratio(stats: TokenStats, index: int) -> float | None:
+    """pi_train / pi_sampler of token `index` (exp of logp_old - logp_sampler), None when not recorded."""
+    if stats.logp_sampler is None:
+        return None
+    return math.exp(max(-50.0, min(50.0, stats.logp_old[index] - stats.logp_sampler[index])))
+
+
+def token_style(stats: TokenStats, index: int, layer: str) -> str:
+    """The token's colour on `layer`: its ratio pi_new / pi_old, or pi_train / pi_sampler."""
+    if layer == "mismatch":
+        ratio = mismatch_ratio(stats, index)
+        if ratio is None:
+            return ""
+        position = diverging_position(ratio, MISMATCH_SPAN)
+        for threshold, below, above, text in RATIO_SHADES:
+            if abs(position) >= threshold:
+                return f"{text} on {below if position < 0 else above}"
+        return ""
+    return ratio_style(stats.ratio[index])
+
+
+def render_tokens(stats: TokenStats, cursor: int | None, layout: str = "spaced", layer: str = "ratio") -> Text:
+    """The response as styled text: ratio (or mismatch) colour, underline plus ↓/↑ after clipped tokens,
+    × after masked and κ after penalised ones, control tokens dimmed, cursor reversed. Each token's extent
+    shows even where its ratio is 1 and it has no colour: "spaced" puts one space between tokens (none
+    after a line break), so one-character tokens stay readable; "text" keeps the tokens' own spaces and
+    shades every other uncoloured token."""
     text = Text()
     for index, token in enumerate(stats.tokens):
         if layout == "spaced" and index and not stats.tokens[index - 1].endswith("\n"):
             text.append(TOKEN_GAP)
-        style = ratio_style(stats.ratio[index])
+        style = token_style(stats, index, layer)
         if not style and layout == "text" and index % 2:
             style = BOUNDARY_SHADE
         if is_special_token(token):
@@ -124,19 +160,24 @@ def render_tokens(stats: TokenStats, cursor: int | None, layout: str = "spaced")
             text.append(CLIPPED_LOW_MARK, style="bold")
         if clipped_high:
             text.append(CLIPPED_HIGH_MARK, style="bold")
+        if stats.masked is not None and stats.masked[index]:
+            text.append(MASKED_MARK, style="bold")
+        if stats.penalized is not None and stats.penalized[index]:
+            text.append(PENALIZED_MARK, style="bold")
     return text
 
 
-def legend(layout: str = "spaced") -> Text:
+def legend(layout: str = "spaced", layer: str = "ratio") -> Text:
     """The colour scale, the clip glyphs and how token boundaries show, one line."""
-    text = Text("ratio ")
-    text.append(f"{1 / RATIO_SPAN:.2f} ")
+    span = RATIO_SPAN if layer == "ratio" else MISMATCH_SPAN
+    text = Text("ratio " if layer == "ratio" else "π_train/π_sampler ")
+    text.append(f"{1 / span:.2f} ")
     for position in (-1.0, -0.6, -0.2, 0.0, 0.2, 0.6, 1.0):
         if position == 0.0:
             text.append(" 1 ")
         else:
             text.append("  ", style=ratio_style(RATIO_SPAN**position))
-    text.append(f" {RATIO_SPAN:.2f}   ")
+    text.append(f" {span:.2f}   ")
     text.append(f"x{CLIPPED_LOW_MARK}", style="underline")
     text.append(" clipped low  ")
     text.append(f"x{CLIPPED_HIGH_MARK}", style="underline")
@@ -160,6 +201,13 @@ def token_detail(stats: TokenStats, index: int) -> str:
         else f"clipped high {CLIPPED_HIGH_MARK}" if stats.clipped_high[index]
         else "not clipped"
     )
+    if stats.masked is not None and stats.masked[index]:
+        clipped += f", masked {MASKED_MARK}"
+    if stats.penalized is not None and stats.penalized[index]:
+        clipped += f", penalised {PENALIZED_MARK}"
+    mismatch = "—"
+    if stats.logp_sampler is not None:
+        mismatch = f"{stats.logp_old[index] - stats.logp_sampler[index]:+.4f}"
     return "\n".join(
         [
             f"token {index + 1}/{len(stats.tokens)}  {stats.tokens[index]!r}",
@@ -168,6 +216,8 @@ def token_detail(stats: TokenStats, index: int) -> str:
             f"logp old  {number(stats.logp_old)}",
             f"logp new  {number(stats.logp_new)}",
             f"logp ref  {number(stats.ref_logp)}",
+            f"logp smp  {number(stats.logp_sampler)}",
+            f"Δ old−smp {mismatch}",
             f"entropy   {stats.entropy[index]:.4f}",
             f"advantage {number(stats.advantage)}",
         ]
@@ -192,10 +242,35 @@ def whatif_summary(result: WhatIf, response: Any) -> str:
 
 
 def whatif_stats(stats: TokenStats, verdict: Any) -> TokenStats:
-    """The response's stats with the what-if rule's ratio and clip flags in place of the recorded ones."""
+    """The response's stats with the what-if rule's ratio, clip flags and masks in place of the recorded ones."""
     return dataclasses.replace(
-        stats, ratio=verdict.ratio, clipped_low=verdict.clipped_low, clipped_high=verdict.clipped_high
+        stats, ratio=verdict.ratio, clipped_low=verdict.clipped_low, clipped_high=verdict.clipped_high,
+        masked=verdict.masked or None, penalized=verdict.penalized if any(verdict.penalized) else None,
     )
+
+
+def epoch_label(epoch: int, count: int) -> str:
+    """"epoch 2 of 2 (last)", "epoch 1 of 3"; 0-based epoch."""
+    return f"epoch {epoch + 1} of {count}" + (" (last)" if epoch == count - 1 else "")
+
+
+def clip_share(stats: list[TokenStats]) -> float:
+    """Fraction of the tokens of `stats` clipped low or high."""
+    tokens = sum(len(s.tokens) for s in stats)
+    clipped = sum(low or high for s in stats for low, high in zip(s.clipped_low, s.clipped_high, strict=True))
+    return clipped / tokens if tokens else 0.0
+
+
+def epoch_summary(stats: list[TokenStats], epoch: int) -> str:
+    """This epoch's clip share of the step's logged tokens, and the mean over every epoch: what the
+    clip_ratio curves report, since they average every update of the step."""
+    count = min((s.num_epochs for s in stats), default=1)
+    epoch = min(epoch, count - 1)
+    shown = clip_share([s.at_epoch(epoch) for s in stats])
+    if count == 1:
+        return f"{shown:.1%} clipped"
+    mean = sum(clip_share([s.at_epoch(e) for s in stats]) for e in range(count)) / count
+    return f"{epoch_label(epoch, count)}: {shown:.1%} clipped; mean of {count} epochs {mean:.1%}"
 
 
 def response_title(kind: str, step: int, group_index: int, response_index: int) -> str:
@@ -264,6 +339,7 @@ class TokenView(Static, can_focus=True):
         super().__init__(id=id)
         self.stats: TokenStats | None = None
         self.token_layout = "spaced"  # one of TOKEN_LAYOUTS
+        self.colouring = "ratio"  # one of LAYERS
 
     def show(self, stats: TokenStats | None, keep_cursor: bool = False) -> None:
         """Show these tokens with the cursor on the first (or where it was, for the same response
@@ -281,6 +357,10 @@ class TokenView(Static, can_focus=True):
         self.token_layout = layout
         self._render_tokens()
 
+    def set_colouring(self, layer: str) -> None:
+        self.colouring = layer
+        self._render_tokens()
+
     def action_move(self, delta: int) -> None:
         if self.stats is not None and self.stats.tokens:
             self.cursor = max(0, min(len(self.stats.tokens) - 1, self.cursor + delta))
@@ -291,7 +371,7 @@ class TokenView(Static, can_focus=True):
 
     def _render_tokens(self) -> None:
         if self.stats is not None:
-            self.update(render_tokens(self.stats, self.cursor, self.token_layout))
+            self.update(render_tokens(self.stats, self.cursor, self.token_layout, self.colouring))
 
 
 class TokensPane(ReportsWorkerErrors, Vertical):
@@ -301,6 +381,8 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         Binding("a", "toggle_scope", "Step/run stats"),
         Binding("w", "next_rule", "What-if rule"),
         Binding("b", "toggle_layout", "Spaced/text"),
+        Binding("e", "next_epoch", "Epoch"),
+        Binding("m", "toggle_layer", "Ratio/mismatch"),
     ]
 
     class ResponseRead(Message):
@@ -347,16 +429,22 @@ class TokensPane(ReportsWorkerErrors, Vertical):
     token_layout: reactive[str | None] = reactive(None, init=False)
     #: the what-if rule in force (None: the ratios and clip flags training recorded)
     rule: reactive[str | None] = reactive(None)
+    #: the epoch shown, 0-based (None: the last); what-if always re-scores the last
+    epoch: reactive[int | None] = reactive(None, init=False)
+    #: the colour layer (one of LAYERS): the importance ratio, or the trainer/sampler mismatch
+    colouring: reactive[str] = reactive("ratio", init=False)
 
     def __init__(self, run_id: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.run_id = run_id
         self.opened: tuple[int, int, int] | None = None
+        self.header = ""
         self.opened_kind = "train"
         self.stats: TokenStats | None = None
         self.step_aggregates: Aggregates | None = None
         self.run_aggregates: Aggregates | None = None
         self.groups: list[GroupRecord] = []
+        self.step_flag: float | None = None
         self.recipe: dict[str, Any] = {}
         self.whatif: WhatIf | None = None
         self.push: list[float] | None = None  # the what-if push of each token of the shown response
@@ -447,16 +535,61 @@ class TokensPane(ReportsWorkerErrors, Vertical):
                 header += f" · dropped by {response.dropped_by}"
         if event.stats is None:
             header += " · no token stats were recorded for this response"
-        self.query_one("#tokens-header", Static).update(Content(header))
+        self.header = header
+        self._show_header()
         self.query_one("#tokens-detail", Static).update("")
-        self.groups = event.groups
+        self.groups, self.step_flag = event.groups, event.flag
         self.whatif, self.push = None, None
         if self.token_layout is None and event.stats is not None:
             self.token_layout = default_layout(event.stats.tokens)
-        self.query_one(TokenView).show(event.stats)
-        self.step_aggregates = aggregate(f"step {event.step}", _all_token_stats(event.groups), event.flag)
-        self._show_aggregates()
+        self.query_one(TokenView).show(self._at_epoch(event.stats))
+        self._aggregate_step()
         self._rescore()
+
+    # ---------------------------------------------------------------- epochs and layers
+
+    def _show_header(self) -> None:
+        """The response's header, with the epoch shown when the run kept several."""
+        text = self.header
+        if self.stats is not None and self.stats.num_epochs > 1:
+            if self.rule is not None:
+                text += " · what-if on the last epoch"
+            else:
+                text += f" · {epoch_label(self._epoch_of(self.stats), self.stats.num_epochs)} (e: next)"
+        self.query_one("#tokens-header", Static).update(Content(text))
+
+    def _epoch_of(self, stats: TokenStats) -> int:
+        """The epoch to show for `stats`: the chosen one, or its last (the chosen one when it has fewer)."""
+        last = stats.num_epochs - 1
+        return last if self.epoch is None else min(self.epoch, last)
+
+    def _at_epoch(self, stats: TokenStats | None) -> TokenStats | None:
+        return None if stats is None else stats.at_epoch(self._epoch_of(stats))
+
+    def _aggregate_step(self) -> None:
+        if self.opened is None:
+            return
+        stats = _all_token_stats(self.groups)
+        self.step_aggregates = aggregate(f"step {self.opened[0]}", [self._at_epoch(s) for s in stats], self.step_flag)
+        self._show_aggregates()
+
+    def action_next_epoch(self) -> None:
+        count = self.stats.num_epochs if self.stats is not None else 1
+        current = count - 1 if self.epoch is None else min(self.epoch, count - 1)
+        self.epoch = (current + 1) % count
+
+    def watch_epoch(self) -> None:
+        if self.rule is None:
+            self.query_one(TokenView).show(self._at_epoch(self.stats), keep_cursor=True)
+        self._show_header()
+        self._aggregate_step()
+
+    def action_toggle_layer(self) -> None:
+        self.colouring = LAYERS[(LAYERS.index(self.colouring) + 1) % len(LAYERS)]
+
+    def watch_colouring(self, colouring: str) -> None:
+        self.query_one("#tokens-legend", Static).update(legend(self.token_layout or "spaced", colouring))
+        self.query_one(TokenView).set_colouring(colouring)
 
     # ---------------------------------------------------------------- what-if
 
@@ -466,7 +599,7 @@ class TokensPane(ReportsWorkerErrors, Vertical):
 
     def watch_token_layout(self, layout: str | None) -> None:
         if layout is not None:
-            self.query_one("#tokens-legend", Static).update(legend(layout))
+            self.query_one("#tokens-legend", Static).update(legend(layout, self.colouring))
             self.query_one(TokenView).set_layout(layout)
 
     def action_next_rule(self) -> None:
@@ -474,6 +607,8 @@ class TokensPane(ReportsWorkerErrors, Vertical):
 
     def watch_rule(self) -> None:
         self._rescore()
+        if self.opened is not None:
+            self._show_header()
 
     def _whatif_key(self) -> tuple[Any, ...]:
         return (self.rule, self.opened_kind, self.opened)
@@ -484,8 +619,9 @@ class TokensPane(ReportsWorkerErrors, Vertical):
             self.whatif, self.push = None, None
             line.update(Content("what-if: as recorded  ·  w: re-score under another rule"))
             view = self.query_one(TokenView)
-            if self.stats is not None and view.stats is not self.stats:   # back from a what-if rule's stats
-                view.show(self.stats, keep_cursor=True)
+            shown = self._at_epoch(self.stats)
+            if shown is not None and view.stats is not shown:   # back from a what-if rule's stats
+                view.show(shown, keep_cursor=True)
             return
         if self.opened is None or self.opened_kind != "train":
             line.update(Content(f"what-if {self.rule}: open a train response to re-score its step  ·  w: next rule"))
@@ -499,16 +635,17 @@ class TokensPane(ReportsWorkerErrors, Vertical):
 
         rule_name, _, (step, _, _) = key
         algorithm = recipe.get("algorithm")
+        max_len = (recipe.get("rollout") or {}).get("max_completion_length")
         try:
             chosen = whatif.rule(rule_name, algorithm)
             level = whatif.recorded_level(algorithm)
             if not whatif.scorable(groups, level):
                 raise ValueError(f"step {step} has no trained response with token stats")
-        except ValueError as error:  # AlgorithmArgumentError is one: a recipe the rules cannot read
-            self.post_message(self.WhatIfScored(key, None, str(error)))
+            result = whatif.rescore(groups, chosen, step, max_len, level)
+        except ValueError as error:  # AlgorithmArgumentError is one: a recipe the rules cannot read; or a
+            self.post_message(self.WhatIfScored(key, None, str(error)))   # rule that needs the sampler's log-probs
             return
-        max_len = (recipe.get("rollout") or {}).get("max_completion_length")
-        self.post_message(self.WhatIfScored(key, whatif.rescore(groups, chosen, step, max_len, level)))
+        self.post_message(self.WhatIfScored(key, result))
 
     @on(WhatIfScored)
     def _take_whatif(self, event: WhatIfScored) -> None:
@@ -526,6 +663,7 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         self.push = verdict.push if verdict is not None else None
         if self.stats is not None and verdict is not None:
             self.query_one(TokenView).show(whatif_stats(self.stats, verdict), keep_cursor=True)
+        self._show_aggregates()
 
     @on(RunAggregatesProgress)
     def _show_progress(self, event: RunAggregatesProgress) -> None:
@@ -567,7 +705,20 @@ class TokensPane(ReportsWorkerErrors, Vertical):
                 else f"reading logged step {self.run_progress[0]} of {self.run_progress[1]}…")
             title.update(Content(f"clip aggregates: {self.scope}: {waiting}  ·  a: {other}"))
             return
-        title.update(Content(f"clip aggregates: {shown.scope}, {shown.responses} responses  ·  a: {other}"))
+        epochs = ""
+        if self.scope == "step":
+            stats = _all_token_stats(self.groups)
+            if self.rule is not None and self.whatif is not None:
+                several = bool(stats) and stats[0].num_epochs > 1
+                epochs = (f", what-if{' on the last epoch' if several else ''}: "
+                          f"{self.whatif.summary.clip_fraction:.1%} clipped")
+            elif stats:
+                epochs = f", {epoch_summary(stats, self._epoch_of(stats[0]))}"
+                if stats[0].num_epochs > 1:
+                    epochs += "  ·  e: epoch"
+        else:
+            epochs = ", last epoch of each"
+        title.update(Content(f"clip aggregates: {shown.scope}, {shown.responses} responses{epochs}  ·  a: {other}"))
         self.query_one("#tokens-note").display = shown.trivial
         positions = self.query_one("#tokens-positions", DataTable)
         positions.clear()

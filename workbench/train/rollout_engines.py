@@ -9,7 +9,12 @@ One small interface, `RolloutEngine.sample`, chosen once per run from `rollout.e
 - `auto`: `static` on CUDA, `hf` elsewhere (on CPU a static cache is not faster: see benchmarks/vs_trl.py).
 
 Whatever samples the tokens, the log-probs, ratios and KL the loss uses are recomputed by the training
-policy's own forward (rollout.token_logprobs), so they are exactly the trained model's.
+policy's own forward (rollout.token_logprobs), so they are exactly the trained model's. Every engine also
+returns the log-prob of each token under the distribution it sampled it from (`Rollout.sampler_logp`:
+after temperature, top-k, top-p, in `rollout.dtype`): the mismatch between the two is what rollout
+corrections (TIS, MIS) correct and what the Tokens tab's mismatch layer shows.
+
+(`workbench.train.engine` is something else: the run's Engine, everything a run holds between steps.)
 """
 
 from __future__ import annotations
@@ -41,10 +46,13 @@ class RolloutEngine:
                                   cache_implementation=self.cache_implementation,
                                   prompt_multiple=self.prompt_multiple)
 
-    def announcement(self) -> str:
-        """One line for the run's events: which engine sampled, which policy computed the log-probs."""
-        return (f"completions sampled by rollout engine {self.name!r} ({self.description}); per-token "
-                "log-probs, ratios and KL recomputed by the training policy")
+    def announcement(self, dtype: str = "auto") -> str:
+        """One line for the run's events: which engine sampled (in which dtype), which policy computed the
+        log-probs."""
+        sampling = "" if dtype == "auto" else f", sampling in {dtype} (autocast)"
+        return (f"completions sampled by rollout engine {self.name!r} ({self.description}{sampling}); per-token "
+                "log-probs, ratios and KL recomputed by the training policy, the sampler's own log-probs kept "
+                "beside them")
 
 
 def resolve_engine_name(name: str, device: torch.device | str) -> str:
