@@ -275,8 +275,8 @@ def most_clipped_response(path: Path, run_id: str) -> tuple[int, int, int, int]:
 def forensics_shots(fixture_path: Path, run_ids: list[str]) -> list[tuple[str, Path, Callable, dict]]:
     """What-if, health and Compare's what-if on the fixture registry (its runs clip far more than the
     tiny model's short runs, so the rules differ visibly)."""
-    from workbench.tui.screens.compare import CompareScreen
     from workbench.tui.modals import HelpModal
+    from workbench.tui.screens.compare import CompareScreen
     from workbench.tui.screens.run import RunScreen
 
     grpo = run_ids[0]
@@ -313,8 +313,8 @@ def forensics_shots(fixture_path: Path, run_ids: list[str]) -> list[tuple[str, P
 
 
 async def main(runs_dir: Path, png_dir: Path | None, browser: bool) -> None:
-    from workbench.tui.screens.compare import CompareScreen
     from workbench.tui.modals import HelpModal
+    from workbench.tui.screens.compare import CompareScreen
     from workbench.tui.screens.new_run import NewRunScreen
     from workbench.tui.screens.run import RunScreen
 
