@@ -23,10 +23,11 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.contract import LOG_FILE
 from workbench.errors import UserError
 from workbench.launch.local import resume, stop
 from workbench.launch.queue import start_queued
-from workbench.launch.spec import LOG_FILE, LaunchSpec, write_spec
+from workbench.launch.spec import LaunchSpec, write_spec
 from workbench.registry import Registry
 from workbench.registry.sync import export_since
 from workbench.system import git_revision

@@ -33,6 +33,7 @@ from typing import Any
 
 import workbench
 from workbench import __version__ as WORKBENCH_VERSION
+from workbench.contract import DEFAULT_REGISTRY
 from workbench.launch.limits import LaunchError
 
 HOSTS_FILE = "hosts.json"
@@ -67,7 +68,7 @@ class Host:
     @property
     def registry(self) -> str:
         """The host's own registry, the source of truth for the runs it trains."""
-        return f"{self.workdir.rstrip('/')}/runs/registry.db"
+        return f"{self.workdir.rstrip('/')}/{DEFAULT_REGISTRY.as_posix()}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -17,6 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from workbench.contract import (
+    CHECKPOINTS_DIR,
+    DEFAULT_REGISTRY,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    PARENT_PID_ENV,
+    TRAINER_MODULE,
+    checkpoint_step,
+    latest_checkpoint,
+)
 from workbench.launch.limits import LaunchError, max_concurrent_runs, parse_max_runs
 from workbench.launch.processes import (
     descendants,
@@ -28,7 +38,6 @@ from workbench.launch.processes import (
 )
 from workbench.launch.queue import is_local, queue_lock, start_queued
 from workbench.launch.spec import (
-    TRAINER_MODULE,
     LaunchSpec,
     ProcessRecord,
     read_process_record,
@@ -45,12 +54,7 @@ DEFAULT_GRACE_S = 30.0
 STOP_POLL_S = 0.2
 # After the trainer exits, its supervisor settles the status within moments; wait this long for it.
 SUPERVISOR_SETTLE_S = 5.0
-CHECKPOINTS_DIR = "checkpoints"
-CHECKPOINT_STATE_FILE = "trainer_state.pt"
-# The foreground trainer reads this to ask for SIGTERM when its parent, the `workbench train` command, dies.
-PARENT_PID_ENV = "WORKBENCH_PARENT_PID"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
 # A run in one of these has (or is about to have) a live process: it cannot be resumed or deleted.
 ACTIVE_STATUSES = ("queued", "running", "unresponsive")
 
@@ -71,7 +75,7 @@ def launch(
     recipe: str | Path,
     overrides: Sequence[str] = (),
     name: str | None = None,
-    registry_path: Path = Path("runs/registry.db"),
+    registry_path: Path = DEFAULT_REGISTRY,
     gpus: Sequence[int] | None = None,
     num_processes: int | None = None,
     accelerate_config: str | Path | None = None,
@@ -120,7 +124,7 @@ def launch(
 
 def resume(
     run_id: str,
-    registry_path: Path = Path("runs/registry.db"),
+    registry_path: Path = DEFAULT_REGISTRY,
     name: str | None = None,
     gpus: Sequence[int] | None = None,
     num_processes: int | None = None,
@@ -191,7 +195,7 @@ def run_foreground(
     recipe: str | Path,
     overrides: Sequence[str] = (),
     name: str | None = None,
-    registry_path: Path = Path("runs/registry.db"),
+    registry_path: Path = DEFAULT_REGISTRY,
 ) -> int:
     """Train in the foreground: the trainer shares this terminal (progress bar, Ctrl-C stops it with a
     checkpoint). Validates the recipe first (RecipeError, nothing registered). Returns the exit code."""
@@ -207,7 +211,7 @@ def run_foreground(
     return _run_trainer_in_foreground(args, registry_path)
 
 
-def resume_foreground(run_id: str, registry_path: Path = Path("runs/registry.db"), steps: int | None = None) -> int:
+def resume_foreground(run_id: str, registry_path: Path = DEFAULT_REGISTRY, steps: int | None = None) -> int:
     """Continue a stopped run in the foreground (the trainer registers the new, linked run itself);
     `steps` as for `resume`."""
     registry_path = Path(registry_path).resolve()
@@ -222,7 +226,7 @@ def resume_foreground(run_id: str, registry_path: Path = Path("runs/registry.db"
     return _run_trainer_in_foreground(args, registry_path)
 
 
-def stop(run_id: str, registry_path: Path = Path("runs/registry.db"), grace: float = DEFAULT_GRACE_S) -> StopOutcome:
+def stop(run_id: str, registry_path: Path = DEFAULT_REGISTRY, grace: float = DEFAULT_GRACE_S) -> StopOutcome:
     """Stop a run: SIGTERM (the trainer checkpoints and records `stopped`); SIGKILL after `grace`
     seconds (then `crashed`, its last committed step kept). A queued run leaves the queue as `stopped`.
     A run that already ended is left as it is (was_active False, a message saying so)."""
@@ -359,26 +363,18 @@ def _resumable(registry: Registry, run_id: str, steps: int | None = None) -> tup
     parent = registry.get_run(run_id)
     if parent.status in ACTIVE_STATUSES:
         raise LaunchError(f"run {parent.id} is {parent.status}; stop it before resuming it")
-    checkpoints = registry.run_dir(parent.id) / CHECKPOINTS_DIR
-    checkpoint_step = latest_checkpoint_step(checkpoints)
-    if checkpoint_step is None:
-        raise LaunchError(f"run {parent.id} ({parent.status}) has no checkpoint to resume from in {checkpoints}")
+    checkpoint = latest_checkpoint(registry.run_dir(parent.id))
+    if checkpoint is None:
+        raise LaunchError(f"run {parent.id} ({parent.status}) has no checkpoint to resume from in "
+                          f"{registry.run_dir(parent.id) / CHECKPOINTS_DIR}")
+    step = checkpoint_step(checkpoint)
     max_steps = (parent.recipe.get("run") or {}).get("max_steps", parent.total_steps)
-    if steps is None and max_steps is not None and checkpoint_step >= max_steps:
+    if steps is None and max_steps is not None and step >= max_steps:
         raise LaunchError(
-            f"run {parent.id} ({parent.status}) already trained all {max_steps} steps (checkpoint step-"
-            f"{checkpoint_step}); give --steps N to train N more steps"
+            f"run {parent.id} ({parent.status}) already trained all {max_steps} steps (checkpoint "
+            f"{checkpoint.name}); give --steps N to train N more steps"
         )
-    return parent, checkpoint_step
-
-
-def latest_checkpoint_step(checkpoints: Path) -> int | None:
-    """The highest step of a complete checkpoint (`step-<N>/trainer_state.pt`) under `checkpoints`.
-
-    A `.partial` directory is one cut short by a crash and does not count."""
-    found = [int(path.parent.name.removeprefix("step-")) for path in checkpoints.glob(f"step-*/{CHECKPOINT_STATE_FILE}")
-             if path.parent.name.removeprefix("step-").isdigit()]
-    return max(found) if found else None
+    return parent, step
 
 
 def _run_trainer_in_foreground(trainer_args: list[str], registry_path: Path) -> int:
@@ -420,7 +416,7 @@ def _foreground_ending(registry_path: Path, trainer_pid: int, started: float, re
     killed = returncode < 0
     code = 128 - returncode if killed else returncode
     run = _run_of_process(registry_path, trainer_pid, started)
-    if run is None and returncode == BAD_INPUT_EXIT:
+    if run is None and returncode == EXIT_BAD_INPUT:
         return code, ""
     if run is None:
         how = f"was killed by {exit_description(returncode)}" if killed else f"exited with code {returncode}"
@@ -433,7 +429,7 @@ def _foreground_ending(registry_path: Path, trainer_pid: int, started: float, re
         with Registry.open(registry_path, create=False) as registry:
             registry.mark_crashed(run.id, error, run.last_step)
         if not killed:
-            return code or FAILED_EXIT, f"run {run.id} ended {where} without a final status: marked crashed"
+            return code or EXIT_FAILED, f"run {run.id} ended {where} without a final status: marked crashed"
     if killed and run.status in ("crashed", "running", "unresponsive"):
         name = exit_description(returncode).removeprefix("signal ")
         return code, f"run {run.id} killed by signal {-returncode} ({name}) {where}: marked crashed"
@@ -442,7 +438,7 @@ def _foreground_ending(registry_path: Path, trainer_pid: int, started: float, re
     if run.status == "stopped":
         return 0, f"run {run.id} stopped {where}, checkpoint saved; continue it with `workbench resume {run.id}`"
     first_line = (run.error or "").strip().splitlines()[0] if (run.error or "").strip() else "no error recorded"
-    return code or FAILED_EXIT, f"run {run.id} {run.status} {where}: {first_line}"
+    return code or EXIT_FAILED, f"run {run.id} {run.status} {where}: {first_line}"
 
 
 def _run_of_process(registry_path: Path, pid: int, since: float) -> RunInfo | None:

@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from workbench.contract import LOG_FILE
 from workbench.launch.limits import LaunchError
 from workbench.launch.processes import pid_alive
-from workbench.launch.spec import LOG_FILE, read_process_record
+from workbench.launch.spec import read_process_record
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
 
 FOLLOW_POLL_S = 0.5

@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from workbench.contract import LOG_FILE, SPEC_FILE
 from workbench.errors import UserError
 from workbench.launch.limits import MAX_RUNS_ENV, max_concurrent_runs
 from workbench.launch.processes import start_detached
-from workbench.launch.spec import LOG_FILE, SPEC_FILE, read_spec
+from workbench.launch.spec import read_spec
 from workbench.registry import Registry, RunInfo, add_crash_listener
 
 SUPERVISOR_MODULE = "workbench.launch.supervise"

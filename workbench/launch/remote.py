@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.contract import DEFAULT_REGISTRY, LOG_FILE
 from workbench.launch.hosts import (
     Host,
     agent_argv,
@@ -29,7 +30,7 @@ from workbench.launch.hosts import (
     sftp_client,
 )
 from workbench.launch.limits import LaunchError
-from workbench.launch.spec import LOG_FILE, LaunchSpec
+from workbench.launch.spec import LaunchSpec
 from workbench.launch.sync import SyncLoop, host_of, pull
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import Registry, RunInfo
@@ -93,7 +94,7 @@ def launch_remote(
     host: str,
     overrides: Sequence[str] = (),
     name: str | None = None,
-    registry_path: Path = Path("runs/registry.db"),
+    registry_path: Path = DEFAULT_REGISTRY,
     gpus: Sequence[int] | None = None,
     num_processes: int | None = None,
     accelerate_config: str | Path | None = None,

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from workbench.contract import LOG_FILE
 from workbench.launch.hosts import Host, HostError, agent_argv, connect, find_host, run_on, run_sync
-from workbench.launch.spec import LOG_FILE
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
 from workbench.registry.sync import (
     IncompletePull,

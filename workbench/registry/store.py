@@ -28,6 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from workbench.contract import SYNC_STATE_FILE, run_dir
 from workbench.registry.errors import RecordNotFound, RegistryBusy, RegistryError, RunNotFound
 from workbench.registry.packing import pack_token_stats, unpack_token_stats
 from workbench.registry.records import (
@@ -63,9 +64,6 @@ BRIEF_DEADLINE_S = 1.0
 UPDATABLE_FIELDS = frozenset(
     {"name", "variant", "recipe", "host", "pid", "heartbeat", "total_steps", "tags", "parent_id", "git_rev", "seed", "error"}
 )
-# Beside a run's files: the run is a copy of one on a remote host (registry/sync.py), whose liveness is
-# the host's to judge, not this machine's.
-SYNC_STATE_FILE = "sync.json"
 RUN_COLUMNS = (
     "id, name, variant, recipe, host, status, pid, heartbeat, created_at, started_at, ended_at, git_rev, "
     "seed, error, tags, parent_id, total_steps"
@@ -582,7 +580,7 @@ class Registry:
         """Where the run's files live: <registry dir>/<run id>/ (output.log, model/, checkpoints/)."""
         if not RUN_ID_PATTERN.match(run_id):
             raise RegistryError(f"{run_id!r} is not a run id")
-        return self.path.parent / run_id
+        return run_dir(self.path, run_id)
 
     # ----------------------------------------------------------------- liveness
 

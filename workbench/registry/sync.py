@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.contract import SYNC_STATE_FILE
 from workbench.registry.errors import RegistryError
 from workbench.registry.exchange import (
     EXPORT_FORMAT,
@@ -39,7 +40,7 @@ from workbench.registry.exchange import (
     import_jsonl,
 )
 from workbench.registry.records import TERMINAL_STATUSES
-from workbench.registry.store import SYNC_STATE_FILE, Registry
+from workbench.registry.store import Registry
 
 
 @dataclass(frozen=True)

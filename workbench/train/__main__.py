@@ -8,19 +8,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from workbench.contract import default_registry_path
 from workbench.train.runner import Request, main
-
-DEFAULT_REGISTRY = Path("runs") / "registry.db"
 
 
 def parse_args(argv: list[str]) -> Request:
     parser = argparse.ArgumentParser(prog="python -m workbench.train", description="Train one run of a recipe.")
     parser.add_argument("--registry", type=Path,
-                        default=Path(os.environ.get("WORKBENCH_REGISTRY") or DEFAULT_REGISTRY),
+                        default=default_registry_path(),
                         help="registry file (default $WORKBENCH_REGISTRY or runs/registry.db)")
     parser.add_argument("--run-id", help="a run already registered (queued), or the id for a resumed run")
     parser.add_argument("--recipe", help="recipe file or preset name (recipes/<name>.toml)")

@@ -22,14 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.catalog import require_packaged
+from workbench.contract import (
+    CHECKPOINTS_DIR,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    MODEL_DIR,
+    PARENT_PID_ENV,
+    checkpoint_dir,
+    checkpoint_step,
+    latest_checkpoint,
+)
 from workbench.errors import UserError
 from workbench.recipe import Recipe, find_recipe, load_recipe, parse_override, recipe_from_dict
 from workbench.registry import Registry, RunInfo, RunNotFound
 from workbench.system import git_revision
 
-FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
-# Set by `workbench train` (the foreground command): the trainer stops, with a checkpoint, if it dies.
-PARENT_PID_ENV = "WORKBENCH_PARENT_PID"
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_S = 1.0
 
@@ -127,7 +135,7 @@ def main(request: Request) -> int:
         require_packaged(plan.recipe.model.name_or_path)   # a missing model package: before registering
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return BAD_INPUT_EXIT
+        return EXIT_BAD_INPUT
     from workbench.train.engine import make_accelerator, share_object
 
     accelerator = make_accelerator(plan.recipe)
@@ -137,13 +145,13 @@ def main(request: Request) -> int:
             run_id = register(registry, request, plan)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return BAD_INPUT_EXIT
+            return EXIT_BAD_INPUT
         print(f"run: {run_id}", flush=True)
     run_id = share_object(accelerator, run_id)
     if not accelerator.is_main_process:
         registry.close()
         train(None, run_id, plan, accelerator, stop, live_progress=False)
-        return 0
+        return EXIT_OK
     with registry:
         try:
             registry.update_run(run_id, pid=os.getpid())
@@ -155,16 +163,16 @@ def main(request: Request) -> int:
             registry.add_event(run_id, "failed", message, level="error", step=registry.last_step(run_id))
             registry.set_status(run_id, "failed", error=message)
             print(f"error: {message}", file=sys.stderr, flush=True)
-            return BAD_INPUT_EXIT
+            return EXIT_BAD_INPUT
         except Exception as exc:  # every failure is recorded, then the process exits non-zero
             trace = traceback.format_exc()
             message = f"{type(exc).__name__}: {exc}" + _last_checkpoint_note(registry, run_id)
             registry.add_event(run_id, "failed", message, level="error", step=registry.last_step(run_id))
             registry.set_status(run_id, "failed", error=f"{message}\n\n{trace}")
             print(trace, file=sys.stderr, flush=True)
-            return FAILED_EXIT
+            return EXIT_FAILED
         registry.set_status(run_id, status)
-    return 0
+    return EXIT_OK
 
 
 def model_summary(engine) -> str:
@@ -179,15 +187,13 @@ def model_summary(engine) -> str:
 
 
 def _last_checkpoint_note(registry: Registry, run_id: str) -> str:
-    from workbench.train.checkpoint import latest_checkpoint
-
     checkpoint = latest_checkpoint(registry.run_dir(run_id))
     return f" (last good checkpoint: {checkpoint})" if checkpoint else ""
 
 
 def make_plan(registry: Registry, request: Request) -> Plan:
     """The recipe to train and where to start from; reads only (every process calls it)."""
-    from workbench.train.checkpoint import CheckpointError, checkpoint_step, latest_checkpoint
+    from workbench.train.checkpoint import CheckpointError
 
     if request.resume:
         parent = registry.get_run(request.resume)
@@ -198,7 +204,7 @@ def make_plan(registry: Registry, request: Request) -> Plan:
         checkpoint = latest_checkpoint(registry.run_dir(parent.id))
         if checkpoint is None:
             raise CheckpointError(f"run {parent.id} has no checkpoint to resume from "
-                                  f"(looked in {registry.run_dir(parent.id) / 'checkpoints'})")
+                                  f"(looked in {registry.run_dir(parent.id) / CHECKPOINTS_DIR})")
         if checkpoint_step(checkpoint) >= recipe.run.max_steps:
             raise CheckpointError(f"run {parent.id}: its checkpoint {checkpoint.name} already reached "
                                   f"run.max_steps = {recipe.run.max_steps}; nothing left to train "
@@ -215,8 +221,6 @@ def make_plan(registry: Registry, request: Request) -> Plan:
 
 def register(registry: Registry, request: Request, plan: Plan) -> str:
     """The run's id: the given one, or a new run registered for the recipe or the resume."""
-    from workbench.train.checkpoint import checkpoint_step
-
     recipe = plan.recipe
     if plan.parent is not None:
         parent = plan.parent
@@ -278,9 +282,9 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
         restore_checkpoint(engine, resume_from, state)
     else:
         if accelerator.is_main_process:
-            create_initial_model(recipe.model, run_dir / "model", recipe.run.seed)
+            create_initial_model(recipe.model, run_dir / MODEL_DIR, recipe.run.seed)
         accelerator.wait_for_everyone()
-        engine = build_engine(recipe, initial_model_path(recipe.model, run_dir / "model"), accelerator)
+        engine = build_engine(recipe, initial_model_path(recipe.model, run_dir / MODEL_DIR), accelerator)
     if registry:
         registry.add_event(run_id, "model", model_summary(engine))
     if registry and recipe.updates_per_step == 1:
@@ -347,8 +351,6 @@ def reward_warnings() -> Iterator[list[tuple[str, str, str]]]:
 
 def _checkpoint(engine, run_dir: Path, save_checkpoint) -> Path:
     """The main process writes the checkpoint; every process waits for it."""
-    from workbench.train.checkpoint import checkpoint_dir
-
     if engine.accelerator.is_main_process:
         save_checkpoint(engine, run_dir)
     engine.accelerator.wait_for_everyone()
