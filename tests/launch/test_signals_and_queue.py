@@ -24,7 +24,7 @@ from tests.launch.helpers import (
     wait_for_step,
 )
 from workbench.launch import launch
-from workbench.launch.spec import read_process_record
+from workbench.launch.local.spec import read_process_record
 from workbench.registry import Registry, RegistryError
 from workbench.system import pid_alive
 

@@ -10,9 +10,9 @@ import pytest
 
 from tests.launch.helpers import wait_for
 from tests.remote.conftest import ALIAS
-from workbench.launch.sync import SyncLoop, sync_runs
+from workbench.launch import SyncLoop, sync_runs
 from workbench.registry import Registry
-from workbench.registry.sync import read_sync_state
+from workbench.registry.remote_copy import read_sync_state
 
 pytestmark = pytest.mark.slow
 

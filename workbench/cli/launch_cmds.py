@@ -21,6 +21,8 @@ from workbench.launch import (
     MAX_RUNS_ENV,
     WatchSnapshot,
     follow_log,
+    is_remote_run,
+    kept_in_sync,
     launch,
     open_for_watch,
     parse_gpus,
@@ -32,8 +34,6 @@ from workbench.launch import (
     stop,
     watch_snapshot,
 )
-from workbench.launch.remote import follow_remote_log, is_remote_run
-from workbench.launch.sync import SyncLoop, sync_runs
 from workbench.registry import TERMINAL_STATUSES, Registry
 
 RecipeArgument = typer.Argument(..., help="A recipe file, or a preset name (recipes/<name>.toml).", show_default=False)
@@ -141,14 +141,11 @@ def logs_command(
 ) -> None:
     """Print a run's output (stdout and stderr of its trainer)."""
     path = registry_path(registry)
-    remote = is_remote_run(path, run)
     if not follow:
-        if remote:
-            sync_runs(path, [run])
         sys.stdout.write(read_log(run, path))
         sys.stdout.flush()
         return
-    chunks = follow_remote_log(run, path) if remote else follow_log(run, path)
+    chunks = follow_log(run, path)
     try:
         for chunk in chunks:
             sys.stdout.write(chunk)
@@ -165,8 +162,7 @@ def watch_command(
 ) -> None:
     """A live view of a run's latest metrics, step rate and ETA; ends with the run, or on q / Ctrl-C."""
     registry_handle, info = open_for_watch(registry_path(registry), run)
-    syncing = SyncLoop(registry_path(registry), [info.id]) if is_remote_run(registry_path(registry), info.id) else None
-    with registry_handle, _keys_pressed() as pressed, syncing or contextlib.nullcontext():
+    with registry_handle, _keys_pressed() as pressed, kept_in_sync(registry_path(registry), [info.id]):
         snapshot = watch_snapshot(registry_handle, info.id)
         with Live(render_watch(snapshot), console=console, auto_refresh=False) as live:
             try:

@@ -31,7 +31,7 @@ from workbench.cli.common import (
 from workbench.health import HEALTH_KEYS, load_thresholds, run_health
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
-from workbench.registry.sync import read_sync_state, unreachable_label
+from workbench.registry.remote_copy import unreachable_label
 
 RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
 STATUS_STYLES = {
@@ -364,21 +364,18 @@ def rm_command(
     registry: Path = RegistryOption,
 ) -> None:
     """Delete a run: its rows and its directory (logs, checkpoints)."""
+    from workbench.launch import check_deletable, delete  # process control loads only for a delete
+
     with _open(registry) as handle:
         info = handle.get_run(run)
-        if info.status in ("running", "unresponsive") and not force:
-            raise RegistryError(f"run {info.id} ({info.name}) is {info.status}: stop it first, or pass --force")
-        if not yes:
-            if not sys.stdin.isatty():
-                raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")
-            if not typer.confirm(f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", err=True):
-                err_console.print("kept")
-                raise typer.Exit(1)
-        if read_sync_state(handle.run_dir(info.id)) is not None:
-            from workbench.launch.remote import delete_remote
-
-            delete_remote(info, registry_path(registry), force=force)
-        handle.delete_run(info.id)
+    check_deletable(info, force)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")
+        if not typer.confirm(f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", err=True):
+            err_console.print("kept")
+            raise typer.Exit(1)
+    delete(info.id, registry_path(registry), force=force)
     console.print(f"deleted run {info.id} ({shown(info.name)})", highlight=False, soft_wrap=True)
 
 

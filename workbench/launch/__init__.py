@@ -1,9 +1,28 @@
 """Process control for training runs, here or on SSH hosts: launch detached, queue, stop, resume, logs, sync.
 
-Never imports `workbench.train` (the trainer is started as a process) nor torch.
+    launch/
+      dispatch     the one place that decides local or remote (launch, resume, stop, delete, logs)
+      local/       this machine: detached runs and their queue, supervisor and processes, foreground runs
+      remote/      SSH hosts: the host list and connections (asyncssh, loaded only to connect), runs
+                   there, the pull that brings them home, and the agent that serves them on the host
+      limits, watching   shared: the concurrency limit and GPU ids, the watch view's numbers
+
+`local` never imports `remote`. Never imports `workbench.train` (the trainer is started as a process)
+nor torch.
 """
 
-from workbench.launch.hosts import Host, HostError, list_hosts
+from workbench.launch.dispatch import (
+    delete,
+    follow_log,
+    is_remote_run,
+    kept_in_sync,
+    launch,
+    read_log,
+    resume,
+    resume_foreground,
+    run_foreground,
+    stop,
+)
 from workbench.launch.limits import (
     MAX_RUNS_ENV,
     LaunchError,
@@ -12,20 +31,12 @@ from workbench.launch.limits import (
     parse_max_runs,
     visible_gpu_count,
 )
-from workbench.launch.local import (
-    DEFAULT_GRACE_S,
-    StopOutcome,
-    launch,
-    resume,
-    resume_foreground,
-    run_foreground,
-    stop,
-)
-from workbench.launch.logs import follow_log, read_log
-from workbench.launch.queue import start_queued
-from workbench.launch.remote import is_remote_run, launch_remote
-from workbench.launch.spec import LaunchSpec, trainer_argv
-from workbench.launch.sync import SyncLoop, SyncResult, sync_runs
+from workbench.launch.local.queue import start_queued
+from workbench.launch.local.runs import DEFAULT_GRACE_S, StopOutcome, check_deletable
+from workbench.launch.local.spec import LaunchSpec, trainer_argv
+from workbench.launch.remote.hosts import Host, HostError, add_host, list_hosts
+from workbench.launch.remote.pull import SyncLoop, SyncResult, sync_runs
+from workbench.launch.remote.runs import launch_remote
 from workbench.launch.watching import WatchSnapshot, open_for_watch, watch_snapshot
 
 __all__ = [
@@ -39,8 +50,12 @@ __all__ = [
     "SyncLoop",
     "SyncResult",
     "WatchSnapshot",
+    "add_host",
+    "check_deletable",
+    "delete",
     "follow_log",
     "is_remote_run",
+    "kept_in_sync",
     "launch",
     "launch_remote",
     "list_hosts",

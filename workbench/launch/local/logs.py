@@ -9,8 +9,8 @@ from pathlib import Path
 
 from workbench.contract import LOG_FILE
 from workbench.launch.limits import LaunchError
-from workbench.launch.processes import pid_alive
-from workbench.launch.spec import read_process_record
+from workbench.launch.local.processes import pid_alive
+from workbench.launch.local.spec import read_process_record
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
 
 FOLLOW_POLL_S = 0.5

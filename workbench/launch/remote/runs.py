@@ -2,10 +2,10 @@
 
 `launch_remote` validates the recipe here, copies the files it names (a reward module, a dataset file,
 an accelerate config, a local model directory only with `copy_model`) into a fresh inputs directory on
-the host, and asks the host's agent (`python -m workbench.launch.agent`) to register and start the run
-in the host's own registry: supervisor and trainer start there in a session of their own, so they
+the host, and asks the host's agent (`python -m workbench.launch.remote.agent`) to register and start
+the run in the host's own registry: supervisor and trainer start there in a session of their own, so they
 outlive the connection and this machine. The run then appears here as a copy, synced by `seq`
-(launch/sync.py), under the same id and with `host` set to the host's name.
+(launch/remote/pull.py), under the same id and with `host` set to the host's name.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.contract import DEFAULT_REGISTRY, LOG_FILE
-from workbench.launch.hosts import (
+from workbench.launch.limits import LaunchError
+from workbench.launch.local.spec import LaunchSpec
+from workbench.launch.remote.hosts import (
     Host,
     agent_argv,
     connect,
@@ -29,12 +31,10 @@ from workbench.launch.hosts import (
     run_sync,
     sftp_client,
 )
-from workbench.launch.limits import LaunchError
-from workbench.launch.spec import LaunchSpec
-from workbench.launch.sync import SyncLoop, host_of, pull
+from workbench.launch.remote.pull import SyncLoop, host_of, pull
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import Registry, RunInfo
-from workbench.registry.sync import SyncState, read_sync_state, write_sync_state
+from workbench.registry.remote_copy import SyncState, write_sync_state
 
 FOLLOW_POLL_S = 0.5
 
@@ -45,13 +45,6 @@ class Upload:
 
     local: Path
     remote: str
-
-
-def is_remote_run(registry_path: Path, run_id: str) -> bool:
-    """True for a local copy of a run that lives on an SSH host."""
-    with Registry.open(Path(registry_path), create=False) as registry:
-        run = registry.get_run(run_id)
-        return read_sync_state(registry.run_dir(run.id)) is not None
 
 
 def plan_uploads(recipe: dict, workdir: Path, copy_model: bool) -> tuple[dict, list[Upload]]:

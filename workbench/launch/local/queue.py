@@ -24,11 +24,11 @@ from pathlib import Path
 from workbench.contract import LOG_FILE, SPEC_FILE
 from workbench.errors import UserError
 from workbench.launch.limits import MAX_RUNS_ENV, max_concurrent_runs
-from workbench.launch.processes import start_detached
-from workbench.launch.spec import read_spec
+from workbench.launch.local.processes import start_detached
+from workbench.launch.local.spec import read_spec
 from workbench.registry import Registry, RunInfo, add_crash_listener
 
-SUPERVISOR_MODULE = "workbench.launch.supervise"
+SUPERVISOR_MODULE = "workbench.launch.local.supervise"
 LOCK_SUFFIX = ".launch.lock"
 LOCAL_HOSTS = ("local", socket.gethostname())
 SLOT_HOLDERS = ("running", "unresponsive")
@@ -111,7 +111,7 @@ def _start_queue_after_crash(registry: Registry, crashed: list[str]) -> None:
 
 
 def start_supervisor(registry: Registry, registry_path: Path, run_id: str, max_runs: int | None) -> int:
-    """Start `python -m workbench.launch.supervise` for a queued run and mark the run running.
+    """Start `python -m workbench.launch.local.supervise` for a queued run and mark the run running.
 
     Called with the queue lock held. The supervisor's pid is recorded until the trainer records its own,
     so liveness checks and `stop` see a live process from this moment on.

@@ -1,4 +1,4 @@
-"""`python -m workbench.launch.agent COMMAND --registry PATH ...`: the host side of remote runs.
+"""`python -m workbench.launch.remote.agent COMMAND --registry PATH ...`: the host side of remote runs.
 
 The machine that launches a run on an SSH host runs this module there, one short command per request;
 it acts on the host's own registry through the same API the local commands use, so a remote run is a
@@ -6,7 +6,8 @@ local run of the host in every respect (queue, supervisor, stop, resume, checkpo
 
     launch --name NAME --inputs DIR    recipe and layout as JSON on stdin; prints {"run_id": ...}
     pull RUN --after-step S --after-seq E --log-offset N
-                                       the run's records the copy lacks (JSONL, registry/sync.py), then
+                                       the run's records the copy lacks (JSONL,
+                                       registry/remote_copy.py), then
                                        one {"type": "log", "offset": N, "data": <base64>} line
     stop RUN --grace G                 prints {"status": ..., "message": ...}
     resume RUN                         prints {"run_id": ...}
@@ -25,11 +26,11 @@ from pathlib import Path
 
 from workbench.contract import LOG_FILE
 from workbench.errors import UserError
-from workbench.launch.local import resume, stop
-from workbench.launch.queue import start_queued
-from workbench.launch.spec import LaunchSpec, write_spec
+from workbench.launch.local.queue import start_queued
+from workbench.launch.local.runs import delete_local, resume_local, stop_local
+from workbench.launch.local.spec import LaunchSpec, write_spec
 from workbench.registry import Registry
-from workbench.registry.sync import export_since
+from workbench.registry.remote_copy import export_since
 from workbench.system import git_revision
 
 LOG_CHUNK_BYTES = 1 << 20
@@ -66,7 +67,7 @@ def pull(registry_path: Path, run_id: str, after_step: int, after_seq: int, log_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workbench.launch.agent")
+    parser = argparse.ArgumentParser(prog="python -m workbench.launch.remote.agent")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("launch", "pull", "stop", "resume", "rm"):
         command = commands.add_parser(name)
@@ -90,16 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "pull":
             pull(registry_path, args.run, args.after_step, args.after_seq, args.log_offset)
         elif args.command == "stop":
-            outcome = stop(args.run, registry_path=registry_path, grace=args.grace)
+            outcome = stop_local(args.run, registry_path, grace=args.grace)
             print(json.dumps({"status": outcome.status, "message": outcome.message}))
         elif args.command == "resume":
-            print(json.dumps({"run_id": resume(args.run, registry_path=registry_path)}))
+            print(json.dumps({"run_id": resume_local(args.run, registry_path)}))
         else:
-            with Registry.open(registry_path, create=False) as registry:
-                run = registry.get_run(args.run)
-                if run.status == "running" and not args.force:
-                    raise UserError(f"run {run.id} ({run.name}) is running there: stop it first, or pass --force")
-                registry.delete_run(run.id)
+            run = delete_local(args.run, registry_path, force=args.force)
             print(json.dumps({"deleted": run.id}))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,60 +1,33 @@
-"""Local launching: the Python API behind `workbench launch/train/stop/resume` and the TUI.
+"""Detached runs on this machine: launch, resume and stop (`workbench.launch.dispatch` picks these for
+runs that are not on an SSH host).
 
 A detached run is registered `queued` with its resolved recipe, then started by the queue when a slot
-is free: a small supervisor process (`workbench.launch.supervise`) in a session of its own starts the
-trainer, so the run outlives the terminal or TUI that launched it. A foreground run is the trainer as a
-child of this process, attached to the terminal.
+is free: a small supervisor process (`workbench.launch.local.supervise`) in a session of its own starts
+the trainer, so the run outlives the terminal or TUI that launched it.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from workbench.contract import (
-    CHECKPOINTS_DIR,
-    DEFAULT_REGISTRY,
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    PARENT_PID_ENV,
-    TRAINER_MODULE,
-    checkpoint_step,
-    latest_checkpoint,
-)
+from workbench.contract import CHECKPOINTS_DIR, checkpoint_step, latest_checkpoint
 from workbench.launch.limits import LaunchError, max_concurrent_runs, parse_max_runs
-from workbench.launch.processes import (
-    descendants,
-    exit_description,
-    group_alive,
-    pid_alive,
-    signal_group,
-    signal_pid,
-)
-from workbench.launch.queue import is_local, queue_lock, start_queued
-from workbench.launch.spec import (
-    LaunchSpec,
-    ProcessRecord,
-    read_process_record,
-    read_spec,
-    write_spec,
-)
+from workbench.launch.local.processes import descendants, group_alive, pid_alive, signal_group, signal_pid
+from workbench.launch.local.queue import is_local, queue_lock, start_queued
+from workbench.launch.local.spec import LaunchSpec, ProcessRecord, read_process_record, read_spec, write_spec
 from workbench.preflight import check_inputs
 from workbench.recipe import find_recipe, load_recipe
-from workbench.registry import TERMINAL_STATUSES, Registry, RegistryBusy, RunInfo
-from workbench.registry.sync import read_sync_state
+from workbench.registry import TERMINAL_STATUSES, Registry, RegistryBusy, RegistryError, RunInfo
 from workbench.system import git_revision
 
 DEFAULT_GRACE_S = 30.0
 STOP_POLL_S = 0.2
 # After the trainer exits, its supervisor settles the status within moments; wait this long for it.
 SUPERVISOR_SETTLE_S = 5.0
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # A run in one of these has (or is about to have) a live process: it cannot be resumed or deleted.
 ACTIVE_STATUSES = ("queued", "running", "unresponsive")
 
@@ -71,38 +44,28 @@ class StopOutcome:
     message: str
 
 
-def launch(
+def launch_local(
     recipe: str | Path,
-    overrides: Sequence[str] = (),
-    name: str | None = None,
-    registry_path: Path = DEFAULT_REGISTRY,
+    overrides: Sequence[str],
+    name: str | None,
+    registry_path: Path,
     gpus: Sequence[int] | None = None,
     num_processes: int | None = None,
     accelerate_config: str | Path | None = None,
     max_runs: int | None = None,
     tags: Sequence[str] = (),
-    host: str | None = None,
-    copy_model: bool = False,
 ) -> str:
     """Register a run `queued` and start it detached when a slot is free; returns the run id at once.
 
     recipe: a path or a preset name; overrides: `section.key=value` strings (`--set`).
     gpus: CUDA device ids (sets CUDA_VISIBLE_DEVICES); num_processes defaults to one per listed GPU.
-    host: the name of an SSH host (`workbench hosts add`) to train on instead of this machine; the run
-    is then started there and synced here (launch/remote.py); copy_model copies a local model dir along.
     The recipe is validated first: on a RecipeError nothing is registered.
     """
-    if host is not None:
-        from workbench.launch.remote import launch_remote
-
-        return launch_remote(recipe, host, overrides, name=name, registry_path=registry_path, gpus=gpus,
-                             num_processes=num_processes, accelerate_config=accelerate_config, tags=tags,
-                             copy_model=copy_model)
     recipe_path = find_recipe(str(recipe))
     resolved = load_recipe(recipe_path, list(overrides))
     spec = _launch_spec(gpus, num_processes, accelerate_config)
     check_inputs(resolved, spec.workdir)
-    limit = _checked_limit(max_runs)
+    limit = checked_limit(max_runs)
     registry_path = Path(registry_path).resolve()
     with Registry.open(registry_path, create=True) as registry:
         run_id = registry.create_run(
@@ -122,9 +85,9 @@ def launch(
     return run_id
 
 
-def resume(
+def resume_local(
     run_id: str,
-    registry_path: Path = DEFAULT_REGISTRY,
+    registry_path: Path,
     name: str | None = None,
     gpus: Sequence[int] | None = None,
     num_processes: int | None = None,
@@ -138,14 +101,9 @@ def resume(
     required for a run whose checkpoint already reached its max_steps (a finished run).
     LaunchError when the run is still active, has no checkpoint, or has nothing left to train."""
     registry_path = Path(registry_path).resolve()
-    remote = _remote_copy(registry_path, run_id)
-    if remote is not None:
-        from workbench.launch.remote import resume_remote
-
-        return resume_remote(remote, registry_path)
-    limit = _checked_limit(max_runs)
+    limit = checked_limit(max_runs)
     with Registry.open(registry_path, create=False) as registry:
-        parent, checkpoint_step = _resumable(registry, run_id, steps)
+        parent, checkpoint_step = resumable(registry, run_id, steps)
         # The parent's process layout, unless the caller moves the run to other GPUs.
         layout = read_spec(registry.run_dir(parent.id))
         if gpus is not None or num_processes is not None:
@@ -191,60 +149,16 @@ def _resume_text(parent: RunInfo, checkpoint_step: int, total_steps: int | None)
     return text
 
 
-def run_foreground(
-    recipe: str | Path,
-    overrides: Sequence[str] = (),
-    name: str | None = None,
-    registry_path: Path = DEFAULT_REGISTRY,
-) -> int:
-    """Train in the foreground: the trainer shares this terminal (progress bar, Ctrl-C stops it with a
-    checkpoint). Validates the recipe first (RecipeError, nothing registered). Returns the exit code."""
-    recipe_path = find_recipe(str(recipe))
-    check_inputs(load_recipe(recipe_path, list(overrides)))
-    registry_path = Path(registry_path).resolve()
-    Registry.open(registry_path, create=True).close()  # a registry that cannot be made: one line, here
-    args = ["--registry", str(registry_path), "--recipe", str(recipe_path)]
-    for override in overrides:
-        args += ["--set", override]
-    if name:
-        args += ["--name", name]
-    return _run_trainer_in_foreground(args, registry_path)
-
-
-def resume_foreground(run_id: str, registry_path: Path = DEFAULT_REGISTRY, steps: int | None = None) -> int:
-    """Continue a stopped run in the foreground (the trainer registers the new, linked run itself);
-    `steps` as for `resume`."""
-    registry_path = Path(registry_path).resolve()
-    remote = _remote_copy(registry_path, run_id)
-    if remote is not None:
-        raise LaunchError(f"run {remote.id} ran on host {remote.host}: resume it there with `--detach`")
-    with Registry.open(registry_path, create=False) as registry:
-        parent, checkpoint_step = _resumable(registry, run_id, steps)
-    args = ["--registry", str(registry_path), "--resume", parent.id]
-    if steps is not None:
-        args += ["--set", f"run.max_steps={checkpoint_step + steps}"]
-    return _run_trainer_in_foreground(args, registry_path)
-
-
-def stop(run_id: str, registry_path: Path = DEFAULT_REGISTRY, grace: float = DEFAULT_GRACE_S) -> StopOutcome:
+def stop_local(run_id: str, registry_path: Path, grace: float = DEFAULT_GRACE_S) -> StopOutcome:
     """Stop a run: SIGTERM (the trainer checkpoints and records `stopped`); SIGKILL after `grace`
     seconds (then `crashed`, its last committed step kept). A queued run leaves the queue as `stopped`.
     A run that already ended is left as it is (was_active False, a message saying so)."""
-    if grace < 0:
-        raise LaunchError(f"the grace period must be >= 0 seconds, got {grace}")
+    check_grace(grace)
     registry_path = Path(registry_path).resolve()
-    remote = _remote_copy(registry_path, run_id)
-    if remote is not None:
-        from workbench.launch.remote import stop_remote
-
-        _, message = stop_remote(remote, registry_path, grace)
-        with Registry.open(registry_path, create=False) as registry:
-            run = registry.get_run(remote.id)
-        return _outcome(run, remote.status not in TERMINAL_STATUSES, False, message)
     with Registry.open(registry_path, create=False) as registry:
         run = registry.get_run(run_id)
     if run.status in TERMINAL_STATUSES:
-        return _outcome(run, False, False, f"run {run.id} already {run.status}; nothing to stop")
+        return outcome(run, False, False, f"run {run.id} already {run.status}; nothing to stop")
     if run.status == "queued":
         dequeued = _dequeue(registry_path, run.id)
         if dequeued is not None:
@@ -295,14 +209,27 @@ def stop(run_id: str, registry_path: Path = DEFAULT_REGISTRY, grace: float = DEF
     start_queued(registry_path)
     verb = "killed" if killed else "stopped"
     where = f"at step {run.last_step}" if run.last_step is not None else "before its first step"
-    return _outcome(run, True, killed, f"{verb} run {run.id} {where}: {run.status}")
+    return outcome(run, True, killed, f"{verb} run {run.id} {where}: {run.status}")
 
 
-def _remote_copy(registry_path: Path, run_id: str) -> RunInfo | None:
-    """The run when it is a copy of one on an SSH host (stop and resume act there), else None."""
+def check_deletable(run: RunInfo, force: bool) -> None:
+    """RegistryError for a run whose process is (or may be) alive, unless `force`."""
+    if run.status in ("running", "unresponsive") and not force:
+        raise RegistryError(f"run {run.id} ({run.name}) is {run.status}: stop it first, or pass --force")
+
+
+def delete_local(run_id: str, registry_path: Path, force: bool = False) -> RunInfo:
+    """Delete a run's rows and its directory here (see `check_deletable`); returns the run as it was."""
     with Registry.open(registry_path, create=False) as registry:
         run = registry.get_run(run_id)
-        return run if read_sync_state(registry.run_dir(run.id)) is not None else None
+        check_deletable(run, force)
+        registry.delete_run(run.id)
+    return run
+
+
+def check_grace(grace: float) -> None:
+    if grace < 0:
+        raise LaunchError(f"the grace period must be >= 0 seconds, got {grace}")
 
 
 def _send_sigterm(run: RunInfo, record: ProcessRecord | None) -> None:
@@ -352,10 +279,10 @@ def _dequeue(registry_path: Path, run_id: str) -> StopOutcome | None:
         registry.set_status(run.id, "stopped")
         registry.add_event(run.id, "stopped", "removed from the queue before it started")
         run = registry.get_run(run.id)
-    return _outcome(run, True, False, f"removed queued run {run.id} from the queue: stopped")
+    return outcome(run, True, False, f"removed queued run {run.id} from the queue: stopped")
 
 
-def _resumable(registry: Registry, run_id: str, steps: int | None = None) -> tuple[RunInfo, int]:
+def resumable(registry: Registry, run_id: str, steps: int | None = None) -> tuple[RunInfo, int]:
     """The run to resume and the step of its latest complete checkpoint; LaunchError when it is still
     active, left no checkpoint, or (without `steps`) has no step left to train."""
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -377,84 +304,7 @@ def _resumable(registry: Registry, run_id: str, steps: int | None = None) -> tup
     return parent, step
 
 
-def _run_trainer_in_foreground(trainer_args: list[str], registry_path: Path) -> int:
-    """Run the trainer attached to this terminal, say in one line how its run ended, return the exit code.
-
-    The command and its trainer live and die together: SIGINT, SIGTERM and SIGHUP sent to this process
-    are passed on (the trainer stops once with a checkpoint, however many copies reach it), and the
-    trainer asks the kernel for SIGTERM should this process die first ($WORKBENCH_PARENT_PID). Exit
-    codes: 0 finished or stopped with a checkpoint, 1 failed, 2 bad input, 128+N killed by signal N
-    (the run is then marked crashed at once). When the trainer ends, its slot is free, so the queue
-    gets a chance to start.
-    """
-    argv = [sys.executable, "-m", TRAINER_MODULE, *trainer_args]
-    started = time.time()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
-    trainer = subprocess.Popen(argv, env=env)
-
-    def forward(signum, _frame) -> None:
-        signal_pid(trainer.pid, signal.Signals(signum))
-
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
-    try:
-        returncode = trainer.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    code, message = _foreground_ending(registry_path, trainer.pid, started, returncode)
-    if message:
-        print(message, file=sys.stderr, flush=True)
-    if registry_path.exists():
-        start_queued(registry_path)
-    return code
-
-
-def _foreground_ending(registry_path: Path, trainer_pid: int, started: float, returncode: int) -> tuple[int, str]:
-    """(exit code, one line) for a foreground trainer that ended with `returncode`; a run it left
-    `running` (killed by a signal) is marked crashed here, as a supervisor would. No line for bad
-    input: the trainer has already named the cause."""
-    killed = returncode < 0
-    code = 128 - returncode if killed else returncode
-    run = _run_of_process(registry_path, trainer_pid, started)
-    if run is None and returncode == EXIT_BAD_INPUT:
-        return code, ""
-    if run is None:
-        how = f"was killed by {exit_description(returncode)}" if killed else f"exited with code {returncode}"
-        return code, f"the trainer {how} before it registered a run"
-    where = f"at step {run.last_step}" if run.last_step is not None else "before its first step"
-    if run.status not in TERMINAL_STATUSES:
-        error = (f"the trainer was killed by {exit_description(returncode)}" if killed
-                 else f"the trainer exited with code {returncode}")
-        error += f" without recording a final status; last committed step: {_step_text(run.last_step)}"
-        with Registry.open(registry_path, create=False) as registry:
-            registry.mark_crashed(run.id, error, run.last_step)
-        if not killed:
-            return code or EXIT_FAILED, f"run {run.id} ended {where} without a final status: marked crashed"
-    if killed and run.status in ("crashed", "running", "unresponsive"):
-        name = exit_description(returncode).removeprefix("signal ")
-        return code, f"run {run.id} killed by signal {-returncode} ({name}) {where}: marked crashed"
-    if run.status == "finished":
-        return 0, f"run {run.id} finished: {run.last_step if run.last_step is not None else 0} steps"
-    if run.status == "stopped":
-        return 0, f"run {run.id} stopped {where}, checkpoint saved; continue it with `workbench resume {run.id}`"
-    first_line = (run.error or "").strip().splitlines()[0] if (run.error or "").strip() else "no error recorded"
-    return code or EXIT_FAILED, f"run {run.id} {run.status} {where}: {first_line}"
-
-
-def _run_of_process(registry_path: Path, pid: int, since: float) -> RunInfo | None:
-    """The run a trainer process registered: it records its own pid right after registering."""
-    if not registry_path.exists():
-        return None
-    with Registry.open(registry_path, create=False) as registry:
-        mine = [run for run in registry.list_runs() if run.pid == pid and run.created_at >= since - 1]
-    return max(mine, key=lambda run: run.created_at) if mine else None
-
-
-def _step_text(step: int | None) -> str:
-    return str(step) if step is not None else "none"
-
-
-def _checked_limit(max_runs: int | None) -> int | None:
+def checked_limit(max_runs: int | None) -> int | None:
     """The explicit limit, validated; with none, $WORKBENCH_MAX_RUNS is validated now, before registering."""
     if max_runs is not None:
         return parse_max_runs(max_runs)
@@ -481,5 +331,5 @@ def _launch_spec(
     )
 
 
-def _outcome(run: RunInfo, was_active: bool, killed: bool, message: str) -> StopOutcome:
+def outcome(run: RunInfo, was_active: bool, killed: bool, message: str) -> StopOutcome:
     return StopOutcome(run.id, run.status, was_active, killed, run.last_step, message)
