@@ -23,7 +23,7 @@ from tests.launch.helpers import (
     wait_for_status,
     wait_for_step,
 )
-from workbench.launch import launch
+from workbench.launch import launch, settle_liveness
 from workbench.launch.local.spec import read_process_record
 from workbench.registry import Registry, RegistryError
 from workbench.system import pid_alive
@@ -160,6 +160,8 @@ def test_a_stopped_trainer_is_unresponsive_then_running_again_and_finishes(regis
     trainer = wait_for(lambda: read_process_record(registry_path.parent / run_id), what="the process record")
 
     def read(stale_after=STALE_AFTER_S):
+        # As `workbench show` does: the liveness step, then the read.
+        settle_liveness(registry_path, stale_after=stale_after)
         with Registry.open(registry_path, stale_after=stale_after) as registry:
             return registry.get_run(run_id)
 

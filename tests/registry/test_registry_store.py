@@ -241,6 +241,7 @@ def test_reconcile_by_stale_heartbeat_and_live_pid(registry, clock):
     assert registry.reconcile() == []
     registry.heartbeat(live)
     clock.now += 2
+    assert registry.reconcile() == [remote]
     assert registry.list_runs(status="crashed")[0].id == remote
     assert "no heartbeat for 61 s" in registry.get_run(remote).error
     assert registry.events(remote)[-1].message == "run crashed: no heartbeat for 61 s; no step committed"

@@ -31,6 +31,7 @@ from workbench.launch import (
     resume,
     resume_foreground,
     run_foreground,
+    settle_liveness,
     stop,
     watch_snapshot,
 )
@@ -161,14 +162,17 @@ def watch_command(
     registry: Path | None = RegistryOption,
 ) -> None:
     """A live view of a run's latest metrics, step rate and ETA; ends with the run, or on q / Ctrl-C."""
-    registry_handle, info = open_for_watch(registry_path(registry), run)
-    with registry_handle, _keys_pressed() as pressed, kept_in_sync(registry_path(registry), [info.id]):
+    path = registry_path(registry)
+    settle_liveness(path)
+    registry_handle, info = open_for_watch(path, run)
+    with registry_handle, _keys_pressed() as pressed, kept_in_sync(path, [info.id]):
         snapshot = watch_snapshot(registry_handle, info.id)
         with Live(render_watch(snapshot), console=console, auto_refresh=False) as live:
             try:
                 while snapshot.run.status not in TERMINAL_STATUSES:
                     if "q" in pressed(interval):
                         break
+                    settle_liveness(path)   # a run that dies unnoticed ends the watch as `crashed`
                     snapshot = watch_snapshot(registry_handle, info.id)
                     live.update(render_watch(snapshot), refresh=True)
             except KeyboardInterrupt:

@@ -29,6 +29,7 @@ from workbench.cli.common import (
     visible,
 )
 from workbench.health import HEALTH_KEYS, load_thresholds, run_health
+from workbench.launch import settle_liveness
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
 from workbench.registry.remote_copy import unreachable_label
@@ -107,6 +108,7 @@ def runs_command(
     as_json: bool = JsonOption,
 ) -> None:
     """List runs, newest first, with status, progress and last reward."""
+    settle_liveness(registry_path(registry))
     with _open(registry) as handle:
         runs = handle.list_runs(status=status, variant=variant, name=name, tag=tag)
     if as_json:
@@ -137,6 +139,7 @@ def runs_command(
 @app.command("show")
 def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_json: bool = JsonOption) -> None:
     """A run's status, recipe, last metrics and recent events."""
+    settle_liveness(registry_path(registry))
     with _open(registry) as handle:
         info = handle.get_run(run)
         last = handle.last_metrics(info.id)

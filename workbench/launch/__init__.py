@@ -2,7 +2,8 @@
 
     launch/
       dispatch     the one place that decides local or remote (launch, resume, stop, delete, logs)
-      local/       this machine: detached runs and their queue, supervisor and processes, foreground runs
+      local/       this machine: detached runs and their queue, supervisor and processes, foreground runs,
+                   and the liveness step (`settle_liveness`: silent runs crashed, queue started)
       remote/      SSH hosts: the host list and connections (asyncssh, loaded only to connect), runs
                    there, the pull that brings them home, and the agent that serves them on the host
       limits, watching   shared: the concurrency limit and GPU ids, the watch view's numbers
@@ -31,6 +32,7 @@ from workbench.launch.limits import (
     parse_max_runs,
     visible_gpu_count,
 )
+from workbench.launch.local.liveness import Settled, settle_liveness
 from workbench.launch.local.queue import start_queued
 from workbench.launch.local.runs import DEFAULT_GRACE_S, StopOutcome, check_deletable
 from workbench.launch.local.spec import LaunchSpec, trainer_argv
@@ -47,6 +49,7 @@ __all__ = [
     "LaunchError",
     "LaunchSpec",
     "StopOutcome",
+    "Settled",
     "SyncLoop",
     "SyncResult",
     "WatchSnapshot",
@@ -67,6 +70,7 @@ __all__ = [
     "resume",
     "resume_foreground",
     "run_foreground",
+    "settle_liveness",
     "start_queued",
     "stop",
     "sync_runs",

@@ -3,7 +3,9 @@
 
 A run lives on a host when it was launched with `host=` (`workbench hosts add`); its copy here is then
 marked by `<run dir>/sync.json` and every request about it goes to that host. Everything else runs
-here. The remote side loads (and asyncssh with it) only when a remote run is acted on.
+here. The remote side loads (and asyncssh with it) only when a remote run is acted on. Requests that
+judge a run's status (stop, resume, delete) take the liveness step first, so a run whose process died
+unnoticed is `crashed` before it is judged.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from workbench.contract import DEFAULT_REGISTRY
 from workbench.launch.limits import LaunchError
 from workbench.launch.local import foreground, logs
+from workbench.launch.local.liveness import settle_liveness
 from workbench.launch.local.runs import (
     DEFAULT_GRACE_S,
     StopOutcome,
@@ -79,7 +82,7 @@ def resume(
 ) -> str:
     """Continue a stopped (or crashed) run from its last checkpoint as a new detached run linked to it
     (parent_id), where the parent ran; returns the new run's id. See `launch.local.runs.resume_local`."""
-    run, remote = _locate(registry_path, run_id)
+    run, remote = _locate(registry_path, run_id, settle=True)
     if not remote:
         return resume_local(run.id, registry_path, name=name, gpus=gpus, num_processes=num_processes,
                             max_runs=max_runs, steps=steps)
@@ -90,7 +93,7 @@ def resume(
 
 def resume_foreground(run_id: str, registry_path: Path = DEFAULT_REGISTRY, steps: int | None = None) -> int:
     """Continue a stopped run in this terminal (`workbench resume` without --detach); the exit code."""
-    run, remote = _locate(registry_path, run_id)
+    run, remote = _locate(registry_path, run_id, settle=True)
     if remote:
         raise LaunchError(f"run {run.id} ran on host {run.host}: resume it there with `--detach`")
     return foreground.resume_foreground(run.id, registry_path, steps=steps)
@@ -107,7 +110,7 @@ def stop(run_id: str, registry_path: Path = DEFAULT_REGISTRY, grace: float = DEF
     `grace` seconds (then `crashed`, its last committed step kept). A queued run leaves the queue as
     `stopped`. A run that already ended is left as it is (was_active False, a message saying so)."""
     check_grace(grace)
-    run, remote = _locate(registry_path, run_id)
+    run, remote = _locate(registry_path, run_id, settle=True)
     if not remote:
         return stop_local(run.id, registry_path, grace)
     from workbench.launch.remote.runs import stop_remote
@@ -122,7 +125,7 @@ def stop(run_id: str, registry_path: Path = DEFAULT_REGISTRY, grace: float = DEF
 def delete(run_id: str, registry_path: Path = DEFAULT_REGISTRY, force: bool = False) -> RunInfo:
     """Delete a run: its rows and files here, and for a remote run its rows and files on its host first.
     An active run is refused (RegistryError) unless `force`. Returns the run as it was."""
-    run, remote = _locate(registry_path, run_id)
+    run, remote = _locate(registry_path, run_id, settle=True)
     check_deletable(run, force)
     if remote:
         from workbench.launch.remote.runs import delete_remote
@@ -164,8 +167,11 @@ def kept_in_sync(registry_path: Path, run_ids: Sequence[str]) -> AbstractContext
     return SyncLoop(registry_path, remote)
 
 
-def _locate(registry_path: Path, run_id: str) -> tuple[RunInfo, bool]:
-    """The run (by id, unique prefix or name) and whether it lives on an SSH host."""
+def _locate(registry_path: Path, run_id: str, settle: bool = False) -> tuple[RunInfo, bool]:
+    """The run (by id, unique prefix or name) and whether it lives on an SSH host; `settle`: after the
+    liveness step."""
+    if settle:
+        settle_liveness(registry_path)
     with Registry.open(Path(registry_path), create=False) as registry:
         run = registry.get_run(run_id)
         return run, read_sync_state(registry.run_dir(run.id)) is not None

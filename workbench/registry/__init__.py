@@ -12,7 +12,7 @@ from workbench.registry.records import (
     TokenStats,
 )
 from workbench.registry.schema import SCHEMA_VERSION
-from workbench.registry.store import Registry, add_crash_listener
+from workbench.registry.store import Registry
 
 __all__ = [
     "GROUP_KINDS",
@@ -29,5 +29,4 @@ __all__ = [
     "RunInfo",
     "RunNotFound",
     "TokenStats",
-    "add_crash_listener",
 ]

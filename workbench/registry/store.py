@@ -57,8 +57,8 @@ STALE_AFTER_ENV = "WORKBENCH_STALE_AFTER"
 DEFAULT_STALE_AFTER_S = 60.0
 BUSY_TIMEOUT_MS = 5000
 BUSY_DEADLINE_S = 120.0
-# How long a brief write tries for the write lock before giving up: reconcile (run by every read of runs)
-# then leaves its verdict to the next read; `stop` kills a frozen lock holder first.
+# How long a brief write tries for the write lock before giving up: reconcile then leaves its verdict to
+# the next liveness step; `stop` kills a frozen lock holder first.
 BRIEF_BUSY_TIMEOUT_MS = 250
 BRIEF_DEADLINE_S = 1.0
 UPDATABLE_FIELDS = frozenset(
@@ -488,7 +488,6 @@ class Registry:
 
     def get_run(self, run_id: str) -> RunInfo:
         """The run with this id, unique id prefix, or unique name. RunNotFound lists candidates when ambiguous."""
-        self.reconcile()
         wanted = run_id.strip()
         if not wanted:
             raise RunNotFound("a run id is required")
@@ -527,7 +526,6 @@ class Registry:
         """Runs, newest first. `name` matches a case-insensitive substring; the others match exactly."""
         if status is not None:
             _check_status(status)
-        self.reconcile()
         clauses, params = [], []
         if status is not None:
             clauses.append("runs.status = ?")
@@ -592,9 +590,10 @@ class Registry:
         - a local run's heartbeat is stale but its process lives (stopped with SIGSTOP, stuck in a
           native call, swapping): `unresponsive`, with a warning event. Its next heartbeat makes it
           `running` again (see `heartbeat`).
-        Queued runs have no process yet and are left alone. When runs were marked crashed, their slots
-        are free: the listeners added with `add_crash_listener` are told (the launcher starts the queue).
-        Copies of runs on remote hosts (a sync state file beside them) are left to their host.
+        Queued runs have no process yet and are left alone. Copies of runs on remote hosts (a sync state
+        file beside them) are left to their host. A run marked crashed frees its slot: the caller starts
+        the queue (the launcher's liveness step, `workbench.launch.settle_liveness`, does). No read calls
+        this: deciding that a run crashed is an explicit act of those that act.
         """
         now = self.clock()
 
@@ -616,16 +615,13 @@ class Registry:
             changes = self._read(suspects)
             if not changes:
                 return []
-            # A reader must not hang behind the write lock: the process holding it may be the very one that
-            # is frozen (SIGSTOP inside a transaction). Then the verdict waits for a later read.
+            # The caller (a command showing status, the app's refresh) must not hang behind the write lock: the
+            # process holding it may be the very one that is frozen (SIGSTOP inside a transaction). Then the
+            # verdict waits for the next liveness step.
             try:
-                crashed = self._write_briefly(lambda connection: self._mark(connection, changes, now))
+                return self._write_briefly(lambda connection: self._mark(connection, changes, now))
             except RegistryBusy:
                 return []
-        if crashed:
-            for listener in list(_CRASH_LISTENERS):
-                listener(self, crashed)
-        return crashed
 
     def _liveness(self, host: str, pid: int | None, last_seen: float, now: float) -> tuple[str, str] | None:
         """(new status, reason) for a running run that is not healthy, None for a healthy one."""
@@ -951,20 +947,6 @@ class Registry:
             return [EventRecord(*row) for row in rows]
 
         return self._read(read)
-
-
-# Called as listener(registry, crashed_run_ids) after reconcile marked runs crashed (their slots are free).
-_CRASH_LISTENERS: list[Callable[[Registry, list[str]], None]] = []
-
-
-def add_crash_listener(listener: Callable[[Registry, list[str]], None]) -> None:
-    """Have `listener(registry, run_ids)` called whenever any registry in this process marks runs crashed.
-
-    The registry knows nothing of processes or queues; the launcher listens, so that whoever notices a
-    dead run (a reader listing runs, a watch, the TUI's refresh) also starts the runs queued behind it.
-    """
-    if listener not in _CRASH_LISTENERS:
-        _CRASH_LISTENERS.append(listener)
 
 
 def _check_status(status: str) -> None:

@@ -121,6 +121,14 @@ class WorkbenchApp(App[None]):
         """
         return Registry.open(self.registry_path, create=False, clock=self.clock)
 
+    def settle_liveness(self) -> None:
+        """The refresher's liveness step (from a worker, before it reads): a run whose process died is
+        marked crashed and the queue behind it starts, as `workbench runs` does. Reads alone never
+        decide that; the launcher loads on the first refresh, not on the start path."""
+        from workbench.launch import settle_liveness
+
+        settle_liveness(self.registry_path, clock=self.clock)
+
     def deliver_screenshot(
         self, filename: str | None = None, path: str | None = None, time_format: str | None = None
     ) -> str | None:

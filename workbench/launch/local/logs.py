@@ -9,6 +9,7 @@ from pathlib import Path
 
 from workbench.contract import LOG_FILE
 from workbench.launch.limits import LaunchError
+from workbench.launch.local.liveness import settle_liveness
 from workbench.launch.local.processes import pid_alive
 from workbench.launch.local.spec import read_process_record
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
@@ -64,7 +65,9 @@ def follow_log(
 
 
 def _has_ended(registry: Registry, run_id: str) -> bool:
-    """A final status is recorded and the run's supervisor (which writes the last log line) has exited."""
+    """A final status is recorded and the run's supervisor (which writes the last log line) has exited.
+    Following waits on the status, so it takes the liveness step first (a run that died unnoticed ends)."""
+    settle_liveness(registry.path, clock=registry.clock, stale_after=registry.stale_after)
     if registry.get_run(run_id).status not in TERMINAL_STATUSES:
         return False
     record = read_process_record(registry.run_dir(run_id))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from workbench.contract import LOG_FILE
 from workbench.errors import UserError
+from workbench.launch.local.liveness import settle_liveness
 from workbench.launch.local.queue import start_queued
 from workbench.launch.local.runs import delete_local, resume_local, stop_local
 from workbench.launch.local.spec import LaunchSpec, write_spec
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.choices["rm"].add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     registry_path = args.registry.expanduser().resolve()
+    if args.command != "launch":
+        # This host judges its own runs: a run whose supervisor died with it is crashed before it is
+        # pulled, stopped, resumed or deleted (a launch starts the queue, which does the same).
+        settle_liveness(registry_path)
     try:
         if args.command == "launch":
             request = json.loads(sys.stdin.read())

@@ -446,6 +446,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-read", name="reading runs")
     def read_runs(self) -> None:
         try:
+            self.app.settle_liveness()
             judged = {run_id: step for run_id, (step, _) in self.health.items()}
             self.post_message(read_run_list(self.app.registry_path, self.app.open_registry, judged))
         finally:
