@@ -5,13 +5,18 @@ whatever this process has imported."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import subprocess
 import sys
+
+import pytest
+from sqlite_utils import Database
 
 import workbench.launch  # noqa: F401  (imported on purpose: importing the launcher must change no read)
 from tests.registry.builders import group
 from workbench.launch import settle_liveness
-from workbench.registry import Registry
+from workbench.registry import SCHEMA_VERSION, Registry, RegistryError, RegistryReader
+from workbench.registry.schema import migrate
 
 
 def dead_pid() -> int:
@@ -66,3 +71,42 @@ def test_the_liveness_step_leaves_a_registry_it_cannot_open_alone(tmp_path):
     not_a_registry.write_text("plain text")
     assert settle_liveness(not_a_registry).written is False
     assert not_a_registry.read_text() == "plain text"
+
+
+def test_a_readers_connection_cannot_write(tmp_path):
+    path = tmp_path / "registry.db"
+    with Registry.open(path, create=True) as registry:
+        run_id = registry.create_run(name="x", variant="grpo")
+    with RegistryReader.open(path) as reader:
+        assert reader.get_run("x").id == run_id
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.conn.execute("DELETE FROM runs")
+        assert not hasattr(reader, "delete_run") and not hasattr(reader, "reconcile")
+    with Registry.open(path) as registry:
+        assert [run.id for run in registry.list_runs()] == [run_id]
+
+
+@pytest.mark.parametrize("content", [b"run,reward\n1,0.5\n", b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_a_reader_refuses_what_is_not_a_registry_and_touches_nothing(tmp_path, content):
+    path = tmp_path / "thing.db"
+    path.write_bytes(content)
+    with pytest.raises(RegistryError, match="not a workbench registry"):
+        RegistryReader.open(path)
+    assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["thing.db"]
+    with pytest.raises(RegistryError, match="no registry at"):
+        RegistryReader.open(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_reader_of_an_older_registry_has_it_migrated_once(tmp_path):
+    path = tmp_path / "old.db"
+    old = Database(path)
+    old.conn.isolation_level = None
+    old.conn.execute("BEGIN")
+    migrate(old, 0, to_version=1)
+    old.conn.execute("COMMIT")
+    old["runs"].insert({"id": "old111", "name": "legacy", "variant": "grpo", "status": "finished", "created_at": 5.0})
+    old.close()
+    with RegistryReader.open(path) as reader:
+        assert reader.get_run("legacy").id == "old111"
+        assert reader.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -12,7 +12,7 @@ import pytest
 
 from tests.registry.builders import assert_close_lists, group
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunNotFound
-from workbench.registry.store import RUN_ID_ALPHABET
+from workbench.registry.runs import RUN_ID_ALPHABET
 
 
 def test_run_ids_are_short_unambiguous_and_unique(registry):

@@ -35,7 +35,7 @@ from workbench.launch import (
     stop,
     watch_snapshot,
 )
-from workbench.registry import TERMINAL_STATUSES, Registry
+from workbench.registry import TERMINAL_STATUSES, RegistryReader
 
 RecipeArgument = typer.Argument(..., help="A recipe file, or a preset name (recipes/<name>.toml).", show_default=False)
 RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
@@ -126,7 +126,7 @@ def stop_command(
 ) -> None:
     """Stop a run: SIGTERM (checkpoint, then `stopped`), SIGKILL after the grace period (`crashed`)."""
     path = registry_path(registry)
-    with Registry.open(path) as handle:
+    with RegistryReader.open(path) as handle:
         info = handle.get_run(run)
     if info.status in ("running", "unresponsive"):
         err_console.print(f"stopping {info.id}: SIGTERM, SIGKILL after {grace:g} s ...", highlight=False)
@@ -212,7 +212,7 @@ def render_watch(snapshot: WatchSnapshot) -> Table:
 
 def _print_started(registry: Path, run_id: str) -> None:
     """Say what happened to a detached run, then its id alone on the last line (for scripts)."""
-    with Registry.open(registry) as handle:
+    with RegistryReader.open(registry) as handle:
         run = handle.get_run(run_id)
     if run.status == "queued":
         console.print(

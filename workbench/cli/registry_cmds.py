@@ -30,7 +30,7 @@ from workbench.cli.common import (
 )
 from workbench.health import HEALTH_KEYS, load_thresholds, run_health
 from workbench.launch import settle_liveness
-from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
+from workbench.registry import RecordNotFound, Registry, RegistryError, RegistryReader, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_jsonl
 from workbench.registry.remote_copy import unreachable_label
 
@@ -51,8 +51,9 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
-def _open(registry: Path | None, create: bool = False) -> Registry:
-    return Registry.open(registry_path(registry), create=create)
+def _open(registry: Path | None) -> RegistryReader:
+    """The registry for a read command: a read-only connection (reads never write)."""
+    return RegistryReader.open(registry_path(registry))
 
 
 def _finite(value: Any) -> Any:
@@ -425,7 +426,7 @@ def import_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Import runs from a JSONL export. Importing the same file twice changes nothing."""
-    with _open(registry, create=True) as handle:
+    with Registry.open(registry_path(registry), create=True) as handle:
         if file == "-":
             run_ids = import_jsonl(handle, "<stdin>", sys.stdin, host=host, warn=_warn)
         else:

@@ -30,7 +30,7 @@ from workbench.launch.local.runs import (
     resume_local,
     stop_local,
 )
-from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.registry import TERMINAL_STATUSES, RegistryReader, RunInfo
 from workbench.registry.remote_copy import read_sync_state
 
 
@@ -117,7 +117,7 @@ def stop(run_id: str, registry_path: Path = DEFAULT_REGISTRY, grace: float = DEF
 
     registry_path = Path(registry_path).resolve()
     _, message = stop_remote(run, registry_path, grace)
-    with Registry.open(registry_path, create=False) as registry:
+    with RegistryReader.open(registry_path) as registry:
         after = registry.get_run(run.id)
     return outcome(after, run.status not in TERMINAL_STATUSES, False, message)
 
@@ -172,6 +172,6 @@ def _locate(registry_path: Path, run_id: str, settle: bool = False) -> tuple[Run
     liveness step."""
     if settle:
         settle_liveness(registry_path)
-    with Registry.open(Path(registry_path), create=False) as registry:
+    with RegistryReader.open(Path(registry_path)) as registry:
         run = registry.get_run(run_id)
         return run, read_sync_state(registry.run_dir(run.id)) is not None

@@ -24,7 +24,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from workbench.errors import UserError
-from workbench.registry import Registry
+from workbench.registry import RegistryReader
 from workbench.tui import WorkerFailed
 from workbench.tui.screens.modals import ErrorModal
 from workbench.tui.screens.runs import RunsScreen, read_run_list
@@ -113,13 +113,10 @@ class WorkbenchApp(App[None]):
         if self.own_process:
             self.call_after_refresh(quiet_garbage_collector)
 
-    def open_registry(self) -> Registry:
-        """A new connection to the registry (callable from any thread); RegistryError when unusable.
-
-        The registry judges liveness (heartbeat age) by the app's clock, the same clock the screens
-        measure durations with.
-        """
-        return Registry.open(self.registry_path, create=False, clock=self.clock)
+    def open_registry(self) -> RegistryReader:
+        """A new read-only connection to the registry (callable from any thread); RegistryError when
+        unusable. It carries the app's clock, the one the screens measure durations with."""
+        return RegistryReader.open(self.registry_path, clock=self.clock)
 
     def settle_liveness(self) -> None:
         """The refresher's liveness step (from a worker, before it reads): a run whose process died is

@@ -12,7 +12,7 @@ from workbench.launch.limits import LaunchError
 from workbench.launch.local.liveness import settle_liveness
 from workbench.launch.local.processes import pid_alive
 from workbench.launch.local.spec import read_process_record
-from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.registry import TERMINAL_STATUSES, RegistryReader, RunInfo
 
 FOLLOW_POLL_S = 0.5
 READ_CHUNK_BYTES = 1 << 16
@@ -20,7 +20,7 @@ READ_CHUNK_BYTES = 1 << 16
 
 def log_file(registry_path: Path, run_id: str) -> tuple[RunInfo, Path]:
     """The run (by id or unique prefix) and the path of its output log. RunNotFound for an unknown id."""
-    with Registry.open(Path(registry_path), create=False) as registry:
+    with RegistryReader.open(Path(registry_path)) as registry:
         run = registry.get_run(run_id)
         return run, registry.run_dir(run.id) / LOG_FILE
 
@@ -50,7 +50,7 @@ def follow_log(
         raise LaunchError(_no_log_message(run, path))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     offset = 0
-    with Registry.open(Path(registry_path), create=False) as registry:
+    with RegistryReader.open(Path(registry_path)) as registry:
         while True:
             # Read the status before the bytes: once the run has ended, one more read gets everything.
             ended = _has_ended(registry, run.id)
@@ -64,7 +64,7 @@ def follow_log(
                 sleep(poll_s)
 
 
-def _has_ended(registry: Registry, run_id: str) -> bool:
+def _has_ended(registry: RegistryReader, run_id: str) -> bool:
     """A final status is recorded and the run's supervisor (which writes the last log line) has exited.
     Following waits on the status, so it takes the liveness step first (a run that died unnoticed ends)."""
     settle_liveness(registry.path, clock=registry.clock, stale_after=registry.stale_after)

@@ -783,7 +783,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="deleting a run")
     def delete_run(self, run_id: str) -> None:
-        with self.app.open_registry() as registry:
+        with Registry.open(self.app.registry_path, clock=self.app.clock) as registry:
             registry.delete_run(run_id)
         self.app.call_from_thread(self.notify, f"Run {run_id} deleted.")
         self.post_message(RunsChanged())
