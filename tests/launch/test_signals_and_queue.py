@@ -215,14 +215,19 @@ def test_resume_refuses_a_finished_run_unless_asked_for_more_steps(registry_path
     assert refused.returncode == 2
     assert refused.stderr.strip() == (f"error: run {parent} (finished) already trained all 4 steps (checkpoint "
                                       "step-4); give --steps N to train N more steps")
-    # The trainer refuses too, whoever starts it.
-    trainer = subprocess.run([sys.executable, "-m", "workbench.train", "--registry", str(registry_path), "--resume",
-                              parent], capture_output=True, text=True, timeout=RUN_DEADLINE_S)
-    assert trainer.returncode == 2
-    assert trainer.stderr.strip() == (f"error: run {parent}: its checkpoint step-4 already reached run.max_steps = 4; "
-                                      "nothing left to train (raise it, e.g. --set run.max_steps=14)")
     with Registry.open(registry_path) as registry:
         assert len(registry.list_runs()) == 1, "a refused resume registers nothing"
+        # The trainer refuses too, whoever registered the run it is given: one line, exit 2, run failed.
+        parent_run = registry.get_run(parent)
+        unchecked = registry.create_run(name="unchecked", variant=parent_run.variant, recipe=parent_run.recipe,
+                                        parent_id=parent)
+    trainer = subprocess.run([sys.executable, "-m", "workbench.train", "--registry", str(registry_path), "--resume",
+                              parent, "--run-id", unchecked], capture_output=True, text=True, timeout=RUN_DEADLINE_S)
+    assert trainer.returncode == 2
+    message = (f"run {parent}: its checkpoint step-4 already reached run.max_steps = 4; nothing left to train "
+               f"(resume it with --steps N to train N more)")
+    assert trainer.stderr.strip() == f"error: {message}"
+    assert (get_run(registry_path, unchecked).status, get_run(registry_path, unchecked).error) == ("failed", message)
 
     more = run_cli("resume", parent, "--detach", "--steps", "2", "--registry", str(registry_path))
     assert more.returncode == 0, more.stderr

@@ -211,9 +211,13 @@ def render_watch(snapshot: WatchSnapshot) -> Table:
 
 
 def _print_started(registry: Path, run_id: str) -> None:
-    """Say what happened to a detached run, then its id alone on the last line (for scripts)."""
+    """Say what happened to a detached run (for a resumed one first which checkpoint it starts from),
+    then its id alone on the last line (for scripts)."""
     with RegistryReader.open(registry) as handle:
         run = handle.get_run(run_id)
+        queued = [event.message for event in handle.events(run.id) if event.kind == "queued"]
+    if run.parent_id is not None and queued:
+        console.print(shown(queued[0]), highlight=False, soft_wrap=True)
     if run.status == "queued":
         console.print(
             f"queued run {run.id} ({shown(run.name)}) at position {run.queue_position}: it starts when a running run "

@@ -34,6 +34,8 @@ from workbench.launch.limits import (
 )
 from workbench.launch.local.liveness import Settled, settle_liveness
 from workbench.launch.local.queue import start_queued
+from workbench.launch.local.registration import register as register_run
+from workbench.launch.local.registration import register_recipe
 from workbench.launch.local.runs import DEFAULT_GRACE_S, StopOutcome, check_deletable
 from workbench.launch.local.spec import LaunchSpec, trainer_argv
 from workbench.launch.remote.hosts import Host, HostError, add_host, list_hosts
@@ -67,6 +69,8 @@ __all__ = [
     "parse_gpus",
     "parse_max_runs",
     "read_log",
+    "register_recipe",
+    "register_run",
     "resume",
     "resume_foreground",
     "run_foreground",

@@ -14,22 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from workbench.contract import CHECKPOINTS_DIR, checkpoint_step, latest_checkpoint
 from workbench.launch.limits import LaunchError, max_concurrent_runs, parse_max_runs
 from workbench.launch.local.processes import descendants, group_alive, pid_alive, signal_group, signal_pid
 from workbench.launch.local.queue import is_local, queue_lock, start_queued
-from workbench.launch.local.spec import LaunchSpec, ProcessRecord, read_process_record, read_spec, write_spec
-from workbench.preflight import check_inputs
-from workbench.recipe import find_recipe, load_recipe
+from workbench.launch.local.registration import register, register_resumed, resolve_recipe, resumable
+from workbench.launch.local.spec import LaunchSpec, ProcessRecord, read_process_record, read_spec
 from workbench.registry import TERMINAL_STATUSES, Registry, RegistryBusy, RegistryError, RunInfo
-from workbench.system import git_revision
 
 DEFAULT_GRACE_S = 30.0
 STOP_POLL_S = 0.2
 # After the trainer exits, its supervisor settles the status within moments; wait this long for it.
 SUPERVISOR_SETTLE_S = 5.0
-# A run in one of these has (or is about to have) a live process: it cannot be resumed or deleted.
-ACTIVE_STATUSES = ("queued", "running", "unresponsive")
 
 
 @dataclass(frozen=True)
@@ -61,26 +56,13 @@ def launch_local(
     gpus: CUDA device ids (sets CUDA_VISIBLE_DEVICES); num_processes defaults to one per listed GPU.
     The recipe is validated first: on a RecipeError nothing is registered.
     """
-    recipe_path = find_recipe(str(recipe))
-    resolved = load_recipe(recipe_path, list(overrides))
     spec = _launch_spec(gpus, num_processes, accelerate_config)
-    check_inputs(resolved, spec.workdir)
+    recipe_path, resolved = resolve_recipe(recipe, overrides, spec.workdir)
     limit = checked_limit(max_runs)
     registry_path = Path(registry_path).resolve()
     with Registry.open(registry_path, create=True) as registry:
-        run_id = registry.create_run(
-            name=name or recipe_path.stem,
-            variant=resolved.preset,
-            recipe=resolved.to_dict(),
-            host="local",
-            status="queued",
-            seed=resolved.run.seed,
-            git_rev=git_revision(),
-            tags=tuple(tags),
-            total_steps=resolved.run.max_steps,
-        )
-        write_spec(registry.run_dir(run_id), spec)
-        registry.add_event(run_id, "queued", f"launched from {recipe_path}")
+        run_id = register(registry, resolved, name or recipe_path.stem, tags=tags, spec=spec,
+                          event=f"launched from {recipe_path}")
     start_queued(registry_path, limit)
     return run_id
 
@@ -109,44 +91,9 @@ def resume_local(
         if gpus is not None or num_processes is not None:
             layout = _launch_spec(gpus, num_processes, layout.accelerate_config)
         spec = replace(layout, resume_from=parent.id, workdir=layout.workdir or str(Path.cwd()))
-        recipe, total_steps = _continued_recipe(parent, checkpoint_step, steps)
-        child_id = registry.create_run(
-            name=name or parent.name,
-            variant=parent.variant,
-            recipe=recipe,
-            host="local",
-            status="queued",
-            seed=parent.seed,
-            git_rev=git_revision(),
-            tags=tuple(parent.tags),
-            parent_id=parent.id,
-            total_steps=total_steps,
-        )
-        write_spec(registry.run_dir(child_id), spec)
-        registry.add_event(child_id, "queued", _resume_text(parent, checkpoint_step, total_steps))
+        child_id = register_resumed(registry, parent, checkpoint_step, steps, name=name, spec=spec, event=True)
     start_queued(registry_path, limit)
     return child_id
-
-
-def _continued_recipe(parent: RunInfo, checkpoint_step: int, steps: int | None) -> tuple[dict, int | None]:
-    """The parent's recipe, with run.max_steps moved to checkpoint step + steps when steps is given."""
-    if steps is None:
-        return parent.recipe, parent.total_steps
-    recipe = {section: dict(values) for section, values in parent.recipe.items()}
-    recipe.setdefault("run", {})["max_steps"] = checkpoint_step + steps
-    return recipe, checkpoint_step + steps
-
-
-def _resume_text(parent: RunInfo, checkpoint_step: int, total_steps: int | None) -> str:
-    """The resume event: the checkpoint it really starts from, and the steps it trains again."""
-    text = f"resumes run {parent.id} from its checkpoint at step {checkpoint_step}"
-    if parent.last_step is not None and parent.last_step > checkpoint_step:
-        again = (f"step {parent.last_step} is" if parent.last_step == checkpoint_step + 1
-                 else f"steps {checkpoint_step + 1}-{parent.last_step} are")
-        text += f" (the parent committed steps up to {parent.last_step}; {again} trained again)"
-    if total_steps is not None:
-        text += f"; trains to step {total_steps}"
-    return text
 
 
 def stop_local(run_id: str, registry_path: Path, grace: float = DEFAULT_GRACE_S) -> StopOutcome:
@@ -280,28 +227,6 @@ def _dequeue(registry_path: Path, run_id: str) -> StopOutcome | None:
         registry.add_event(run.id, "stopped", "removed from the queue before it started")
         run = registry.get_run(run.id)
     return outcome(run, True, False, f"removed queued run {run.id} from the queue: stopped")
-
-
-def resumable(registry: Registry, run_id: str, steps: int | None = None) -> tuple[RunInfo, int]:
-    """The run to resume and the step of its latest complete checkpoint; LaunchError when it is still
-    active, left no checkpoint, or (without `steps`) has no step left to train."""
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise LaunchError(f"--steps must be a whole number of steps >= 1, got {steps!r}")
-    parent = registry.get_run(run_id)
-    if parent.status in ACTIVE_STATUSES:
-        raise LaunchError(f"run {parent.id} is {parent.status}; stop it before resuming it")
-    checkpoint = latest_checkpoint(registry.run_dir(parent.id))
-    if checkpoint is None:
-        raise LaunchError(f"run {parent.id} ({parent.status}) has no checkpoint to resume from in "
-                          f"{registry.run_dir(parent.id) / CHECKPOINTS_DIR}")
-    step = checkpoint_step(checkpoint)
-    max_steps = (parent.recipe.get("run") or {}).get("max_steps", parent.total_steps)
-    if steps is None and max_steps is not None and step >= max_steps:
-        raise LaunchError(
-            f"run {parent.id} ({parent.status}) already trained all {max_steps} steps (checkpoint "
-            f"{checkpoint.name}); give --steps N to train N more steps"
-        )
-    return parent, step
 
 
 def checked_limit(max_runs: int | None) -> int | None:

@@ -28,26 +28,24 @@ from workbench.contract import LOG_FILE
 from workbench.errors import UserError
 from workbench.launch.local.liveness import settle_liveness
 from workbench.launch.local.queue import start_queued
+from workbench.launch.local.registration import register
 from workbench.launch.local.runs import delete_local, resume_local, stop_local
-from workbench.launch.local.spec import LaunchSpec, write_spec
+from workbench.launch.local.spec import LaunchSpec
+from workbench.recipe import recipe_from_dict
 from workbench.registry import Registry
 from workbench.registry.remote_copy import export_since
-from workbench.system import git_revision
 
 LOG_CHUNK_BYTES = 1 << 20
 
 
 def launch_here(registry_path: Path, name: str, inputs: Path, request: dict) -> str:
-    """Register the run in this host's registry and start it when a slot is free here."""
+    """Register the run in this host's registry and start it when a slot is free here. The recipe was
+    resolved on the launching machine; it is rebuilt from its stored form, not parsed again."""
     spec = LaunchSpec.from_dict({**request.get("spec", {}), "workdir": str(inputs.resolve())})
+    recipe = recipe_from_dict(request["recipe"], source=f"the launch request for {name!r}")
     with Registry.open(registry_path, create=True) as registry:
-        run_id = registry.create_run(
-            name=name, variant=request["variant"], recipe=request["recipe"], host="local", status="queued",
-            seed=request.get("seed"), git_rev=git_revision(), tags=tuple(request.get("tags", ())),
-            total_steps=request.get("total_steps"),
-        )  # fmt: skip
-        write_spec(registry.run_dir(run_id), spec)
-        registry.add_event(run_id, "queued", f"launched from {request.get('source', 'a remote machine')}")
+        run_id = register(registry, recipe, name, tags=request.get("tags", ()), spec=spec,
+                          event=f"launched from {request.get('source', 'a remote machine')}")
     start_queued(registry_path)
     return run_id
 

@@ -116,8 +116,7 @@ def launch_remote(
         uploads.append(Upload(Path(accelerate_config).resolve(), "accelerate_config.yaml"))
         spec = LaunchSpec(num_processes=processes, gpus=gpu_ids, accelerate_config="accelerate_config.yaml")
     request = {
-        "recipe": recipe_dict, "variant": resolved.preset, "seed": resolved.run.seed, "tags": list(tags),
-        "total_steps": resolved.run.max_steps, "spec": spec.to_dict(),
+        "recipe": recipe_dict, "tags": list(tags), "spec": spec.to_dict(),
         "source": f"{recipe_path.name} on {socket.gethostname()}",
     }  # fmt: skip
     with Registry.open(registry_path, create=True):
