@@ -10,13 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from sqlite_utils import Database
 
 import workbench.launch  # noqa: F401  (imported on purpose: importing the launcher must change no read)
-from tests.registry.builders import group
+from tests.registry.builders import group, older_registry
 from workbench.launch import settle_liveness
 from workbench.registry import SCHEMA_VERSION, Registry, RegistryError, RegistryReader
-from workbench.registry.schema import migrate
 
 
 def dead_pid() -> int:
@@ -100,11 +98,7 @@ def test_a_reader_refuses_what_is_not_a_registry_and_touches_nothing(tmp_path, c
 
 def test_a_reader_of_an_older_registry_has_it_migrated_once(tmp_path):
     path = tmp_path / "old.db"
-    old = Database(path)
-    old.conn.isolation_level = None
-    old.conn.execute("BEGIN")
-    migrate(old, 0, to_version=1)
-    old.conn.execute("COMMIT")
+    old = older_registry(path, version=1)
     old["runs"].insert({"id": "old111", "name": "legacy", "variant": "grpo", "status": "finished", "created_at": 5.0})
     old.close()
     with RegistryReader.open(path) as reader:

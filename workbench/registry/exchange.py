@@ -38,8 +38,9 @@ from typing import Any, TextIO
 
 from workbench.registry.connection import RUN_ID_PATTERN
 from workbench.registry.errors import RegistryError
-from workbench.registry.groups import group_table_rows
+from workbench.registry.groups import group_table_rows, insert_group_rows
 from workbench.registry.records import GroupRecord, ResponseRecord, TokenStats
+from workbench.registry.runs import STORED_FIELDS
 from workbench.registry.store import Registry, RegistryReader
 from workbench.registry.values import stored_float
 
@@ -47,10 +48,8 @@ EXPORT_FORMAT = "workbench-run"
 EXPORT_VERSION = 2
 # Version 1 (no end record) still imports.
 IMPORT_VERSIONS = (1, 2)
-RUN_FIELDS = (
-    "id", "name", "variant", "recipe", "host", "status", "pid", "heartbeat", "created_at", "started_at",
-    "ended_at", "git_rev", "seed", "error", "tags", "parent_id", "total_steps",
-)  # fmt: skip
+# Every stored field of a run, in the order of its `run` record.
+RUN_FIELDS = STORED_FIELDS
 
 
 def _value(value: float | None) -> float:
@@ -251,16 +250,8 @@ class _Importer:
         )
 
     def _group(self, record: dict[str, Any]) -> None:
-        connection = self.registry.conn
-        group_rows, response_rows, token_rows = group_table_rows(self.run_id, record["step"], [_group_record(record)])
-        connection.executemany("INSERT OR IGNORE INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)", group_rows)
-        connection.executemany(
-            """INSERT OR IGNORE INTO responses (run_id, kind, step, group_index, response_index, text, reward,
-                   reward_components, advantage, length, truncated, dropped_by)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            response_rows,
-        )
-        connection.executemany("INSERT OR IGNORE INTO token_stats VALUES (?, ?, ?, ?, ?, ?, ?)", token_rows)
+        rows = group_table_rows(self.run_id, record["step"], [_group_record(record)])
+        insert_group_rows(self.registry.conn, *rows, keep_existing=True)
 
     def _event(self, record: dict[str, Any]) -> None:
         # An earlier import of a truncated copy may hold its own "import" warning at this seq: the

@@ -136,3 +136,18 @@ def group_table_rows(
             )
     return group_rows, response_rows, token_rows
 
+
+def insert_group_rows(connection: sqlite3.Connection, group_rows: list[tuple[Any, ...]],
+                      response_rows: list[tuple[Any, ...]], token_rows: list[tuple[Any, ...]],
+                      keep_existing: bool = False) -> None:
+    """Insert the rows `group_table_rows` made, inside the caller's write transaction; keep_existing:
+    leave rows already there as they are (an import of records the registry may hold)."""
+    insert = "INSERT OR IGNORE" if keep_existing else "INSERT"
+    connection.executemany(f"{insert} INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)", group_rows)
+    connection.executemany(
+        f"""{insert} INTO responses (run_id, kind, step, group_index, response_index, text, reward,
+               reward_components, advantage, length, truncated, dropped_by)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        response_rows,
+    )
+    connection.executemany(f"{insert} INTO token_stats VALUES (?, ?, ?, ?, ?, ?, ?)", token_rows)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from workbench.registry.connection import RegistryConnection, WriterConnection
 from workbench.registry.errors import RegistryError
 from workbench.registry.events import event_tuple, insert_event
-from workbench.registry.groups import group_table_rows
+from workbench.registry.groups import group_table_rows, insert_group_rows
 from workbench.registry.records import GroupRecord
 from workbench.registry.runs import revive
 from workbench.registry.values import float_or_nan, stored_float
@@ -148,14 +148,7 @@ class StepsWriter(WriterConnection):
             for kind in {row[1] for row in group_rows}:
                 for table in ("groups", "responses", "token_stats"):
                     connection.execute(f"DELETE FROM {table} WHERE run_id = ? AND kind = ? AND step = ?", (run_id, kind, step))
-            connection.executemany("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)", group_rows)
-            connection.executemany(
-                """INSERT INTO responses (run_id, kind, step, group_index, response_index, text, reward,
-                       reward_components, advantage, length, truncated, dropped_by)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                response_rows,
-            )
-            connection.executemany("INSERT INTO token_stats VALUES (?, ?, ?, ?, ?, ?, ?)", token_rows)
+            insert_group_rows(connection, group_rows, response_rows, token_rows)
             for kind, message, level in event_rows:
                 insert_event(connection, run_id, kind, message, level, step, now)
             connection.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))

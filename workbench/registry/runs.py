@@ -26,10 +26,12 @@ RUN_ID_LENGTH = 6
 UPDATABLE_FIELDS = frozenset(
     {"name", "variant", "recipe", "host", "pid", "heartbeat", "total_steps", "tags", "parent_id", "git_rev", "seed", "error"}
 )
-RUN_COLUMNS = (
-    "id, name, variant, recipe, host, status, pid, heartbeat, created_at, started_at, ended_at, git_rev, "
-    "seed, error, tags, parent_id, total_steps"
-)
+# RunInfo's fields: the runs table's columns (what an export carries), then those derived on read.
+STORED_FIELDS = (
+    "id", "name", "variant", "recipe", "host", "status", "pid", "heartbeat", "created_at", "started_at",
+    "ended_at", "git_rev", "seed", "error", "tags", "parent_id", "total_steps",
+)  # fmt: skip
+DERIVED_FIELDS = ("last_step", "last_reward", "queue_position")
 
 
 def new_run_id() -> str:
@@ -80,26 +82,24 @@ class RunsReader(RegistryConnection):
         """Runs, newest first. `name` matches a case-insensitive substring; the others match exactly."""
         if status is not None:
             check_status(status)
-        clauses, params = [], []
-        if status is not None:
-            clauses.append("runs.status = ?")
-            params.append(status)
-        if variant is not None:
-            clauses.append("runs.variant = ?")
-            params.append(variant)
-        if name is not None:
-            clauses.append("instr(lower(runs.name), lower(?)) > 0")
-            params.append(name)
-        if tag is not None:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE json_each.value = ?)")
-            params.append(tag)
-        where = " AND ".join(clauses) or "1"
+        filters = [
+            (clause, value)
+            for clause, value in (
+                ("runs.status = ?", status),
+                ("runs.variant = ?", variant),
+                ("instr(lower(runs.name), lower(?)) > 0", name),
+                ("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE json_each.value = ?)", tag),
+            )
+            if value is not None
+        ]
+        where = " AND ".join(clause for clause, _ in filters) or "1"
+        params = [value for _, value in filters]
         return self._read(lambda connection: self._run_rows(connection, where, params))
 
     def _run_rows(self, connection: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[RunInfo]:
         reward_id = self._key_id(connection, "reward")
         rows = connection.execute(
-            f"""SELECT {", ".join("runs." + column.strip() for column in RUN_COLUMNS.split(","))},
+            f"""SELECT {", ".join("runs." + column for column in STORED_FIELDS)},
                    (SELECT max(step) FROM steps WHERE steps.run_id = runs.id),
                    (SELECT value FROM metrics WHERE metrics.run_id = runs.id AND metrics.key_id = ?
                     ORDER BY step DESC LIMIT 1),
@@ -284,29 +284,7 @@ def check_status(status: str) -> None:
         raise RegistryError(f"unknown run status {status!r}; allowed: {', '.join(STATUSES)}")
 
 
-
 def run_info(row: Sequence[Any]) -> RunInfo:
-    (run_id, name, variant, recipe, host, status, pid, heartbeat, created_at, started_at, ended_at, git_rev,
-     seed, error, tags, parent_id, total_steps, last_step, last_reward, queue_position) = row  # fmt: skip
-    return RunInfo(
-        id=run_id,
-        name=name,
-        variant=variant,
-        recipe=json.loads(recipe),
-        host=host,
-        status=status,
-        pid=pid,
-        heartbeat=heartbeat,
-        created_at=created_at,
-        started_at=started_at,
-        ended_at=ended_at,
-        git_rev=git_rev,
-        seed=seed,
-        error=error,
-        tags=json.loads(tags),
-        parent_id=parent_id,
-        total_steps=total_steps,
-        last_step=last_step,
-        last_reward=last_reward,
-        queue_position=queue_position,
-    )
+    """A row of STORED_FIELDS then DERIVED_FIELDS."""
+    values = dict(zip(STORED_FIELDS + DERIVED_FIELDS, row, strict=True))
+    return RunInfo(**values | {"recipe": json.loads(values["recipe"]), "tags": json.loads(values["tags"])})

@@ -48,20 +48,27 @@ def follow_log(
     run, path = log_file(registry_path, run_id)
     if run.status in TERMINAL_STATUSES and not path.exists():
         raise LaunchError(_no_log_message(run, path))
+    with RegistryReader.open(Path(registry_path)) as registry:
+        yield from tail(path, lambda: _has_ended(registry, run.id), poll_s, sleep)
+
+
+def tail(path: Path, ended: Callable[[], bool], poll_s: float = FOLLOW_POLL_S,
+         sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+    """Yield the text of `path` as it grows, from its start (waiting for it to exist), until `ended()`
+    holds and everything is read. `ended` is asked before each read: once it holds, one more read
+    gets everything the writers wrote."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     offset = 0
-    with RegistryReader.open(Path(registry_path)) as registry:
-        while True:
-            # Read the status before the bytes: once the run has ended, one more read gets everything.
-            ended = _has_ended(registry, run.id)
-            chunk, offset = _read_from(path, offset)
-            text = decoder.decode(chunk, final=ended and not chunk)
-            if text:
-                yield text
-            if ended and not chunk:
-                return
-            if not chunk:
-                sleep(poll_s)
+    while True:
+        done = ended()
+        chunk, offset = _read_from(path, offset)
+        text = decoder.decode(chunk, final=done and not chunk)
+        if text:
+            yield text
+        if done and not chunk:
+            return
+        if not chunk:
+            sleep(poll_s)
 
 
 def _has_ended(registry: RegistryReader, run_id: str) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from workbench.contract import DEFAULT_REGISTRY, LOG_FILE
 from workbench.launch.limits import LaunchError
+from workbench.launch.local.logs import FOLLOW_POLL_S, tail
 from workbench.launch.local.spec import LaunchSpec
 from workbench.launch.remote.hosts import (
     Host,
@@ -33,10 +34,8 @@ from workbench.launch.remote.hosts import (
 )
 from workbench.launch.remote.pull import SyncLoop, host_of, pull
 from workbench.recipe import find_recipe, load_recipe
-from workbench.registry import Registry, RunInfo
+from workbench.registry import Registry, RegistryReader, RunInfo
 from workbench.registry.remote_copy import SyncState, write_sync_state
-
-FOLLOW_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -199,26 +198,7 @@ def delete_remote(run: RunInfo, registry_path: Path, force: bool = False) -> Non
 def follow_remote_log(run_id: str, registry_path: Path, poll_s: float = FOLLOW_POLL_S) -> Iterator[str]:
     """Yield a remote run's output as it arrives (synced in the background) until the run has ended
     and everything is here. Stop early by closing the generator."""
-    import codecs
-
-    with Registry.open(Path(registry_path), create=False) as registry:
+    with RegistryReader.open(Path(registry_path)) as registry:
         path = registry.run_dir(registry.get_run(run_id).id) / LOG_FILE
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    offset = 0
     with SyncLoop(registry_path, [run_id]) as loop:
-        while True:
-            done = loop.ended.is_set()
-            try:
-                with open(path, "rb") as log:
-                    log.seek(offset)
-                    chunk = log.read()
-            except FileNotFoundError:
-                chunk = b""
-            offset += len(chunk)
-            text = decoder.decode(chunk, final=done and not chunk)
-            if text:
-                yield text
-            if done and not chunk:
-                return
-            if not chunk:
-                time.sleep(poll_s)
+        yield from tail(path, loop.ended.is_set, poll_s)
