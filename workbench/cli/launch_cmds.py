@@ -126,6 +126,7 @@ def stop_command(
 ) -> None:
     """Stop a run: SIGTERM (checkpoint, then `stopped`), SIGKILL after the grace period (`crashed`)."""
     path = registry_path(registry)
+    settle_liveness(path)   # a run whose process died unnoticed is not "stopping": it is crashed
     with RegistryReader.open(path) as handle:
         info = handle.get_run(run)
     if info.status in ("running", "unresponsive"):
