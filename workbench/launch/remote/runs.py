@@ -145,7 +145,7 @@ async def _launch(host: Host, registry_path: Path, name: str, uploads: list[Uplo
 
 
 async def _adopt(conn, host: Host, registry_path: Path, run_id: str) -> None:
-    """Make the host's run known here: mark its copy (before any reconcile can judge it), then pull."""
+    """Make the host's run known here: mark its copy (before any liveness step can judge it), then pull."""
     with Registry.open(registry_path, create=False) as registry:
         write_sync_state(registry.run_dir(run_id), SyncState(host=host.name, last_sync=time.time()))
     await pull(conn, host, registry_path, run_id)
