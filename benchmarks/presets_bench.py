@@ -22,7 +22,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from workbench.algorithms.variants import VARIANTS  # noqa: E402
-from workbench.recipe import find_recipe  # noqa: E402
+from workbench.launch import register_recipe  # noqa: E402
 from workbench.registry import Registry  # noqa: E402
 from workbench.train.runner import Request, main  # noqa: E402
 
@@ -31,8 +31,9 @@ COLUMNS = (("reward", "reward"), ("completions/mean_length", "len"), ("entropy",
 
 
 def run_preset(registry_path: Path, preset: str, steps: int) -> str:
-    code = main(Request(registry=registry_path, recipe=str(find_recipe(preset)), name=preset,
-                        overrides=(f"run.max_steps={steps}", "run.save_steps=0", "run.eval_steps=0")))
+    run_id = register_recipe(registry_path, preset, (f"run.max_steps={steps}", "run.save_steps=0", "run.eval_steps=0"),
+                             name=preset)
+    code = main(Request(registry=registry_path, run_id=run_id))
     if code != 0:
         raise SystemExit(f"{preset}: trainer exited with {code}")
     with Registry.open(registry_path) as registry:

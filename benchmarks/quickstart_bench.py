@@ -22,7 +22,7 @@ from machine import stamp  # noqa: E402  (benchmarks/machine.py, beside this scr
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from workbench.recipe import find_recipe  # noqa: E402
+from workbench.launch import register_recipe  # noqa: E402
 from workbench.registry import Registry  # noqa: E402
 from workbench.train.runner import Request, main  # noqa: E402
 
@@ -67,8 +67,9 @@ def main_bench() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         registry_path = Path(tmp) / "registry.db"
         for seed in map(int, args.seeds.split(",")):
-            code = main(Request(registry=registry_path, recipe=str(find_recipe("quickstart")), name=f"seed{seed}",
-                                overrides=(f"run.seed={seed}", "run.save_steps=0", *args.overrides)))
+            run_id = register_recipe(registry_path, "quickstart", (f"run.seed={seed}", "run.save_steps=0", *args.overrides),
+                                     name=f"seed{seed}")
+            code = main(Request(registry=registry_path, run_id=run_id))
             if code != 0:
                 raise SystemExit(f"quickstart seed {seed}: trainer exited with {code}")
             with Registry.open(registry_path) as registry:

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from workbench.recipe import find_recipe  # noqa: E402
+from workbench.launch import register_recipe  # noqa: E402
 from workbench.registry import Registry  # noqa: E402
 from workbench.train.runner import Request, main  # noqa: E402
 
@@ -70,8 +70,7 @@ def main_cli() -> int:
     load = os.getloadavg()
     started = time.monotonic()
     name = f"bench-{args.recipe}-{os.getpid()}"
-    code = main(Request(registry=registry_path, recipe=str(find_recipe(args.recipe)), overrides=tuple(overrides),
-                        name=name))
+    code = main(Request(registry=registry_path, run_id=register_recipe(registry_path, args.recipe, overrides, name=name)))
     wall = time.monotonic() - started
     with Registry.open(registry_path) as registry:
         print_table(registry, registry.list_runs(name=name)[0], load)

@@ -39,15 +39,16 @@ def child(registry_dir: Path, steps: int, threads: int, overrides: list[str]) ->
     """Train in this process and print one JSON line: trainable parameters, peak RSS, step times."""
     import torch
 
-    from workbench.recipe import find_recipe
+    from workbench.launch import register_recipe
     from workbench.registry import Registry
     from workbench.train.runner import Request, main
 
     torch.set_num_threads(threads)
     name = f"memory-{os.getpid()}"
     registry_path = registry_dir / "registry.db"
-    code = main(Request(registry=registry_path, recipe=str(find_recipe("smollm2-grpo")), name=name,
-                        overrides=(f"run.max_steps={steps}", "run.eval_steps=0", "run.save_steps=0", *overrides)))
+    run_id = register_recipe(registry_path, "smollm2-grpo", (f"run.max_steps={steps}", "run.eval_steps=0",
+                                                            "run.save_steps=0", *overrides), name=name)
+    code = main(Request(registry=registry_path, run_id=run_id))
     with Registry.open(registry_path) as registry:
         run = registry.list_runs(name=name)[0]
         step_s = registry.series(run.id, "time/step_s")[1]

@@ -11,8 +11,7 @@ from tests.experiments.helpers import RECIPE, cli, hold_the_only_slot, one_error
 from workbench.experiments.plan import cell_tag, experiment_tag
 from workbench.experiments.spec import short_form
 from workbench.experiments.sweep import _Placement, fill_in, start_sweep
-from workbench.launch import launch
-from workbench.launch.hosts import Host, add_host
+from workbench.launch import Host, add_host, launch
 from workbench.registry import Registry
 
 

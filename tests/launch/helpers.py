@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.launch.processes import descendants, pid_alive, signal_group, signal_pid
-from workbench.launch.spec import read_process_record
+from workbench.launch.local.processes import descendants, pid_alive, signal_group, signal_pid
+from workbench.launch.local.spec import read_process_record
 from workbench.registry import Registry, RunInfo
 
 # Long enough for a cold trainer start (torch + transformers imports) on a busy 2-core machine.

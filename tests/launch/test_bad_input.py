@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -89,3 +90,16 @@ def test_launch_validates_the_process_layout_before_registering(registry_path, t
     with pytest.raises(LaunchError, match="accelerate config file not found"):
         launch(tiny_recipe, registry_path=registry_path, num_processes=2, accelerate_config="missing.yaml")
     assert registered_runs(registry_path) == []
+
+
+def test_stop_of_a_run_that_died_unnoticed_says_so_and_signals_nothing(monkeypatch, capsys, registry_path):
+    """`stop` takes the liveness step before it looks: a run whose process is gone is crashed, not stopping."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with Registry.open(registry_path, create=True) as registry:
+        run_id = registry.create_run(name="ghost", variant="grpo")
+        registry.update_run(run_id, pid=gone.pid)
+        registry.set_status(run_id, "running")
+    code, out, err = run_main(monkeypatch, capsys, "stop", "ghost", "--registry", str(registry_path))
+    assert (code, err) == (0, "")
+    assert out.strip() == f"run {run_id} already crashed; nothing to stop"

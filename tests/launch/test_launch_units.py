@@ -6,9 +6,9 @@ import pytest
 
 from workbench.launch import LaunchError, LaunchSpec, max_concurrent_runs, parse_gpus, trainer_argv
 from workbench.launch.limits import parse_max_runs, visible_gpu_count
-from workbench.launch.processes import exit_description
-from workbench.launch.queue import free_slots, queued_in_order
-from workbench.launch.spec import trainer_env
+from workbench.launch.local.processes import exit_description
+from workbench.launch.local.queue import free_slots, queued_in_order
+from workbench.launch.local.spec import trainer_env
 from workbench.launch.watching import eta_seconds, step_rate
 from workbench.registry import RunInfo
 

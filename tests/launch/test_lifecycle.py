@@ -16,7 +16,7 @@ import pytest
 
 from tests.launch.helpers import get_run, run_cli, wait_for, wait_for_status, wait_for_step
 from workbench.launch import follow_log, launch, read_log, resume, stop
-from workbench.launch.spec import ProcessRecord, read_process_record, write_process_record
+from workbench.launch.local.spec import ProcessRecord, read_process_record, write_process_record
 from workbench.registry import Registry, RegistryBusy
 from workbench.system import pid_alive
 

@@ -5,9 +5,11 @@ starts (the full path, trainer included, is in test_signals_and_queue.py)."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
+from tests.launch.helpers import CLI
 from workbench.launch import LaunchError, resume, stop
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import Registry
@@ -84,3 +86,37 @@ def test_an_unresponsive_run_cannot_be_resumed(tmp_path):
     parent = parent_run(registry_path, "unresponsive", steps=2, checkpoints=(2,), max_steps=10)
     with pytest.raises(LaunchError, match=f"run {parent} is unresponsive; stop it before resuming it"):
         resume(parent, registry_path=registry_path, max_runs=1)
+
+
+def test_a_resumed_run_is_named_apart_from_its_parent(tmp_path):
+    """`<name>~N`: the parent's name finds the parent alone, each child by its own name."""
+    registry_path = tmp_path / "registry.db"
+    parent = parent_run(registry_path, "stopped", steps=4, checkpoints=(4,), max_steps=10)
+    first = resume("parent", registry_path=registry_path, max_runs=1)
+    stop(first, registry_path=registry_path)
+    second = resume(parent, registry_path=registry_path, max_runs=1)
+    stop(second, registry_path=registry_path)
+    with Registry.open(registry_path) as registry:
+        (registry.run_dir(first) / "checkpoints" / "step-4").mkdir(parents=True)
+        (registry.run_dir(first) / "checkpoints" / "step-4" / "trainer_state.pt").write_bytes(b"")
+    grandchild = resume("parent~1", registry_path=registry_path, max_runs=1)
+    with Registry.open(registry_path) as registry:
+        names = {run_id: registry.get_run(run_id).name for run_id in (first, second, grandchild)}
+        assert registry.get_run("parent").id == parent
+        assert [registry.get_run(name).id for name in ("parent~1", "parent~2", "parent~3")] == [first, second, grandchild]
+    assert names == {first: "parent~1", second: "parent~2", grandchild: "parent~3"}
+    stop(grandchild, registry_path=registry_path)
+
+
+def test_resume_detach_says_which_checkpoint_it_resumes_from(tmp_path):
+    registry_path = tmp_path / "registry.db"
+    parent = parent_run(registry_path, "crashed", steps=6, checkpoints=(3,), max_steps=100)
+    done = subprocess.run([*CLI, "resume", parent, "--detach", "--registry", str(registry_path)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "WORKBENCH_MAX_RUNS": "1"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    child = lines[-1]
+    assert lines[0] == (f"resumes run {parent} from its checkpoint at step 3 (the parent committed steps up to 6; "
+                        "steps 4-6 are trained again); trains to step 100")
+    assert lines[1].startswith(f"queued run {child} (parent~1) at position 1")
+    stop(child, registry_path=registry_path)

@@ -23,8 +23,8 @@ from tests.launch.helpers import (
     wait_for_status,
     wait_for_step,
 )
-from workbench.launch import launch
-from workbench.launch.spec import read_process_record
+from workbench.launch import launch, settle_liveness
+from workbench.launch.local.spec import read_process_record
 from workbench.registry import Registry, RegistryError
 from workbench.system import pid_alive
 
@@ -160,6 +160,8 @@ def test_a_stopped_trainer_is_unresponsive_then_running_again_and_finishes(regis
     trainer = wait_for(lambda: read_process_record(registry_path.parent / run_id), what="the process record")
 
     def read(stale_after=STALE_AFTER_S):
+        # As `workbench show` does: the liveness step, then the read.
+        settle_liveness(registry_path, stale_after=stale_after)
         with Registry.open(registry_path, stale_after=stale_after) as registry:
             return registry.get_run(run_id)
 
@@ -213,14 +215,19 @@ def test_resume_refuses_a_finished_run_unless_asked_for_more_steps(registry_path
     assert refused.returncode == 2
     assert refused.stderr.strip() == (f"error: run {parent} (finished) already trained all 4 steps (checkpoint "
                                       "step-4); give --steps N to train N more steps")
-    # The trainer refuses too, whoever starts it.
-    trainer = subprocess.run([sys.executable, "-m", "workbench.train", "--registry", str(registry_path), "--resume",
-                              parent], capture_output=True, text=True, timeout=RUN_DEADLINE_S)
-    assert trainer.returncode == 2
-    assert trainer.stderr.strip() == (f"error: run {parent}: its checkpoint step-4 already reached run.max_steps = 4; "
-                                      "nothing left to train (raise it, e.g. --set run.max_steps=14)")
     with Registry.open(registry_path) as registry:
         assert len(registry.list_runs()) == 1, "a refused resume registers nothing"
+        # The trainer refuses too, whoever registered the run it is given: one line, exit 2, run failed.
+        parent_run = registry.get_run(parent)
+        unchecked = registry.create_run(name="unchecked", variant=parent_run.variant, recipe=parent_run.recipe,
+                                        parent_id=parent)
+    trainer = subprocess.run([sys.executable, "-m", "workbench.train", "--registry", str(registry_path), "--resume",
+                              parent, "--run-id", unchecked], capture_output=True, text=True, timeout=RUN_DEADLINE_S)
+    assert trainer.returncode == 2
+    message = (f"run {parent}: its checkpoint step-4 already reached run.max_steps = 4; nothing left to train "
+               f"(resume it with --steps N to train N more)")
+    assert trainer.stderr.strip() == f"error: {message}"
+    assert (get_run(registry_path, unchecked).status, get_run(registry_path, unchecked).error) == ("failed", message)
 
     more = run_cli("resume", parent, "--detach", "--steps", "2", "--registry", str(registry_path))
     assert more.returncode == 0, more.stderr

@@ -53,3 +53,18 @@ def assert_close_lists(actual: list[float], expected: list[float], tolerance: fl
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
         assert math.isclose(got, want, rel_tol=tolerance, abs_tol=tolerance), (got, want)
+
+
+def older_registry(path, version: int):
+    """A registry file as workbench wrote it at schema `version` (its tables, nothing in them), open as
+    a sqlite-utils Database for the test to fill and close."""
+    from sqlite_utils import Database
+
+    from workbench.registry.schema import migrate
+
+    old = Database(path)
+    old.conn.isolation_level = None
+    old.conn.execute("BEGIN")
+    migrate(old, 0, to_version=version)
+    old.conn.execute("COMMIT")
+    return old

@@ -1,5 +1,5 @@
-"""A reader whose reconcile finds the write lock held (say by a trainer frozen inside a transaction)
-answers with what is committed and leaves the verdict to a later read: it never waits out the lock."""
+"""The liveness step's reconcile, finding the write lock held (say by a trainer frozen inside a
+transaction), decides nothing and leaves the verdict to the next step: it never waits out the lock."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ import sqlite3
 import pytest
 from sqlite_utils import Database
 
-from tests.registry.builders import group
+from tests.registry.builders import group, older_registry
 from workbench.registry import SCHEMA_VERSION, Registry, RegistryError
-from workbench.registry.schema import APPLICATION_ID, MIGRATIONS, migrate
+from workbench.registry.schema import APPLICATION_ID, MIGRATIONS
 
 
 def digest(path) -> str:
@@ -98,11 +98,7 @@ def test_newer_schema_is_refused(tmp_path):
 
 def test_version_1_file_is_migrated_in_place_keeping_its_data(tmp_path):
     path = tmp_path / "old.db"
-    old = Database(path)
-    old.conn.isolation_level = None
-    old.conn.execute("BEGIN")
-    migrate(old, 0, to_version=1)
-    old.conn.execute("COMMIT")
+    old = older_registry(path, version=1)
     old["runs"].insert({"id": "old111", "name": "legacy", "variant": "grpo", "status": "finished", "created_at": 5.0})
     old["metric_keys"].insert({"id": 1, "name": "reward"})
     old["metrics"].insert_all([{"run_id": "old111", "key_id": 1, "step": s, "value": s / 4} for s in range(4)])

@@ -66,6 +66,7 @@ def test_sigkill_at_random_moments_leaves_only_whole_steps(tmp_path):
         assert all(counts["responses"][step] == counts["token_stats"][step] == RESPONSES_PER_STEP for step in steps)
         assert set(counts["metrics"]) == set(counts["groups"]) == set(counts["responses"]) == set(steps)
         with Registry.open(path, stale_after=600) as registry:
+            assert registry.reconcile() == [run_id]
             assert registry.get_run(run_id).status == "crashed"
             assert registry.events(run_id)[-1].message.endswith(f"last committed step {steps[-1]}")
 

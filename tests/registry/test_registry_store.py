@@ -12,7 +12,7 @@ import pytest
 
 from tests.registry.builders import assert_close_lists, group
 from workbench.registry import RecordNotFound, Registry, RegistryError, RunNotFound
-from workbench.registry.store import RUN_ID_ALPHABET
+from workbench.registry.runs import RUN_ID_ALPHABET
 
 
 def test_run_ids_are_short_unambiguous_and_unique(registry):
@@ -241,6 +241,7 @@ def test_reconcile_by_stale_heartbeat_and_live_pid(registry, clock):
     assert registry.reconcile() == []
     registry.heartbeat(live)
     clock.now += 2
+    assert registry.reconcile() == [remote]
     assert registry.list_runs(status="crashed")[0].id == remote
     assert "no heartbeat for 61 s" in registry.get_run(remote).error
     assert registry.events(remote)[-1].message == "run crashed: no heartbeat for 61 s; no step committed"

@@ -7,9 +7,9 @@ import sqlite3
 
 from sqlite_utils import Database
 
+from tests.registry.builders import older_registry
 from workbench.registry import SCHEMA_VERSION, GroupRecord, Registry, ResponseRecord
 from workbench.registry.exchange import export_jsonl, import_jsonl
-from workbench.registry.schema import migrate
 
 
 def _group(rendered: str | None) -> GroupRecord:
@@ -20,11 +20,7 @@ def _group(rendered: str | None) -> GroupRecord:
 
 def test_a_version_2_registry_migrates_and_keeps_its_groups(tmp_path):
     path = tmp_path / "v2.db"
-    old = Database(path)
-    old.conn.isolation_level = None
-    old.conn.execute("BEGIN")
-    migrate(old, 0, to_version=2)
-    old.conn.execute("COMMIT")
+    old = older_registry(path, version=2)
     old["runs"].insert({"id": "old222", "name": "legacy", "variant": "grpo", "status": "finished", "created_at": 5.0})
     old["groups"].insert({"run_id": "old222", "kind": "train", "step": 1, "group_index": 0, "prompt": "3+4=",
                           "answer": "7"})

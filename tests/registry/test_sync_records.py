@@ -8,7 +8,7 @@ import pytest
 
 from tests.registry.builders import group
 from workbench.registry import Registry
-from workbench.registry.sync import IncompletePull, cursors, export_since, import_since
+from workbench.registry.remote_copy import IncompletePull, cursors, export_since, import_since
 
 
 @pytest.fixture

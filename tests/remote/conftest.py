@@ -25,7 +25,7 @@ import pytest
 
 import workbench
 from tests.launch.helpers import kill_run_processes, wait_for
-from workbench.launch.processes import descendants, pid_alive, signal_pid
+from workbench.launch.local.processes import descendants, pid_alive, signal_pid
 
 SSHD = "/usr/sbin/sshd"
 CHECKOUT = Path(workbench.__file__).resolve().parents[1]

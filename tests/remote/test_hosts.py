@@ -11,7 +11,7 @@ import pytest
 
 from tests.remote.conftest import ALIAS, trust_host_key
 from workbench import __version__
-from workbench.launch.hosts import connect, get_host, list_hosts, run_sync
+from workbench.launch.remote.hosts import connect, get_host, list_hosts, run_sync
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import pytest
 
 from tests.launch.helpers import wait_for
 from tests.remote.conftest import ALIAS
-from workbench.launch.sync import SyncLoop, sync_runs
+from workbench.launch import SyncLoop, sync_runs
 from workbench.registry import Registry
-from workbench.registry.sync import read_sync_state
+from workbench.registry.remote_copy import read_sync_state
 
 pytestmark = pytest.mark.slow
 
@@ -198,11 +198,12 @@ def test_stop_resume_logs_rm_and_a_hostile_name_stays_literal(world, sshd):
 
     stopped = world.cli("stop", run_id, "--grace", "60")
     assert "stopped" in stopped.stdout
-    resumed = world.cli("resume", run_id, "--detach").stdout.strip().splitlines()[-1]
-    assert resumed != run_id
+    said = world.cli("resume", run_id, "--detach").stdout.strip().splitlines()
+    resumed = said[-1]
+    assert resumed != run_id and said[0].startswith(f"resumes run {run_id} from its checkpoint at step ")
     with Registry.open(world.registry) as registry:
         child = registry.get_run(resumed)
-        assert (child.parent_id, child.host, child.name) == (run_id, "box", name)
+        assert (child.parent_id, child.host, child.name) == (run_id, "box", f"{name}~1")
     parent_last = _last_step(world.registry, run_id)
     wait_for(lambda: synced_step(resumed) > parent_last, 240, interval=1.0,
              what="the resumed run to train past its parent")

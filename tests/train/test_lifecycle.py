@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tests.train.helpers import ROOT, stable_metrics, train, trainer_process
+from tests.train.helpers import ROOT, register, stable_metrics, train, trainer_process
 from workbench.registry import Registry
 from workbench.train.checkpoint import read_state
 
@@ -130,11 +130,12 @@ def test_a_reward_module_that_does_not_import_fails_in_one_line_with_exit_2(regi
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_then_stops(registry_path):
-    process = trainer_process("--registry", str(registry_path), "--recipe", "quickstart",
-                              "--set", "run.max_steps=100000", "--set", "run.save_steps=0", "--no-progress")
+    registered = register(registry_path, "quickstart", "run.max_steps=100000", "run.save_steps=0", fast=False)
+    process = trainer_process("--registry", str(registry_path), "--run-id", registered, "--no-progress")
     first_line = process.stdout.readline()
     assert first_line.startswith("run: ")
     run_id = first_line.split()[1]
+    assert run_id == registered
     deadline = time.monotonic() + 60
     with Registry.open(registry_path) as registry:
         while (registry.last_step(run_id) or 0) < 2:
@@ -153,22 +154,26 @@ def test_sigterm_checkpoints_then_stops(registry_path):
 
 
 def test_bad_recipe_override_exits_2_before_registering(registry_path):
-    process = trainer_process("--registry", str(registry_path), "--recipe", "grpo",
-                              "--set", "algorithm.epsilon_high=-0.1")
-    out, err = process.communicate(timeout=60)
+    """The recipe is parsed once, by the command that registers the run: a bad `--set` never reaches a
+    trainer."""
+    process = subprocess.run([sys.executable, "-c", "from workbench.cli import main; main()", "train", "grpo",
+                              "--set", "algorithm.epsilon_high=-0.1", "--registry", str(registry_path)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert process.returncode == 2
-    assert "grpo.toml" in err and "algorithm.epsilon_high" in err and "-0.1" in err
-    assert not out.startswith("run:")
+    assert "grpo.toml" in process.stderr and "algorithm.epsilon_high" in process.stderr and "-0.1" in process.stderr
+    assert not process.stdout.startswith("run:")
+    assert not registry_path.exists()
 
 
 @pytest.mark.slow
 def test_two_processes_train_one_recorded_run(registry_path):
-    """torchrun starts two trainer processes (gloo on CPU); the main one registers and records."""
+    """torchrun starts two trainer processes (gloo on CPU) for one registered run; the main one records."""
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    run_id = register(registry_path, "grpo", "run.max_steps=2", "run.eval_steps=0", fast=False)
     result = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "-m", "workbench.train", "--registry", str(registry_path),
-         "--recipe", "grpo", "--set", "run.max_steps=2", "--set", "run.eval_steps=0", "--no-progress"],
+         "--run-id", run_id, "--no-progress"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("run: ") == 1

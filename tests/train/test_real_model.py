@@ -193,8 +193,8 @@ def test_missing_model_package_is_one_line_naming_the_install_command_before_reg
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("")
     registry_path = tmp_path / "runs" / "registry.db"
-    done = subprocess.run([sys.executable, "-m", "workbench.train", "--registry", str(registry_path), "--recipe",
-                           "smollm2-grpo"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", "from workbench.cli import main; main()", "train", "smollm2-grpo",
+                           "--registry", str(registry_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": f"{tmp_path / 'shadow'}{os.pathsep}{ROOT}"})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

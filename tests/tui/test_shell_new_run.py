@@ -309,7 +309,7 @@ def test_value_text_uses_the_override_syntax():
 async def test_target_lists_the_registrys_hosts_and_launches_there(registry, make_app, wait_for):
     """Hosts added with `workbench hosts add` are Target choices; launching on one goes over SSH. The host
     here is a closed loopback port, so the real connection is refused and the modal names that cause."""
-    from workbench.launch.hosts import Host, add_host
+    from workbench.launch import Host, add_host
 
     add_host(registry, Host(name="gpu-box", dest="root@127.0.0.1:1"))
     with Registry.open(registry) as reg:

@@ -13,7 +13,6 @@ Conventions (every command keeps them):
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-REGISTRY_ENV = "WORKBENCH_REGISTRY"
-DEFAULT_REGISTRY = Path("runs") / "registry.db"
+from workbench.contract import DEFAULT_REGISTRY, REGISTRY_ENV, default_registry_path
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,10 +40,7 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdo
 
 def registry_path(value: Path | str | None) -> Path:
     """The registry the user asked for: --registry, else $WORKBENCH_REGISTRY, else runs/registry.db."""
-    if value:
-        return Path(value)
-    env = os.environ.get(REGISTRY_ENV)
-    return Path(env) if env else DEFAULT_REGISTRY
+    return Path(value) if value else default_registry_path()
 
 
 def print_json(document: Any) -> None:

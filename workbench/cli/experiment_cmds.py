@@ -41,7 +41,7 @@ from workbench.experiments.view import Report, read_experiment, read_plan, repor
 from workbench.health import load_thresholds
 from workbench.recipe import SECTIONS
 from workbench.registry import RecordNotFound, Registry, RegistryError
-from workbench.registry.sync import read_sync_state
+from workbench.registry.remote_copy import read_sync_state
 
 experiment_app = Typer(help="One experiment: show, stop, resume, rm.", no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")

@@ -12,7 +12,7 @@ from rich.table import Table
 from workbench.cli.app import Typer, app
 from workbench.cli.common import JsonOption, RegistryOption, console, err_console, print_json, registry_path
 from workbench.launch import parse_gpus
-from workbench.launch.hosts import (
+from workbench.launch.remote.hosts import (
     DEFAULT_PYTHON,
     DEFAULT_WORKDIR,
     Host,
@@ -24,7 +24,7 @@ from workbench.launch.hosts import (
     remove_host,
     setup_host,
 )
-from workbench.launch.sync import SyncLoop, remote_runs, sync_runs
+from workbench.launch.remote.pull import SyncLoop, remote_runs, sync_runs
 
 hosts_app = Typer(help="SSH hosts to train on: add, list, rm, check, setup.", no_args_is_help=True)
 app.add_typer(hosts_app, name="hosts")

@@ -21,6 +21,8 @@ from workbench.launch import (
     MAX_RUNS_ENV,
     WatchSnapshot,
     follow_log,
+    is_remote_run,
+    kept_in_sync,
     launch,
     open_for_watch,
     parse_gpus,
@@ -29,13 +31,12 @@ from workbench.launch import (
     resume,
     resume_foreground,
     run_foreground,
+    settle_liveness,
     stop,
     watch_snapshot,
 )
-from workbench.launch.remote import follow_remote_log, is_remote_run
-from workbench.launch.sync import SyncLoop, sync_runs
 from workbench.presentation import format_duration
-from workbench.registry import TERMINAL_STATUSES, Registry
+from workbench.registry import TERMINAL_STATUSES, RegistryReader
 
 RecipeArgument = typer.Argument(..., help="A recipe file, or a preset name (recipes/<name>.toml).", show_default=False)
 RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
@@ -126,7 +127,8 @@ def stop_command(
 ) -> None:
     """Stop a run: SIGTERM (checkpoint, then `stopped`), SIGKILL after the grace period (`crashed`)."""
     path = registry_path(registry)
-    with Registry.open(path) as handle:
+    settle_liveness(path)   # a run whose process died unnoticed is not "stopping": it is crashed
+    with RegistryReader.open(path) as handle:
         info = handle.get_run(run)
     if info.status in ("running", "unresponsive"):
         err_console.print(f"stopping {info.id}: SIGTERM, SIGKILL after {grace:g} s ...", highlight=False)
@@ -142,14 +144,11 @@ def logs_command(
 ) -> None:
     """Print a run's output (stdout and stderr of its trainer)."""
     path = registry_path(registry)
-    remote = is_remote_run(path, run)
     if not follow:
-        if remote:
-            sync_runs(path, [run])
         sys.stdout.write(read_log(run, path))
         sys.stdout.flush()
         return
-    chunks = follow_remote_log(run, path) if remote else follow_log(run, path)
+    chunks = follow_log(run, path)
     try:
         for chunk in chunks:
             sys.stdout.write(chunk)
@@ -168,15 +167,16 @@ def watch_command(
 
     Off a terminal (piped, under `timeout`): one plain line per new step on stdout instead. Either way
     `run <id> <status>` on stderr says that the run ended."""
-    registry_handle, info = open_for_watch(registry_path(registry), run)
-    syncing = SyncLoop(registry_path(registry), [info.id]) if is_remote_run(registry_path(registry), info.id) else None
-    with registry_handle, syncing or contextlib.nullcontext():
-        snapshot = (_watch_live if console.is_terminal else _watch_lines)(registry_handle, info.id, interval)
+    path = registry_path(registry)
+    settle_liveness(path)
+    registry_handle, info = open_for_watch(path, run)
+    with registry_handle, kept_in_sync(path, [info.id]):
+        snapshot = (_watch_live if console.is_terminal else _watch_lines)(path, registry_handle, info.id, interval)
     if snapshot.run.status in TERMINAL_STATUSES:
         err_console.print(f"run {snapshot.run.id} {snapshot.run.status}", highlight=False, soft_wrap=True)
 
 
-def _watch_live(registry: Registry, run_id: str, interval: float) -> WatchSnapshot:
+def _watch_live(path: Path, registry: RegistryReader, run_id: str, interval: float) -> WatchSnapshot:
     """The watch as a table redrawn in place, until the run ends, q or Ctrl-C; returns the last read."""
     with _keys_pressed() as pressed:
         snapshot = watch_snapshot(registry, run_id)
@@ -185,6 +185,7 @@ def _watch_live(registry: Registry, run_id: str, interval: float) -> WatchSnapsh
                 while snapshot.run.status not in TERMINAL_STATUSES:
                     if "q" in pressed(interval):
                         break
+                    settle_liveness(path)   # a run that dies unnoticed ends the watch as `crashed`
                     snapshot = watch_snapshot(registry, run_id)
                     live.update(render_watch(snapshot), refresh=True)
             except KeyboardInterrupt:
@@ -192,7 +193,7 @@ def _watch_live(registry: Registry, run_id: str, interval: float) -> WatchSnapsh
     return snapshot
 
 
-def _watch_lines(registry: Registry, run_id: str, interval: float) -> WatchSnapshot:
+def _watch_lines(path: Path, registry: RegistryReader, run_id: str, interval: float) -> WatchSnapshot:
     """The watch as plain lines on stdout, each flushed at once: one per new step (or status), until the
     run ends; returns the last read. Ctrl-C or a reader that went away (`| head -3`) stops it quietly."""
     printed: tuple[int | None, str] | None = None
@@ -206,6 +207,7 @@ def _watch_lines(registry: Registry, run_id: str, interval: float) -> WatchSnaps
             if snapshot.run.status in TERMINAL_STATUSES:
                 return snapshot
             time.sleep(interval)
+            settle_liveness(path)   # a run that dies unnoticed ends the watch as `crashed`
             snapshot = watch_snapshot(registry, run_id)
     except KeyboardInterrupt:
         return snapshot
@@ -252,9 +254,13 @@ def render_watch(snapshot: WatchSnapshot) -> Table:
 
 
 def _print_started(registry: Path, run_id: str) -> None:
-    """Say what happened to a detached run, then its id alone on the last line (for scripts)."""
-    with Registry.open(registry) as handle:
+    """Say what happened to a detached run (for a resumed one first which checkpoint it starts from),
+    then its id alone on the last line (for scripts)."""
+    with RegistryReader.open(registry) as handle:
         run = handle.get_run(run_id)
+        queued = [event.message for event in handle.events(run.id) if event.kind == "queued"]
+    if run.parent_id is not None and queued:
+        console.print(shown(queued[0]), highlight=False, soft_wrap=True)
     if run.status == "queued":
         console.print(
             f"queued run {run.id} ({shown(run.name)}) at position {run.queue_position}: it starts when a running run "

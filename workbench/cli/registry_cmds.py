@@ -29,10 +29,11 @@ from workbench.cli.common import (
     visible,
 )
 from workbench.health import HEALTH_KEYS, load_thresholds, run_health
+from workbench.launch import settle_liveness
 from workbench.presentation import TERMINAL_STYLES, format_duration, status_colour
-from workbench.registry import RecordNotFound, Registry, RegistryError, RunInfo
+from workbench.registry import RecordNotFound, Registry, RegistryError, RegistryReader, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_runs
-from workbench.registry.sync import read_sync_state, unreachable_label
+from workbench.registry.remote_copy import unreachable_label
 from workbench.trackers import export_tensorboard, tensorboard_dir
 
 RunArgument = typer.Argument(..., help="Run id, unique id prefix, or unique name.", show_default=False)
@@ -48,8 +49,9 @@ class ExportFormat(StrEnum):
     tensorboard = "tensorboard"
 
 
-def _open(registry: Path | None, create: bool = False) -> Registry:
-    return Registry.open(registry_path(registry), create=create)
+def _open(registry: Path | None) -> RegistryReader:
+    """The registry for a read command: a read-only connection (reads never write)."""
+    return RegistryReader.open(registry_path(registry))
 
 
 def _finite(value: Any) -> Any:
@@ -129,6 +131,7 @@ def runs_command(
     as_json: bool = JsonOption,
 ) -> None:
     """List runs, newest first, with status, progress and last reward."""
+    settle_liveness(registry_path(registry))
     with _open(registry) as handle:
         runs = handle.list_runs(status=status, variant=variant, name=name, tag=tag)
     if as_json:
@@ -161,6 +164,7 @@ def runs_command(
 @app.command("show")
 def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_json: bool = JsonOption) -> None:
     """A run's status, recipe, last metrics and recent events."""
+    settle_liveness(registry_path(registry))
     with _open(registry) as handle:
         info = handle.get_run(run)
         last = handle.last_metrics(info.id)
@@ -392,21 +396,18 @@ def rm_command(
     registry: Path = RegistryOption,
 ) -> None:
     """Delete a run: its rows and its directory (logs, checkpoints)."""
+    from workbench.launch import check_deletable, delete  # process control loads only for a delete
+
     with _open(registry) as handle:
         info = handle.get_run(run)
-        if info.status in ("running", "unresponsive") and not force:
-            raise RegistryError(f"run {info.id} ({info.name}) is {info.status}: stop it first, or pass --force")
-        if not yes:
-            if not sys.stdin.isatty():
-                raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")
-            if not typer.confirm(f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", err=True):
-                err_console.print("kept")
-                raise typer.Exit(1)
-        if read_sync_state(handle.run_dir(info.id)) is not None:
-            from workbench.launch.remote import delete_remote
-
-            delete_remote(info, registry_path(registry), force=force)
-        handle.delete_run(info.id)
+    check_deletable(info, force)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")
+        if not typer.confirm(f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", err=True):
+            err_console.print("kept")
+            raise typer.Exit(1)
+    delete(info.id, registry_path(registry), force=force)
     console.print(f"deleted run {info.id} ({shown(info.name)})", highlight=False, soft_wrap=True)
 
 
@@ -461,7 +462,7 @@ def import_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Import runs from a JSONL export. Importing the same file twice changes nothing (and says so)."""
-    with _open(registry, create=True) as handle:
+    with Registry.open(registry_path(registry), create=True) as handle:
         if file == "-":
             imported = import_runs(handle, "<stdin>", sys.stdin, host=host, warn=_warn)
         else:

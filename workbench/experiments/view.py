@@ -25,7 +25,7 @@ from workbench.experiments.spec import SweepSpec
 from workbench.health import CHECKS, HEALTH_KEYS, Thresholds, run_health
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
 from workbench.registry.experiments import ExperimentInfo
-from workbench.registry.sync import read_sync_state
+from workbench.registry.remote_copy import read_sync_state
 
 Series = tuple[list[int], list[float]]
 TOKENS_KEY = "tokens/total"

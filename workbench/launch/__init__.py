@@ -1,9 +1,29 @@
 """Process control for training runs, here or on SSH hosts: launch detached, queue, stop, resume, logs, sync.
 
-Never imports `workbench.train` (the trainer is started as a process) nor torch.
+    launch/
+      dispatch     the one place that decides local or remote (launch, resume, stop, delete, logs)
+      local/       this machine: detached runs and their queue, supervisor and processes, foreground runs,
+                   and the liveness step (`settle_liveness`: silent runs crashed, queue started)
+      remote/      SSH hosts: the host list and connections (asyncssh, loaded only to connect), runs
+                   there, the pull that brings them home, and the agent that serves them on the host
+      limits, watching   shared: the concurrency limit and GPU ids, the watch view's numbers
+
+`local` never imports `remote`. Never imports `workbench.train` (the trainer is started as a process)
+nor torch.
 """
 
-from workbench.launch.hosts import Host, HostError, list_hosts
+from workbench.launch.dispatch import (
+    delete,
+    follow_log,
+    is_remote_run,
+    kept_in_sync,
+    launch,
+    read_log,
+    resume,
+    resume_foreground,
+    run_foreground,
+    stop,
+)
 from workbench.launch.limits import (
     MAX_RUNS_ENV,
     LaunchError,
@@ -12,20 +32,15 @@ from workbench.launch.limits import (
     parse_max_runs,
     visible_gpu_count,
 )
-from workbench.launch.local import (
-    DEFAULT_GRACE_S,
-    StopOutcome,
-    launch,
-    resume,
-    resume_foreground,
-    run_foreground,
-    stop,
-)
-from workbench.launch.logs import follow_log, read_log
-from workbench.launch.queue import start_queued
-from workbench.launch.remote import is_remote_run, launch_remote
-from workbench.launch.spec import LaunchSpec, trainer_argv
-from workbench.launch.sync import SyncLoop, SyncResult, sync_runs
+from workbench.launch.local.liveness import Settled, settle_liveness
+from workbench.launch.local.queue import start_queued
+from workbench.launch.local.registration import register as register_run
+from workbench.launch.local.registration import register_recipe
+from workbench.launch.local.runs import DEFAULT_GRACE_S, StopOutcome, check_deletable
+from workbench.launch.local.spec import LaunchSpec, trainer_argv
+from workbench.launch.remote.hosts import Host, HostError, add_host, list_hosts
+from workbench.launch.remote.pull import SyncLoop, SyncResult, sync_runs
+from workbench.launch.remote.runs import launch_remote
 from workbench.launch.watching import WatchSnapshot, open_for_watch, watch_snapshot
 
 __all__ = [
@@ -36,11 +51,16 @@ __all__ = [
     "LaunchError",
     "LaunchSpec",
     "StopOutcome",
+    "Settled",
     "SyncLoop",
     "SyncResult",
     "WatchSnapshot",
+    "add_host",
+    "check_deletable",
+    "delete",
     "follow_log",
     "is_remote_run",
+    "kept_in_sync",
     "launch",
     "launch_remote",
     "list_hosts",
@@ -49,9 +69,12 @@ __all__ = [
     "parse_gpus",
     "parse_max_runs",
     "read_log",
+    "register_recipe",
+    "register_run",
     "resume",
     "resume_foreground",
     "run_foreground",
+    "settle_liveness",
     "start_queued",
     "stop",
     "sync_runs",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.registry import Registry, RunInfo
+from workbench.registry import RegistryReader, RunInfo
 
 # (label, metric key): the numbers a researcher glances at while a run trains.
 WATCHED_METRICS: tuple[tuple[str, str], ...] = (
@@ -58,7 +58,7 @@ def eta_seconds(steps_done: int | None, total_steps: int | None, steps_per_s: fl
     return max(0, total_steps - steps_done) / steps_per_s
 
 
-def watch_snapshot(registry: Registry, run_id: str, steps_done: int | None = None) -> WatchSnapshot:
+def watch_snapshot(registry: RegistryReader, run_id: str, steps_done: int | None = None) -> WatchSnapshot:
     """Read the run's status and latest watched metrics. steps_done defaults to the run's last step."""
     run = registry.get_run(run_id)
     latest = registry.last_metrics(run.id)
@@ -72,9 +72,9 @@ def watch_snapshot(registry: Registry, run_id: str, steps_done: int | None = Non
     return WatchSnapshot(run=run, metrics=metrics, steps_per_s=rate, eta_s=eta_seconds(done, run.total_steps, rate))
 
 
-def open_for_watch(registry_path: Path, run_id: str) -> tuple[Registry, RunInfo]:
-    """Open the registry (never creating it) and resolve the run; RunNotFound for an unknown id."""
-    registry = Registry.open(Path(registry_path), create=False)
+def open_for_watch(registry_path: Path, run_id: str) -> tuple[RegistryReader, RunInfo]:
+    """Open the registry for reading and resolve the run; RunNotFound for an unknown id."""
+    registry = RegistryReader.open(Path(registry_path))
     try:
         return registry, registry.get_run(run_id)
     except BaseException:

@@ -38,25 +38,27 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, TextIO
 
+from workbench.registry.connection import RUN_ID_PATTERN
 from workbench.registry.errors import RegistryError
+from workbench.registry.groups import group_table_rows, insert_group_rows
 from workbench.registry.records import GroupRecord, ResponseRecord, TokenStats
-from workbench.registry.store import RUN_ID_PATTERN, Registry, _group_rows, _stored_float
+from workbench.registry.runs import STORED_FIELDS
+from workbench.registry.store import Registry, RegistryReader
+from workbench.registry.values import stored_float
 
 EXPORT_FORMAT = "workbench-run"
 EXPORT_VERSION = 2
 # Version 1 (no end record) still imports.
 IMPORT_VERSIONS = (1, 2)
-RUN_FIELDS = (
-    "id", "name", "variant", "recipe", "host", "status", "pid", "heartbeat", "created_at", "started_at",
-    "ended_at", "git_rev", "seed", "error", "tags", "parent_id", "total_steps",
-)  # fmt: skip
+# Every stored field of a run, in the order of its `run` record.
+RUN_FIELDS = STORED_FIELDS
 
 
 def _value(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def export_records(registry: Registry, run_id: str) -> Iterator[dict[str, Any]]:
+def export_records(registry: RegistryReader, run_id: str) -> Iterator[dict[str, Any]]:
     """The JSONL objects of one run (see the module docstring), in file order."""
     run = registry.get_run(run_id)
     stored = {field: getattr(run, field) for field in RUN_FIELDS}
@@ -98,7 +100,7 @@ def end_record(records: int) -> dict[str, Any]:
     return {"type": "end", "records": records}
 
 
-def export_jsonl(registry: Registry, run_id: str, out: TextIO) -> int:
+def export_jsonl(registry: RegistryReader, run_id: str, out: TextIO) -> int:
     """Write one run as JSONL, ending with its end record; returns the number of lines."""
     lines = 0
     for record in export_records(registry, run_id):
@@ -108,7 +110,7 @@ def export_jsonl(registry: Registry, run_id: str, out: TextIO) -> int:
     return lines + 1
 
 
-def export_csv(registry: Registry, run_id: str, out: TextIO) -> int:
+def export_csv(registry: RegistryReader, run_id: str, out: TextIO) -> int:
     """Write one run's metrics as wide CSV (a row per step, a column per key); returns the number of rows."""
     run = registry.get_run(run_id)
     keys = registry.metric_keys(run.id)
@@ -269,22 +271,14 @@ class _Importer:
         connection.executemany(
             "INSERT OR IGNORE INTO metrics (run_id, key_id, step, value) VALUES (?, ?, ?, ?)",
             [
-                (self.run_id, self.registry.metric_key_id(key), step, _stored_float(value))
+                (self.run_id, self.registry.metric_key_id(key), step, stored_float(value))
                 for key, value in record["metrics"].items()
             ],
         )
 
     def _group(self, record: dict[str, Any]) -> None:
-        connection = self.registry.conn
-        group_rows, response_rows, token_rows = _group_rows(self.run_id, record["step"], [_group_record(record)])
-        connection.executemany("INSERT OR IGNORE INTO groups VALUES (?, ?, ?, ?, ?, ?, ?)", group_rows)
-        connection.executemany(
-            """INSERT OR IGNORE INTO responses (run_id, kind, step, group_index, response_index, text, reward,
-                   reward_components, advantage, length, truncated, dropped_by)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            response_rows,
-        )
-        connection.executemany("INSERT OR IGNORE INTO token_stats VALUES (?, ?, ?, ?, ?, ?, ?)", token_rows)
+        rows = group_table_rows(self.run_id, record["step"], [_group_record(record)])
+        insert_group_rows(self.registry.conn, *rows, keep_existing=True)
 
     def _event(self, record: dict[str, Any]) -> None:
         # An earlier import of a truncated copy may hold its own "import" warning at this seq: the

@@ -1,8 +1,9 @@
 """Experiment records: a sweep's spec by name, and which run it launched for each cell and seed.
 
-`Registry.experiments` returns `ExperimentRecords(registry)`; every method is one transaction of that
-registry (its `_read` / `_write`, with their retry-while-busy guarantees). The spec is JSON the
-experiments layer writes and reads (workbench/experiments/spec.py); this module only keeps it.
+`RegistryReader.experiments` (and so `Registry.experiments`) returns `ExperimentRecords(registry)`; every
+method is one transaction of that registry (its `_read` / `_write`, with their retry-while-busy
+guarantees): reads on any, writes only through a writer. The spec is JSON the experiments layer
+writes and reads (workbench/experiments/spec.py); this module only keeps it.
 
 A link (experiment, cell, seed, run id, host) is written right after the launcher registered the run.
 Runs never point back: deleting a run on its own leaves its link, which reads as a missing run.
@@ -15,12 +16,10 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from workbench.registry.connection import RegistryConnection, WriterConnection
 from workbench.registry.errors import RecordNotFound, RegistryError
-
-if TYPE_CHECKING:
-    from workbench.registry.store import Registry
 
 EXPERIMENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -60,8 +59,13 @@ def check_name(name: str) -> str:
 class ExperimentRecords:
     """The experiments of one open registry."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: RegistryConnection) -> None:
         self.registry = registry
+
+    def _write(self, body: Any) -> Any:
+        if not isinstance(self.registry, WriterConnection):
+            raise TypeError("experiment records are written through a writer (Registry), not a RegistryReader")
+        return self._write(body)
 
     def create(self, name: str, spec: dict[str, Any]) -> ExperimentInfo:
         """Store a new experiment; RegistryError when the name is taken."""
@@ -75,7 +79,7 @@ class ExperimentRecords:
             connection.execute("INSERT INTO experiments (name, spec, created_at, updated_at) VALUES (?, ?, ?, ?)",
                                (name, text, now, now))
 
-        self.registry._write(insert)
+        self._write(insert)
         return ExperimentInfo(name, json.loads(text), now, now)
 
     def save_spec(self, name: str, spec: dict[str, Any]) -> None:
@@ -87,7 +91,7 @@ class ExperimentRecords:
             if not changed:
                 raise ExperimentNotFound(f"no experiment {name!r} in {self.registry.path}")
 
-        self.registry._write(update)
+        self._write(update)
 
     def find(self, name: str) -> ExperimentInfo | None:
         """The experiment of exactly this name, or None."""
@@ -134,7 +138,7 @@ class ExperimentRecords:
                 (name, cell, int(seed), run_id, host, now),
             )
 
-        self.registry._write(insert)
+        self._write(insert)
 
     def links(self, name: str) -> list[Link]:
         """The experiment's links, oldest first."""
@@ -167,7 +171,7 @@ class ExperimentRecords:
             if not connection.execute("DELETE FROM experiments WHERE name = ?", (name,)).rowcount:
                 raise ExperimentNotFound(f"no experiment {name!r} in {self.registry.path}")
 
-        self.registry._write(delete)
+        self._write(delete)
 
 
 def _rows(connection: sqlite3.Connection, where: str, params: list[Any]) -> list[ExperimentInfo]:

@@ -1,4 +1,4 @@
-"""Checkpoints: `checkpoints/step-<N>/` holds the policy (save_pretrained, safetensors; LoRA: the adapters),
+"""Checkpoints: `checkpoints/step-<N>/` (the layout is the launcher's too: workbench/contract.py) holds the policy (save_pretrained, safetensors; LoRA: the adapters),
 the tokenizer, the critic (critic.safetensors) and `trainer_state.pt` (optimizers, schedulers, RNG
 states, prompt position, step counters). A checkpoint is written to a temporary directory and renamed,
 so a crash never leaves a half-written `step-<N>`.
@@ -7,39 +7,21 @@ so a crash never leaves a half-written `step-<N>`.
 from __future__ import annotations
 
 import random
-import re
 import shutil
 from pathlib import Path
 
 import torch
 
+from workbench.contract import CHECKPOINT_STATE_FILE as STATE_FILE
+from workbench.contract import checkpoint_dir
 from workbench.errors import UserError
 from workbench.train.engine import Engine
 
-STATE_FILE = "trainer_state.pt"
 CRITIC_FILE = "critic.safetensors"
-STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 class CheckpointError(UserError):
     """A run to resume that has no usable checkpoint."""
-
-
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step-{step}"
-
-
-def checkpoint_step(directory: Path) -> int:
-    """The step a `step-<N>` checkpoint directory was saved after."""
-    return int(STEP_DIR.match(directory.name).group(1))
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step, or None."""
-    root = run_dir / "checkpoints"
-    found = [(int(m.group(1)), p) for p in root.glob("step-*") if (m := STEP_DIR.match(p.name))
-             and (p / STATE_FILE).exists()] if root.is_dir() else []
-    return max(found)[1] if found else None
 
 
 def save_checkpoint(engine: Engine, run_dir: Path) -> Path:

@@ -1,10 +1,14 @@
-"""The trainer process's life: register, run the steps, record every outcome (docs/internals.md
+"""The trainer process's life: train a registered run, record every outcome (docs/internals.md
 "The trainer process").
 
-Exit paths: normal end -> finished (exit 0); an exception (a failing reward function, a NaN/inf loss,
-a bad dataset) -> failed with the message and traceback in the registry (exit 1); SIGTERM, SIGINT or
-SIGHUP, once or many times -> checkpoint, then stopped (exit 0). A bad recipe given on the command line
-exits 2 before registering.
+The launcher registers the run with its resolved recipe (workbench.launch.local.registration); the
+trainer is given its id and reads the recipe back: it never parses a recipe file or `--set` strings.
+
+Exit paths (workbench/contract.py): normal end -> finished (exit 0); an exception (a failing reward
+function, a NaN/inf loss, a bad dataset) -> failed with the message and traceback in the registry
+(exit 1); SIGTERM, SIGINT or SIGHUP, once or many times -> checkpoint, then stopped (exit 0). Bad input
+(an unknown run, a checkpoint with nothing left to train, a model package that is not installed, a
+reward module that does not import) -> one line on stderr, the run failed with it, exit 2.
 """
 
 from __future__ import annotations
@@ -22,27 +26,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.catalog import require_packaged
+from workbench.contract import (
+    CHECKPOINTS_DIR,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    MODEL_DIR,
+    PARENT_PID_ENV,
+    checkpoint_dir,
+    checkpoint_step,
+    latest_checkpoint,
+)
 from workbench.errors import UserError
-from workbench.recipe import Recipe, find_recipe, load_recipe, parse_override, recipe_from_dict
+from workbench.recipe import Recipe, recipe_from_dict
 from workbench.registry import Registry, RunInfo, RunNotFound
-from workbench.system import git_revision
 
-FAILED_EXIT, BAD_INPUT_EXIT = 1, 2
-# Set by `workbench train` (the foreground command): the trainer stops, with a checkpoint, if it dies.
-PARENT_PID_ENV = "WORKBENCH_PARENT_PID"
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
 class Request:
-    """What the command line asked for (exactly one of run_id-only, recipe, resume)."""
+    """What the command line asked for: the registered run to train, and the run it continues."""
 
     registry: Path
-    run_id: str | None = None
-    recipe: str | None = None
-    overrides: tuple[str, ...] = ()
-    name: str | None = None
+    run_id: str
     resume: str | None = None
     progress: bool = False
 
@@ -103,68 +111,88 @@ def _set_parent_death_signal(sig: signal.Signals) -> bool:
 
 @dataclass(frozen=True)
 class Plan:
-    """What to train, read from the command line and the registry before anything is written."""
+    """What to train, read from the registry before anything is written."""
 
     recipe: Recipe
-    recipe_path: Path | None = None        # --recipe
+    run_id: str
     parent: RunInfo | None = None          # --resume
     resume_from: Path | None = None        # the parent's latest checkpoint
-    run_id: str | None = None              # --run-id: the run is already registered
 
 
 def main(request: Request) -> int:
     """Run the trainer for `request`; returns the process exit code.
 
     Under `accelerate launch` every process trains on its own share of the prompts; the main process
-    registers the run, records, evaluates and checkpoints, the others only train.
+    records, evaluates and checkpoints, the others only train.
     """
     stop = StopSignal()
     stop.install()
     stop_when_parent_dies(os.environ.get(PARENT_PID_ENV))
     try:
-        registry = Registry.open(request.registry, create=True)
-        plan = make_plan(registry, request)
-        require_packaged(plan.recipe.model.name_or_path)   # a missing model package: before registering
-    except UserError as exc:
+        registry = Registry.open(request.registry)
+        run = registered_run(registry, request.run_id)
+    except UserError as exc:  # no run to record it on
         print(f"error: {exc}", file=sys.stderr)
-        return BAD_INPUT_EXIT
-    from workbench.train.engine import make_accelerator, share_object
+        return EXIT_BAD_INPUT
+    try:
+        plan = make_plan(registry, run, request.resume)
+        require_packaged(plan.recipe.model.name_or_path)
+    except UserError as exc:
+        if _rank() == 0:
+            _record_failure(registry, run.id, str(exc))
+        registry.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from workbench.train.engine import make_accelerator
 
     accelerator = make_accelerator(plan.recipe)
-    run_id = None
-    if accelerator.is_main_process:
-        try:
-            run_id = register(registry, request, plan)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return BAD_INPUT_EXIT
-        print(f"run: {run_id}", flush=True)
-    run_id = share_object(accelerator, run_id)
     if not accelerator.is_main_process:
         registry.close()
-        train(None, run_id, plan, accelerator, stop, live_progress=False)
-        return 0
+        train(None, run.id, plan, accelerator, stop, live_progress=False)
+        return EXIT_OK
+    print(f"run: {run.id}", flush=True)
     with registry:
         try:
-            registry.update_run(run_id, pid=os.getpid())
-            registry.set_status(run_id, "running")
-            with registry.heartbeat_thread(run_id):
-                status = train(registry, run_id, plan, accelerator, stop, request.progress)
+            registry.update_run(run.id, pid=os.getpid())
+            registry.set_status(run.id, "running")
+            if plan.parent is not None:
+                registry.add_event(run.id, "resumed", f"resuming run {plan.parent.id} from its checkpoint at step "
+                                   f"{checkpoint_step(plan.resume_from)} ({plan.resume_from.name})")
+            with registry.heartbeat_thread(run.id):
+                status = train(registry, run.id, plan, accelerator, stop, request.progress)
         except UserError as exc:  # bad input found once training began (a reward module that fails to import)
-            message = f"{exc}" + _last_checkpoint_note(registry, run_id)
-            registry.add_event(run_id, "failed", message, level="error", step=registry.last_step(run_id))
-            registry.set_status(run_id, "failed", error=message)
+            message = f"{exc}" + _last_checkpoint_note(registry, run.id)
+            _record_failure(registry, run.id, message)
             print(f"error: {message}", file=sys.stderr, flush=True)
-            return BAD_INPUT_EXIT
+            return EXIT_BAD_INPUT
         except Exception as exc:  # every failure is recorded, then the process exits non-zero
             trace = traceback.format_exc()
-            message = f"{type(exc).__name__}: {exc}" + _last_checkpoint_note(registry, run_id)
-            registry.add_event(run_id, "failed", message, level="error", step=registry.last_step(run_id))
-            registry.set_status(run_id, "failed", error=f"{message}\n\n{trace}")
+            message = f"{type(exc).__name__}: {exc}" + _last_checkpoint_note(registry, run.id)
+            registry.add_event(run.id, "failed", message, level="error", step=registry.last_step(run.id))
+            registry.set_status(run.id, "failed", error=f"{message}\n\n{trace}")
             print(trace, file=sys.stderr, flush=True)
-            return FAILED_EXIT
-        registry.set_status(run_id, status)
-    return 0
+            return EXIT_FAILED
+        registry.set_status(run.id, status)
+    return EXIT_OK
+
+
+def registered_run(registry: Registry, run_id: str) -> RunInfo:
+    """The run registered under exactly this id (the trainer takes no prefix or name)."""
+    run = registry.get_run(run_id)
+    if run.id != run_id:
+        raise RunNotFound(f"no run with the id {run_id!r} in {registry.path}")
+    return run
+
+
+def _record_failure(registry: Registry, run_id: str, message: str) -> None:
+    """A user's mistake found after the run was registered: the run fails with the one line printed."""
+    registry.add_event(run_id, "failed", message, level="error", step=registry.last_step(run_id))
+    registry.set_status(run_id, "failed", error=message)
+
+
+def _rank() -> int:
+    """This process's rank under `accelerate launch` / torchrun (0 alone): the one that records."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def model_summary(engine) -> str:
@@ -179,77 +207,28 @@ def model_summary(engine) -> str:
 
 
 def _last_checkpoint_note(registry: Registry, run_id: str) -> str:
-    from workbench.train.checkpoint import latest_checkpoint
-
     checkpoint = latest_checkpoint(registry.run_dir(run_id))
     return f" (last good checkpoint: {checkpoint})" if checkpoint else ""
 
 
-def make_plan(registry: Registry, request: Request) -> Plan:
-    """The recipe to train and where to start from; reads only (every process calls it)."""
-    from workbench.train.checkpoint import CheckpointError, checkpoint_step, latest_checkpoint
+def make_plan(registry: Registry, run: RunInfo, resume: str | None) -> Plan:
+    """The run's recipe (as registered) and, for `resume`, the parent's checkpoint to start from; reads
+    only (every process calls it)."""
+    from workbench.train.checkpoint import CheckpointError
 
-    if request.resume:
-        parent = registry.get_run(request.resume)
-        # A resume registered by `workbench resume` carries its own recipe (--steps moves max_steps).
-        registered = _registered_run(registry, request.run_id)
-        source = registered if registered is not None else parent
-        recipe = _with_overrides(source.recipe, request.overrides, f"run {source.id}")
-        checkpoint = latest_checkpoint(registry.run_dir(parent.id))
-        if checkpoint is None:
-            raise CheckpointError(f"run {parent.id} has no checkpoint to resume from "
-                                  f"(looked in {registry.run_dir(parent.id) / 'checkpoints'})")
-        if checkpoint_step(checkpoint) >= recipe.run.max_steps:
-            raise CheckpointError(f"run {parent.id}: its checkpoint {checkpoint.name} already reached "
-                                  f"run.max_steps = {recipe.run.max_steps}; nothing left to train "
-                                  f"(raise it, e.g. --set run.max_steps={checkpoint_step(checkpoint) + 10})")
-        return Plan(recipe=recipe, parent=parent, resume_from=checkpoint, run_id=request.run_id)
-    if request.recipe:
-        path = find_recipe(request.recipe)
-        return Plan(recipe=load_recipe(path, request.overrides), recipe_path=path)
-    if request.run_id:
-        info = registry.get_run(request.run_id)
-        return Plan(recipe=_with_overrides(info.recipe, request.overrides, f"run {info.id}"), run_id=info.id)
-    raise UserError("nothing to train: give --run-id, --recipe or --resume")
-
-
-def register(registry: Registry, request: Request, plan: Plan) -> str:
-    """The run's id: the given one, or a new run registered for the recipe or the resume."""
-    from workbench.train.checkpoint import checkpoint_step
-
-    recipe = plan.recipe
-    if plan.parent is not None:
-        parent = plan.parent
-        run_id = plan.run_id or registry.create_run(
-            name=request.name or parent.name, variant=recipe.preset, recipe=recipe.to_dict(), seed=recipe.run.seed,
-            git_rev=git_revision(), tags=parent.tags, parent_id=parent.id, total_steps=recipe.run.max_steps)
-        registry.add_event(run_id, "resumed", f"resuming run {parent.id} from its checkpoint at step "
-                           f"{checkpoint_step(plan.resume_from)} ({plan.resume_from.name})")
-        return run_id
-    if plan.run_id is not None:
-        return plan.run_id
-    return registry.create_run(name=request.name or plan.recipe_path.stem, variant=recipe.preset,
-                               recipe=recipe.to_dict(), seed=recipe.run.seed, git_rev=git_revision(),
-                               total_steps=recipe.run.max_steps)
-
-
-def _registered_run(registry: Registry, run_id: str | None) -> RunInfo | None:
-    """The run registered under `run_id` in this registry, if any."""
-    if run_id is None:
-        return None
-    try:
-        run = registry.get_run(run_id)
-    except RunNotFound:
-        return None
-    return run if run.id == run_id else None
-
-
-def _with_overrides(stored: dict, overrides: tuple[str, ...], source: str) -> Recipe:
-    raw = {section: dict(values) for section, values in stored.items()}
-    for item in overrides:
-        section, key, value = parse_override(item)
-        raw.setdefault(section, {})[key] = value
-    return recipe_from_dict(raw, source=source)
+    recipe = recipe_from_dict(run.recipe, source=f"run {run.id}")
+    if not resume:
+        return Plan(recipe=recipe, run_id=run.id)
+    parent = registry.get_run(resume)
+    checkpoint = latest_checkpoint(registry.run_dir(parent.id))
+    if checkpoint is None:
+        raise CheckpointError(f"run {parent.id} has no checkpoint to resume from "
+                              f"(looked in {registry.run_dir(parent.id) / CHECKPOINTS_DIR})")
+    if checkpoint_step(checkpoint) >= recipe.run.max_steps:
+        raise CheckpointError(f"run {parent.id}: its checkpoint {checkpoint.name} already reached "
+                              f"run.max_steps = {recipe.run.max_steps}; nothing left to train "
+                              "(resume it with --steps N to train N more)")
+    return Plan(recipe=recipe, run_id=run.id, parent=parent, resume_from=checkpoint)
 
 
 def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop: StopSignal,
@@ -278,9 +257,9 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
         restore_checkpoint(engine, resume_from, state)
     else:
         if accelerator.is_main_process:
-            create_initial_model(recipe.model, run_dir / "model", recipe.run.seed)
+            create_initial_model(recipe.model, run_dir / MODEL_DIR, recipe.run.seed)
         accelerator.wait_for_everyone()
-        engine = build_engine(recipe, initial_model_path(recipe.model, run_dir / "model"), accelerator)
+        engine = build_engine(recipe, initial_model_path(recipe.model, run_dir / MODEL_DIR), accelerator)
     if registry:
         registry.add_event(run_id, "model", model_summary(engine))
     if registry and recipe.updates_per_step == 1:
@@ -347,8 +326,6 @@ def reward_warnings() -> Iterator[list[tuple[str, str, str]]]:
 
 def _checkpoint(engine, run_dir: Path, save_checkpoint) -> Path:
     """The main process writes the checkpoint; every process waits for it."""
-    from workbench.train.checkpoint import checkpoint_dir
-
     if engine.accelerator.is_main_process:
         save_checkpoint(engine, run_dir)
     engine.accelerator.wait_for_everyone()

@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from workbench.errors import UserError
-from workbench.registry import Registry
+from workbench.registry import RegistryReader
 from workbench.tui import OpenCompare, OpenExperiment, OpenExperiments, OpenNewRun, OpenRun, WorkerFailed
 from workbench.tui.modals import ErrorModal
 from workbench.tui.screens.runs import RunsScreen, read_run_list
@@ -115,13 +115,18 @@ class WorkbenchApp(App[None]):
         if self.own_process:
             self.call_after_refresh(quiet_garbage_collector)
 
-    def open_registry(self) -> Registry:
-        """A new connection to the registry (callable from any thread); RegistryError when unusable.
+    def open_registry(self) -> RegistryReader:
+        """A new read-only connection to the registry (callable from any thread); RegistryError when
+        unusable. It carries the app's clock, the one the screens measure durations with."""
+        return RegistryReader.open(self.registry_path, clock=self.clock)
 
-        The registry judges liveness (heartbeat age) by the app's clock, the same clock the screens
-        measure durations with.
-        """
-        return Registry.open(self.registry_path, create=False, clock=self.clock)
+    def settle_liveness(self) -> None:
+        """The refresher's liveness step (from a worker, before it reads): a run whose process died is
+        marked crashed and the queue behind it starts, as `workbench runs` does. Reads alone never
+        decide that; the launcher loads on the first refresh, not on the start path."""
+        from workbench.launch import settle_liveness
+
+        settle_liveness(self.registry_path, clock=self.clock)
 
     def deliver_screenshot(
         self, filename: str | None = None, path: str | None = None, time_format: str | None = None

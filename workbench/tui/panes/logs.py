@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 
 from workbench.registry import EventRecord
-from workbench.registry.sync import read_sync_state
+from workbench.registry.remote_copy import read_sync_state
 from workbench.tui import ReportsWorkerErrors
 
 #: bytes read from the end of output.log when the pane opens

@@ -462,7 +462,7 @@ class NewRunScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="hosts", name="reading the hosts")
     def load_hosts(self) -> None:
-        from workbench.launch.hosts import list_hosts  # reads hosts.json beside the registry; never connects
+        from workbench.launch import list_hosts  # reads hosts.json beside the registry; never connects
 
         hosts = list_hosts(self.app.registry_path)
         self.post_message(HostsLoaded([(f"{host.name} ({host.dest})", host.name) for host in hosts]))

@@ -158,6 +158,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run-header", name="reading the run")
     def read_run(self) -> None:
+        self.app.settle_liveness()
         with self.app.open_registry() as registry:
             run = registry.get_run(self.run_id)
             health = None

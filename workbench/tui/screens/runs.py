@@ -402,6 +402,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-read", name="reading runs")
     def read_runs(self) -> None:
         try:
+            self.app.settle_liveness()
             judged = {run_id: step for run_id, (step, _) in self.health.items()}
             self.post_message(read_run_list(self.app.registry_path, self.app.open_registry, judged))
         finally:
@@ -735,7 +736,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="deleting a run")
     def delete_run(self, run_id: str) -> None:
-        with self.app.open_registry() as registry:
+        with Registry.open(self.app.registry_path, clock=self.app.clock) as registry:
             registry.delete_run(run_id)
         self.app.call_from_thread(self.notify, f"Run {run_id} deleted.")
         self.post_message(RunsChanged())

@@ -2,11 +2,10 @@
 
 There is no daemon. Every process that can free a slot calls `start_queued`: `launch` itself, the
 supervisor of a run that ended, `stop`, and the end of a foreground `workbench train`. When a run's
-supervisor died with it (both killed), whoever reads the registry next notices: the registry marks the
-run crashed and tells its crash listeners, and this module's listener starts the queue (so `runs`,
-`show`, `watch` and the TUI's refresh all do). An exclusive file lock next to the registry makes the
-check-and-start atomic across processes, so two of them never start the same queued run twice and
-never exceed the limit together.
+supervisor died with it (both killed), the next liveness step notices (liveness.py: `workbench runs`,
+`show`, `watch`, the app's refresh ...): it marks the run crashed and starts the queue. An exclusive
+file lock next to the registry makes the check-and-start atomic across processes, so two of them never
+start the same queued run twice and never exceed the limit together.
 """
 
 from __future__ import annotations
@@ -21,18 +20,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workbench.errors import UserError
+from workbench.contract import LOG_FILE, SPEC_FILE
 from workbench.launch.limits import MAX_RUNS_ENV, max_concurrent_runs
-from workbench.launch.processes import start_detached
-from workbench.launch.spec import LOG_FILE, SPEC_FILE, read_spec
-from workbench.registry import Registry, RunInfo, add_crash_listener
+from workbench.launch.local.processes import start_detached
+from workbench.launch.local.spec import read_spec
+from workbench.registry import Registry, RunInfo
 
-SUPERVISOR_MODULE = "workbench.launch.supervise"
+SUPERVISOR_MODULE = "workbench.launch.local.supervise"
 LOCK_SUFFIX = ".launch.lock"
 LOCAL_HOSTS = ("local", socket.gethostname())
 SLOT_HOLDERS = ("running", "unresponsive")
-# Which thread of this process holds a queue lock (flock is per open file: taking it twice would deadlock).
-_lock_holder = threading.local()
 
 
 @contextmanager
@@ -42,11 +39,9 @@ def queue_lock(registry_path: Path) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
-        _lock_holder.held = True
         try:
             yield
         finally:
-            _lock_holder.held = False
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
@@ -69,10 +64,11 @@ def queued_in_order(runs: list[RunInfo]) -> list[RunInfo]:
 
 
 def start_queued(registry_path: Path, max_runs: int | None = None, registry: Registry | None = None) -> list[str]:
-    """Start queued runs while slots are free; returns the ids started. Safe to call from anywhere.
+    """Settle liveness (a dead run frees its slot), then start queued runs while slots are free; returns
+    the ids started. Safe to call from anywhere.
 
     Only runs that `launch` or `resume` queued (they have a launch.json) are started. `registry`: an
-    open handle on the same file to use (the crash listener passes the reader's own handle)."""
+    open handle on the same file to use (the liveness step passes its own, with its clock)."""
     registry_path = Path(registry_path).resolve()
     limit = max_runs if max_runs is not None else max_concurrent_runs()
     started: list[str] = []
@@ -95,22 +91,8 @@ def _opened(registry_path: Path, registry: Registry | None) -> Iterator[Registry
         yield handle
 
 
-def _start_queue_after_crash(registry: Registry, crashed: list[str]) -> None:
-    """Crash listener: the crashed runs' slots are free, so start what is queued behind them.
-
-    Skipped inside `start_queued` itself (this thread then holds the queue lock and starts the queue
-    right after its reconcile). Best effort: a registry this process may not write to stays as it is,
-    and the next reader tries again."""
-    if getattr(_lock_holder, "held", False):
-        return
-    try:
-        start_queued(registry.path, registry=registry)
-    except (OSError, UserError):
-        pass
-
-
 def start_supervisor(registry: Registry, registry_path: Path, run_id: str, max_runs: int | None) -> int:
-    """Start `python -m workbench.launch.supervise` for a queued run and mark the run running.
+    """Start `python -m workbench.launch.local.supervise` for a queued run and mark the run running.
 
     Called with the queue lock held. The supervisor's pid is recorded until the trainer records its own,
     so liveness checks and `stop` see a live process from this moment on.
@@ -133,5 +115,3 @@ def start_supervisor(registry: Registry, registry_path: Path, run_id: str, max_r
     registry.heartbeat(run_id)
     return supervisor.pid
 
-
-add_crash_listener(_start_queue_after_crash)

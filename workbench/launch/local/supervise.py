@@ -1,4 +1,4 @@
-"""`python -m workbench.launch.supervise --registry PATH RUN_ID`: the parent of one detached trainer.
+"""`python -m workbench.launch.local.supervise --registry PATH RUN_ID`: the parent of one detached trainer.
 
 One supervisor per launched run, living as long as its trainer. It starts the trainer as its child (in
 a session of its own, so `stop` signals the trainer's group without touching the supervisor), keeps the
@@ -16,9 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workbench.launch.processes import exit_description, signal_group
-from workbench.launch.queue import queue_lock, start_queued
-from workbench.launch.spec import ProcessRecord, read_spec, trainer_argv, trainer_env, write_process_record
+from workbench.launch.local.processes import exit_description, signal_group
+from workbench.launch.local.queue import queue_lock, start_queued
+from workbench.launch.local.spec import (
+    ProcessRecord,
+    read_spec,
+    trainer_argv,
+    trainer_env,
+    write_process_record,
+)
 from workbench.quiet import quiet_libraries
 from workbench.registry import TERMINAL_STATUSES, Registry
 
@@ -113,7 +119,7 @@ def say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
-    parser = argparse.ArgumentParser(prog="python -m workbench.launch.supervise", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m workbench.launch.local.supervise", description=__doc__)
     parser.add_argument("--registry", required=True, type=Path)
     parser.add_argument("run_id")
     args = parser.parse_args(argv)

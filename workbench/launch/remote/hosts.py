@@ -33,6 +33,7 @@ from typing import Any
 
 import workbench
 from workbench import __version__ as WORKBENCH_VERSION
+from workbench.contract import DEFAULT_REGISTRY
 from workbench.launch.limits import LaunchError
 
 HOSTS_FILE = "hosts.json"
@@ -42,7 +43,7 @@ CONNECT_TIMEOUT_S = 15.0
 COMMAND_TIMEOUT_S = 120.0
 SETUP_TIMEOUT_S = 900.0
 HOST_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-AGENT_MODULE = "workbench.launch.agent"
+AGENT_MODULE = "workbench.launch.remote.agent"
 KNOWN_HOSTS = Path("~", ".ssh", "known_hosts")
 # Dependencies `hosts setup` never installs: the host's own build of torch (and its CUDA) is the one to use.
 HOST_OWNED_PACKAGES = frozenset({"torch"})
@@ -67,7 +68,7 @@ class Host:
     @property
     def registry(self) -> str:
         """The host's own registry, the source of truth for the runs it trains."""
-        return f"{self.workdir.rstrip('/')}/runs/registry.db"
+        return f"{self.workdir.rstrip('/')}/{DEFAULT_REGISTRY.as_posix()}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -186,7 +187,7 @@ def remote_command(argv: Sequence[str]) -> str:
 
 
 def agent_argv(host: Host, command: str, *args: str) -> list[str]:
-    """The workbench agent on the host (`python -m workbench.launch.agent COMMAND --registry R ...`)."""
+    """The workbench agent on the host (`python -m workbench.launch.remote.agent COMMAND --registry R ...`)."""
     return [host.python, "-m", AGENT_MODULE, command, "--registry", host.registry, *args]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from workbench.system import pid_alive
@@ -74,17 +74,17 @@ def descendants(pid: int) -> list[int]:
 
 def signal_group(pgid: int, sig: signal.Signals) -> bool:
     """Send `sig` to process group `pgid`; False when the group no longer exists."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
+    return _delivered(os.killpg, pgid, sig)
 
 
 def signal_pid(pid: int, sig: signal.Signals) -> bool:
     """Send `sig` to one process; False when it no longer exists."""
+    return _delivered(os.kill, pid, sig)
+
+
+def _delivered(send: Callable[[int, int], None], target: int, sig: signal.Signals) -> bool:
     try:
-        os.kill(pid, sig)
+        send(target, sig)
     except ProcessLookupError:
         return False
     return True

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.contract import SYNC_STATE_FILE
 from workbench.registry.errors import RegistryError
 from workbench.registry.exchange import (
     EXPORT_FORMAT,
@@ -39,7 +40,7 @@ from workbench.registry.exchange import (
     import_jsonl,
 )
 from workbench.registry.records import TERMINAL_STATUSES
-from workbench.registry.store import SYNC_STATE_FILE, Registry
+from workbench.registry.store import Registry, RegistryReader
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def write_sync_state(run_dir: Path, state: SyncState) -> None:
     os.replace(partial, run_dir / SYNC_STATE_FILE)
 
 
-def cursors(registry: Registry, run_id: str) -> tuple[int, int]:
+def cursors(registry: RegistryReader, run_id: str) -> tuple[int, int]:
     """(last step, last event seq) of the copy here: -1 and 0 when it has none (or no such run)."""
     connection = registry.conn
     step = connection.execute("SELECT max(step) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
@@ -78,7 +79,7 @@ def cursors(registry: Registry, run_id: str) -> tuple[int, int]:
     return (-1 if step is None else step), (0 if seq is None else seq)
 
 
-def export_since(registry: Registry, run_id: str, after_step: int, after_seq: int) -> Iterator[dict[str, Any]]:
+def export_since(registry: RegistryReader, run_id: str, after_step: int, after_seq: int) -> Iterator[dict[str, Any]]:
     """The export records (exchange.py's JSONL objects) of one run that a copy holding every step up to
     `after_step` and every event up to `after_seq` lacks: the run row, then steps, groups, events, and an
     end record counting them (a pull cut short in transit is refused, never half-applied)."""
@@ -89,7 +90,7 @@ def export_since(registry: Registry, run_id: str, after_step: int, after_seq: in
     yield end_record(count)
 
 
-def _records_since(registry: Registry, run_id: str, after_step: int, after_seq: int) -> Iterator[dict[str, Any]]:
+def _records_since(registry: RegistryReader, run_id: str, after_step: int, after_seq: int) -> Iterator[dict[str, Any]]:
     run = registry.get_run(run_id)
     stored = {field: getattr(run, field) for field in RUN_FIELDS}
     last_step, last_seq = cursors(registry, run.id)

@@ -1,4 +1,4 @@
-"""`python -m workbench.launch.agent COMMAND --registry PATH ...`: the host side of remote runs.
+"""`python -m workbench.launch.remote.agent COMMAND --registry PATH ...`: the host side of remote runs.
 
 The machine that launches a run on an SSH host runs this module there, one short command per request;
 it acts on the host's own registry through the same API the local commands use, so a remote run is a
@@ -6,7 +6,8 @@ local run of the host in every respect (queue, supervisor, stop, resume, checkpo
 
     launch --name NAME --inputs DIR    recipe and layout as JSON on stdin; prints {"run_id": ...}
     pull RUN --after-step S --after-seq E --log-offset N
-                                       the run's records the copy lacks (JSONL, registry/sync.py), then
+                                       the run's records the copy lacks (JSONL,
+                                       registry/remote_copy.py), then
                                        one {"type": "log", "offset": N, "data": <base64>} line
     stop RUN --grace G                 prints {"status": ..., "message": ...}
     resume RUN                         prints {"run_id": ...}
@@ -23,29 +24,29 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.contract import LOG_FILE
 from workbench.errors import UserError
-from workbench.launch.local import resume, stop
-from workbench.launch.queue import start_queued
-from workbench.launch.spec import LOG_FILE, LaunchSpec, write_spec
+from workbench.launch.local.liveness import settle_liveness
+from workbench.launch.local.queue import start_queued
+from workbench.launch.local.registration import register
+from workbench.launch.local.runs import delete_local, resume_local, stop_local
+from workbench.launch.local.spec import LaunchSpec
 from workbench.quiet import quiet_libraries
+from workbench.recipe import recipe_from_dict
 from workbench.registry import Registry
-from workbench.registry.sync import export_since
-from workbench.system import git_revision
+from workbench.registry.remote_copy import export_since
 
 LOG_CHUNK_BYTES = 1 << 20
 
 
 def launch_here(registry_path: Path, name: str, inputs: Path, request: dict) -> str:
-    """Register the run in this host's registry and start it when a slot is free here."""
+    """Register the run in this host's registry and start it when a slot is free here. The recipe was
+    resolved on the launching machine; it is rebuilt from its stored form, not parsed again."""
     spec = LaunchSpec.from_dict({**request.get("spec", {}), "workdir": str(inputs.resolve())})
+    recipe = recipe_from_dict(request["recipe"], source=f"the launch request for {name!r}")
     with Registry.open(registry_path, create=True) as registry:
-        run_id = registry.create_run(
-            name=name, variant=request["variant"], recipe=request["recipe"], host="local", status="queued",
-            seed=request.get("seed"), git_rev=git_revision(), tags=tuple(request.get("tags", ())),
-            total_steps=request.get("total_steps"),
-        )  # fmt: skip
-        write_spec(registry.run_dir(run_id), spec)
-        registry.add_event(run_id, "queued", f"launched from {request.get('source', 'a remote machine')}")
+        run_id = register(registry, recipe, name, tags=request.get("tags", ()), spec=spec,
+                          event=f"launched from {request.get('source', 'a remote machine')}")
     start_queued(registry_path)
     return run_id
 
@@ -67,7 +68,7 @@ def pull(registry_path: Path, run_id: str, after_step: int, after_seq: int, log_
 
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
-    parser = argparse.ArgumentParser(prog="python -m workbench.launch.agent")
+    parser = argparse.ArgumentParser(prog="python -m workbench.launch.remote.agent")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("launch", "pull", "stop", "resume", "rm"):
         command = commands.add_parser(name)
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.choices["rm"].add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     registry_path = args.registry.expanduser().resolve()
+    if args.command != "launch":
+        # This host judges its own runs: a run whose supervisor died with it is crashed before it is
+        # pulled, stopped, resumed or deleted (a launch starts the queue, which does the same).
+        settle_liveness(registry_path)
     try:
         if args.command == "launch":
             request = json.loads(sys.stdin.read())
@@ -91,16 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "pull":
             pull(registry_path, args.run, args.after_step, args.after_seq, args.log_offset)
         elif args.command == "stop":
-            outcome = stop(args.run, registry_path=registry_path, grace=args.grace)
+            outcome = stop_local(args.run, registry_path, grace=args.grace)
             print(json.dumps({"status": outcome.status, "message": outcome.message}))
         elif args.command == "resume":
-            print(json.dumps({"run_id": resume(args.run, registry_path=registry_path)}))
+            print(json.dumps({"run_id": resume_local(args.run, registry_path)}))
         else:
-            with Registry.open(registry_path, create=False) as registry:
-                run = registry.get_run(args.run)
-                if run.status == "running" and not args.force:
-                    raise UserError(f"run {run.id} ({run.name}) is running there: stop it first, or pass --force")
-                registry.delete_run(run.id)
+            run = delete_local(args.run, registry_path, force=args.force)
             print(json.dumps({"deleted": run.id}))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from workbench.contract import LOG_FILE
 from workbench.launch.limits import LaunchError
-from workbench.launch.processes import pid_alive
-from workbench.launch.spec import LOG_FILE, read_process_record
-from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.launch.local.liveness import settle_liveness
+from workbench.launch.local.processes import pid_alive
+from workbench.launch.local.spec import read_process_record
+from workbench.registry import TERMINAL_STATUSES, RegistryReader, RunInfo
 
 FOLLOW_POLL_S = 0.5
 READ_CHUNK_BYTES = 1 << 16
@@ -18,7 +20,7 @@ READ_CHUNK_BYTES = 1 << 16
 
 def log_file(registry_path: Path, run_id: str) -> tuple[RunInfo, Path]:
     """The run (by id or unique prefix) and the path of its output log. RunNotFound for an unknown id."""
-    with Registry.open(Path(registry_path), create=False) as registry:
+    with RegistryReader.open(Path(registry_path)) as registry:
         run = registry.get_run(run_id)
         return run, registry.run_dir(run.id) / LOG_FILE
 
@@ -46,24 +48,33 @@ def follow_log(
     run, path = log_file(registry_path, run_id)
     if run.status in TERMINAL_STATUSES and not path.exists():
         raise LaunchError(_no_log_message(run, path))
+    with RegistryReader.open(Path(registry_path)) as registry:
+        yield from tail(path, lambda: _has_ended(registry, run.id), poll_s, sleep)
+
+
+def tail(path: Path, ended: Callable[[], bool], poll_s: float = FOLLOW_POLL_S,
+         sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+    """Yield the text of `path` as it grows, from its start (waiting for it to exist), until `ended()`
+    holds and everything is read. `ended` is asked before each read: once it holds, one more read
+    gets everything the writers wrote."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     offset = 0
-    with Registry.open(Path(registry_path), create=False) as registry:
-        while True:
-            # Read the status before the bytes: once the run has ended, one more read gets everything.
-            ended = _has_ended(registry, run.id)
-            chunk, offset = _read_from(path, offset)
-            text = decoder.decode(chunk, final=ended and not chunk)
-            if text:
-                yield text
-            if ended and not chunk:
-                return
-            if not chunk:
-                sleep(poll_s)
+    while True:
+        done = ended()
+        chunk, offset = _read_from(path, offset)
+        text = decoder.decode(chunk, final=done and not chunk)
+        if text:
+            yield text
+        if done and not chunk:
+            return
+        if not chunk:
+            sleep(poll_s)
 
 
-def _has_ended(registry: Registry, run_id: str) -> bool:
-    """A final status is recorded and the run's supervisor (which writes the last log line) has exited."""
+def _has_ended(registry: RegistryReader, run_id: str) -> bool:
+    """A final status is recorded and the run's supervisor (which writes the last log line) has exited.
+    Following waits on the status, so it takes the liveness step first (a run that died unnoticed ends)."""
+    settle_liveness(registry.path, clock=registry.clock, stale_after=registry.stale_after)
     if registry.get_run(run_id).status not in TERMINAL_STATUSES:
         return False
     record = read_process_record(registry.run_dir(run_id))

@@ -14,10 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SPEC_FILE = "launch.json"
-PROCESS_FILE = "process.json"
-LOG_FILE = "output.log"
-TRAINER_MODULE = "workbench.train"
+from workbench.contract import PROCESS_FILE, SPEC_FILE, TRAINER_MODULE, trainer_args
 
 
 @dataclass(frozen=True)
@@ -67,19 +64,16 @@ class ProcessRecord:
 
 def trainer_argv(spec: LaunchSpec, registry_path: Path, run_id: str, python: str = sys.executable) -> list[str]:
     """The command that trains an already registered run (the trainer process contract in internals.md)."""
-    trainer_args = ["--registry", str(registry_path)]
-    if spec.resume_from:
-        trainer_args += ["--resume", spec.resume_from]
-    trainer_args += ["--run-id", run_id]
+    args = trainer_args(registry_path, run_id, spec.resume_from)
     if spec.num_processes <= 1:
-        return [python, "-m", TRAINER_MODULE, *trainer_args]
+        return [python, "-m", TRAINER_MODULE, *args]
     accelerate = [python, "-m", "accelerate.commands.launch", "--num_processes", str(spec.num_processes)]
     if spec.accelerate_config:
         accelerate += ["--config_file", spec.accelerate_config]
     else:
         # Without a config file accelerate falls back to one process; --multi_gpu asks for DDP (gloo on CPU).
         accelerate += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return [*accelerate, "-m", TRAINER_MODULE, *trainer_args]
+    return [*accelerate, "-m", TRAINER_MODULE, *args]
 
 
 def trainer_env(spec: LaunchSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Bringing remote runs home: pull each run's new records from its host into the local registry.
 
 One pull asks the host's agent for everything after the local copy's cursors (last step, last event
-seq, size of the local log) and imports it through the registry's API (registry/sync.py says why this
-loses nothing and doubles nothing). `sync_runs` pulls once; `SyncLoop` keeps pulling from a thread
+seq, size of the local log) and imports it through the registry's API (registry/remote_copy.py says
+why this loses nothing and doubles nothing). `sync_runs` pulls once; `SyncLoop` keeps pulling from a thread
 over one connection per host, and when a connection drops (network, sleep, sshd restart) it marks the
 host's runs `unreachable since <time>` and reconnects with exponential backoff, then catches up.
 A run is never called crashed from this side: its status is whatever its host's registry says.
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from workbench.launch.hosts import Host, HostError, agent_argv, connect, find_host, run_on, run_sync
-from workbench.launch.spec import LOG_FILE
+from workbench.contract import LOG_FILE
+from workbench.launch.remote.hosts import Host, HostError, agent_argv, connect, find_host, run_on, run_sync
 from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
-from workbench.registry.sync import (
+from workbench.registry.remote_copy import (
     IncompletePull,
     SyncState,
     cursors,

@@ -2,10 +2,10 @@
 
 `launch_remote` validates the recipe here, copies the files it names (a reward module, a dataset file,
 an accelerate config, a local model directory only with `copy_model`) into a fresh inputs directory on
-the host, and asks the host's agent (`python -m workbench.launch.agent`) to register and start the run
-in the host's own registry: supervisor and trainer start there in a session of their own, so they
+the host, and asks the host's agent (`python -m workbench.launch.remote.agent`) to register and start
+the run in the host's own registry: supervisor and trainer start there in a session of their own, so they
 outlive the connection and this machine. The run then appears here as a copy, synced by `seq`
-(launch/sync.py), under the same id and with `host` set to the host's name.
+(launch/remote/pull.py), under the same id and with `host` set to the host's name.
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.launch.hosts import (
+from workbench.contract import DEFAULT_REGISTRY, LOG_FILE
+from workbench.launch.limits import LaunchError
+from workbench.launch.local.logs import FOLLOW_POLL_S, tail
+from workbench.launch.local.spec import LaunchSpec
+from workbench.launch.remote.hosts import (
     Host,
     agent_argv,
     connect,
@@ -28,14 +32,10 @@ from workbench.launch.hosts import (
     run_sync,
     sftp_client,
 )
-from workbench.launch.limits import LaunchError
-from workbench.launch.spec import LOG_FILE, LaunchSpec
-from workbench.launch.sync import SyncLoop, host_of, pull
+from workbench.launch.remote.pull import SyncLoop, host_of, pull
 from workbench.recipe import find_recipe, load_recipe
-from workbench.registry import Registry, RunInfo
-from workbench.registry.sync import SyncState, read_sync_state, write_sync_state
-
-FOLLOW_POLL_S = 0.5
+from workbench.registry import Registry, RegistryReader, RunInfo
+from workbench.registry.remote_copy import SyncState, write_sync_state
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,6 @@ class Upload:
 
     local: Path
     remote: str
-
-
-def is_remote_run(registry_path: Path, run_id: str) -> bool:
-    """True for a local copy of a run that lives on an SSH host."""
-    with Registry.open(Path(registry_path), create=False) as registry:
-        run = registry.get_run(run_id)
-        return read_sync_state(registry.run_dir(run.id)) is not None
 
 
 def plan_uploads(recipe: dict, workdir: Path, copy_model: bool) -> tuple[dict, list[Upload]]:
@@ -93,7 +86,7 @@ def launch_remote(
     host: str,
     overrides: Sequence[str] = (),
     name: str | None = None,
-    registry_path: Path = Path("runs/registry.db"),
+    registry_path: Path = DEFAULT_REGISTRY,
     gpus: Sequence[int] | None = None,
     num_processes: int | None = None,
     accelerate_config: str | Path | None = None,
@@ -122,8 +115,7 @@ def launch_remote(
         uploads.append(Upload(Path(accelerate_config).resolve(), "accelerate_config.yaml"))
         spec = LaunchSpec(num_processes=processes, gpus=gpu_ids, accelerate_config="accelerate_config.yaml")
     request = {
-        "recipe": recipe_dict, "variant": resolved.preset, "seed": resolved.run.seed, "tags": list(tags),
-        "total_steps": resolved.run.max_steps, "spec": spec.to_dict(),
+        "recipe": recipe_dict, "tags": list(tags), "spec": spec.to_dict(),
         "source": f"{recipe_path.name} on {socket.gethostname()}",
     }  # fmt: skip
     with Registry.open(registry_path, create=True):
@@ -153,7 +145,7 @@ async def _launch(host: Host, registry_path: Path, name: str, uploads: list[Uplo
 
 
 async def _adopt(conn, host: Host, registry_path: Path, run_id: str) -> None:
-    """Make the host's run known here: mark its copy (before any reconcile can judge it), then pull."""
+    """Make the host's run known here: mark its copy (before any liveness step can judge it), then pull."""
     with Registry.open(registry_path, create=False) as registry:
         write_sync_state(registry.run_dir(run_id), SyncState(host=host.name, last_sync=time.time()))
     await pull(conn, host, registry_path, run_id)
@@ -206,26 +198,7 @@ def delete_remote(run: RunInfo, registry_path: Path, force: bool = False) -> Non
 def follow_remote_log(run_id: str, registry_path: Path, poll_s: float = FOLLOW_POLL_S) -> Iterator[str]:
     """Yield a remote run's output as it arrives (synced in the background) until the run has ended
     and everything is here. Stop early by closing the generator."""
-    import codecs
-
-    with Registry.open(Path(registry_path), create=False) as registry:
+    with RegistryReader.open(Path(registry_path)) as registry:
         path = registry.run_dir(registry.get_run(run_id).id) / LOG_FILE
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    offset = 0
     with SyncLoop(registry_path, [run_id]) as loop:
-        while True:
-            done = loop.ended.is_set()
-            try:
-                with open(path, "rb") as log:
-                    log.seek(offset)
-                    chunk = log.read()
-            except FileNotFoundError:
-                chunk = b""
-            offset += len(chunk)
-            text = decoder.decode(chunk, final=done and not chunk)
-            if text:
-                yield text
-            if done and not chunk:
-                return
-            if not chunk:
-                time.sleep(poll_s)
+        yield from tail(path, loop.ended.is_set, poll_s)
