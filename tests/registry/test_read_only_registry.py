@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.experiments.make_experiment import make_experiment
 from tests.fixtures.make_registry import STATUS_CYCLE, make_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +80,7 @@ def registries(tmp_path_factory):
     base = tmp_path_factory.mktemp("read-only")
     writable = base / "writable" / "registry.db"
     run_ids = make_registry(writable, runs=8, steps=30)
+    make_experiment(writable, name="presets", cells=("grpo", "dapo"), seeds=3, steps=20)
     finished = run_ids[STATUS_CYCLE.index("finished")]
     (writable.parent / finished).mkdir(exist_ok=True)
     (writable.parent / finished / "output.log").write_text("step 1 | reward 0.1\nstep 2 | reward 0.2\n")
@@ -103,6 +105,8 @@ READ_COMMANDS = [
     ("samples", "{finished}", "--json"), ("samples", "{finished}", "--tokens"),
     ("export", "{finished}"), ("export", "{finished}", "--format", "csv"),
     ("logs", "{finished}"), ("watch", "{finished}"),
+    ("experiments",), ("experiments", "--json"), ("experiment", "show", "presets"),
+    ("experiment", "show", "presets", "--json", "--metric", "kl"),
 ]
 
 
@@ -117,7 +121,10 @@ def test_every_read_command_reads_a_registry_nobody_may_write(registries):
         got = run([*CLI, *args, "--registry", str(frozen)], read_only=True)
         assert (got.returncode, got.stdout, got.stderr) == (0, expected.stdout, expected.stderr), args
     listed = json.loads(run([*CLI, "runs", "--json", "--registry", str(frozen)], read_only=True).stdout)
-    assert sorted(run["id"] for run in listed) == sorted(run_ids)
+    assert set(run_ids) <= {run["id"] for run in listed}
+    shown = json.loads(run([*CLI, "experiment", "show", "presets", "--json", "--registry", str(frozen)],
+                           read_only=True).stdout)
+    assert [cell["n"] for cell in shown["cells"]] == [3, 3]
     assert fingerprint(frozen) == before
 
 
@@ -132,7 +139,7 @@ def test_the_apps_refresh_reads_a_registry_nobody_may_write(registries):
     shown = json.loads(got.stdout)
     assert shown == json.loads(expected.stdout)
     assert shown["errors"] == [] and shown["header"][:2] == [running, "running"]
-    assert sorted(shown["rows"]) == sorted(run_ids)
+    assert set(run_ids) <= set(shown["rows"]) and len(shown["rows"]) == len(run_ids) + 6  # and the experiment's 6 runs
     assert fingerprint(frozen) == before
 
 

@@ -39,8 +39,9 @@ from workbench.experiments.plan import ACTIVE, progress, state
 from workbench.experiments.spec import SpecError, SweepSpec, load_spec, short_form
 from workbench.experiments.view import Report, read_experiment, read_plan, report, report_keys
 from workbench.health import load_thresholds
+from workbench.launch import settle_liveness
 from workbench.recipe import SECTIONS
-from workbench.registry import RecordNotFound, Registry, RegistryError
+from workbench.registry import RecordNotFound, Registry, RegistryError, RegistryReader
 from workbench.registry.remote_copy import read_sync_state
 
 experiment_app = Typer(help="One experiment: show, stop, resume, rm.", no_args_is_help=True)
@@ -145,7 +146,8 @@ def _print_fill(outcome, name: str) -> None:
 def experiments_command(registry: Path | None = RegistryOption, as_json: bool = JsonOption) -> None:
     """List experiments, newest first, with their progress."""
     rows = []
-    with Registry.open(registry_path(registry)) as handle:
+    settle_liveness(registry_path(registry))  # a seed whose trainer died unnoticed counts as crashed
+    with RegistryReader.open(registry_path(registry)) as handle:
         for info in handle.experiments.list():
             spec, slots, _ = read_plan(handle, info)
             rows.append((info, spec, slots))
@@ -185,12 +187,13 @@ def show_command(
     """An experiment's cells: progress, per-seed values, mean with 95% CI, median, IQM, health; and the
     verdict of every pair of cells."""
     path = registry_path(registry)
-    with Registry.open(path) as handle:
+    with RegistryReader.open(path) as handle:
         name = handle.experiments.get(experiment).name
     from workbench.experiments.sweep import sync_experiment
 
     sync_experiment(name, path)  # runs on SSH hosts: their latest records first
-    with Registry.open(path) as handle:
+    settle_liveness(path)  # a seed whose trainer died unnoticed counts as crashed
+    with RegistryReader.open(path) as handle:
         info = handle.experiments.get(name)
         key = metric or info.spec["spec"].get("metric", "reward")
         data = read_experiment(handle, info.name, report_keys(key))

@@ -49,7 +49,7 @@ from workbench.launch import (
     stop,
     sync_runs,
 )
-from workbench.registry import Registry, RunInfo
+from workbench.registry import Registry, RegistryReader, RunInfo
 from workbench.registry.experiments import ExperimentInfo
 
 Say = Callable[[str], None]
@@ -247,7 +247,7 @@ def sync_experiment(name: str, registry_path: Path) -> list[str]:
     """Pull the experiment's active remote runs from their hosts (one pull each); returns their ids. A
     host that does not answer leaves its runs as they were, marked unreachable (never an error)."""
     registry_path = Path(registry_path).resolve()
-    with Registry.open(registry_path, create=False) as registry:
+    with RegistryReader.open(registry_path) as registry:
         _, slots, _ = read_plan(registry, registry.experiments.get(name))
         remote = remote_to_follow(registry, slots)
     if remote:

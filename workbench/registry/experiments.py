@@ -65,7 +65,7 @@ class ExperimentRecords:
     def _write(self, body: Any) -> Any:
         if not isinstance(self.registry, WriterConnection):
             raise TypeError("experiment records are written through a writer (Registry), not a RegistryReader")
-        return self._write(body)
+        return self.registry._write(body)
 
     def create(self, name: str, spec: dict[str, Any]) -> ExperimentInfo:
         """Store a new experiment; RegistryError when the name is taken."""

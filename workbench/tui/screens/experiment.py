@@ -201,6 +201,7 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
         """The plan every time; when due, the metric's series and the quick report (posted at once), then
         the health series, the bootstrap intervals, the pairs and the health findings (posted after)."""
         try:
+            self.app.settle_liveness()  # reads never write: the app judges silent runs first
             with self.app.open_registry() as registry:
                 info = registry.experiments.get(self.experiment)
                 spec, slots, _ = read_plan(registry, info)

@@ -97,6 +97,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen):
                 self.post_message(ExperimentsRead([], f"no registry at {self.app.registry_path} yet"))
                 return
             try:
+                self.app.settle_liveness()  # reads never write: the app judges silent runs first
                 with self.app.open_registry() as registry:
                     self.post_message(ExperimentsRead(experiment_rows(registry)))
             except RegistryError as error:
