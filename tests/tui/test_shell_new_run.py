@@ -202,11 +202,16 @@ async def test_a_select_still_mounting_reads_as_the_value_it_was_given(registry,
     from workbench.tui.screens import new_run
 
     gate = asyncio.Event()
+    read_once_mounted: dict[str, str] = {}
 
     class HeldSelect(Select):
         async def _on_mount(self, event) -> None:  # runs before Select's own mount handler
             if self.has_class("field-input"):
                 await gate.wait()
+                row = self.parent
+                # Right after Select's own mount handler (which sets the value the Select was built
+                # with, maybe before the preset's text reached the row): what does the row read now?
+                self.call_later(lambda: read_once_mounted.__setitem__(row.field.dotted, row.text))
 
     monkeypatch.setattr(new_run, "Select", HeldSelect)
     dapo = flat_values(load_recipe(find_recipe("dapo")).to_dict())
@@ -230,6 +235,8 @@ async def test_a_select_still_mounting_reads_as_the_value_it_was_given(registry,
 
             gate.set()
             await wait_for(pilot, lambda: all(row.editor.is_mounted for row in held))
+            await wait_for(pilot, lambda: len(read_once_mounted) == len(held))
+            assert read_once_mounted == {row.field.dotted: dapo[row.field.dotted] for row in held}
             await settled(pilot, wait_for, screen)
             assert {row.field.dotted: row.text for row in held} == {row.field.dotted: dapo[row.field.dotted] for row in held}
             assert str(screen.query_one("#new-run-status", Static).render()) == "Valid: dapo with 0 changes."

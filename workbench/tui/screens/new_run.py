@@ -188,6 +188,8 @@ class FieldRow(Widget):
         super().__init__(classes="field", id=f"row-{field.widget_id}")
         self.field = field
         self.initial_text = text
+        # A text given while the editor was still mounting, not yet in the editor: `text` reads it.
+        self.pending = False
 
     def compose(self) -> ComposeResult:
         field = self.field
@@ -207,34 +209,42 @@ class FieldRow(Widget):
 
     @property
     def text(self) -> str:
-        """The field's text: the editor's value once the editor is mounted, else the text it is given.
+        """The field's text: the editor's value once the editor is mounted and holds the latest text given.
 
-        Until its mount handler has run, a Select's value is Select.NULL (it takes the value it was
-        built with on mount), so reading the editor then would offer "Select.NULL" as the field's value.
+        Before that the editor is not the truth: until its mount handler has run a Select's value is
+        Select.NULL, and a Select built before the preset loaded mounts with its first choice until the
+        preset's text reaches it (`set_text` waits for the mount). Reading the editor in between would
+        offer the loader a change nobody made ("Select.NULL", or the first choice).
         """
         editors = self.query(".field-input")
-        if not editors or not editors.first().is_mounted:
+        if self.pending or not editors or not editors.first().is_mounted:
             return self.initial_text
         editor = self.editor
         return editor.value if isinstance(editor, Input) else str(editor.value)
 
     def set_text(self, text: str) -> None:
-        self.initial_text = text  # what `text` reads, and what compose uses, until the editor is mounted
-        editors = self.query(".field-input")
-        if not editors:
+        self.initial_text = text  # what `text` reads, and what compose uses, until the editor holds it
+        if self.query(".field-input"):
+            self.pending = True
+            self._apply_text()
+
+    def _apply_text(self) -> None:
+        """Put the latest text given into the editor once it is mounted (a Select updates its inner
+        widgets, which exist from then on); until then, try again after the next refresh."""
+        if not self.pending:
             return
         editor = self.editor
-        if not editor.is_mounted:  # a Select updates its inner widgets, which exist once it is mounted
-            self.call_after_refresh(self.set_text, text)
+        if not editor.is_mounted:
+            self.call_after_refresh(self._apply_text)
             return
+        text = self.initial_text
         with editor.prevent(Input.Changed, Select.Changed):
             if isinstance(editor, Select):
                 options = list(self.field.choices or ())
                 if text not in options:
                     editor.set_options([(choice, choice) for choice in [*options, text]])
-                editor.value = text
-            else:
-                editor.value = text
+            editor.value = text
+        self.pending = False
 
     @property
     def error_text(self) -> str | None:
