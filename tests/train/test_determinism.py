@@ -55,6 +55,14 @@ def test_two_runs_of_one_recipe_and_seed_are_equal_step_for_step(tmp_path):
         assert a["kl"][STEPS] > 0
         sampled = responses(registry, first)
         assert sampled and sampled == responses(registry, second)
+        # The run says what its numbers depend on besides the recipe and the seed.
+        import torch
+        import transformers
+
+        (environment,) = [event.message for event in registry.events(first) if event.kind == "environment"]
+        assert environment == (f"torch {torch.__version__}, transformers {transformers.__version__}, 1 CPU thread, "
+                               "cpu, 1 process, rollout engine hf: the same recipe and seed repeat step for step "
+                               "only with these")
 
 
 def test_another_seed_gives_another_run(tmp_path):

@@ -206,6 +206,21 @@ def model_summary(engine) -> str:
     return f"policy: {total / 1e6:.2f} M parameters, {share}, {str(first.dtype).removeprefix('torch.')} on {first.device}"
 
 
+def environment_summary(engine, accelerator) -> str:
+    """What the run's numbers depend on besides its recipe and seed, in one line: the same recipe and seed
+    repeat step for step only with the same torch build, thread count, device, process count and rollout
+    engine ("torch 2.13.0+cpu, transformers 5.25.0, 2 CPU threads, cpu, 1 process, rollout engine hf")."""
+    import torch
+    import transformers
+
+    processes = accelerator.num_processes
+    sampler = engine.rollout_engine.name if engine.rollout_engine is not None else "hf"
+    threads = torch.get_num_threads()
+    return (f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} CPU thread"
+            f"{'s' if threads != 1 else ''}, {accelerator.device}, {processes} process{'es' if processes != 1 else ''}, "
+            f"rollout engine {sampler}: the same recipe and seed repeat step for step only with these")
+
+
 def _last_checkpoint_note(registry: Registry, run_id: str) -> str:
     checkpoint = latest_checkpoint(registry.run_dir(run_id))
     return f" (last good checkpoint: {checkpoint})" if checkpoint else ""
@@ -262,6 +277,7 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
         engine = build_engine(recipe, initial_model_path(recipe.model, run_dir / MODEL_DIR), accelerator)
     if registry:
         registry.add_event(run_id, "model", model_summary(engine))
+        registry.add_event(run_id, "environment", environment_summary(engine, accelerator))
     if registry and recipe.updates_per_step == 1:
         registry.add_event(run_id, "clip_stats_trivial",
                            "one optimizer update per rollout: the ratio stays 1, so clip fractions are trivially 0 "
