@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli import cli, one_error_line
 from tests.fixtures.recipes import TINY
-from workbench.cli import main
 from workbench.registry import Registry
 
 HOSTILE_NAME = "[bold]bold[/] \x1b[31mred\x1b]0;title\x07\nsecond line"
@@ -38,22 +38,6 @@ def here(tmp_path: Path, monkeypatch) -> Path:
     (config_only / "model.safetensors").write_bytes(b"")
     (tmp_path / "latin1.toml").write_bytes("[run]\n# caf\xe9\n".encode("latin-1"))
     return tmp_path
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["workbench", *args])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (0 if code is None else code), captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    """The single `error: ...` line a user sees; fails when there is more than that line."""
-    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, repr(err)
-    assert "Traceback" not in err and "\x1b" not in err
-    return err[len("error: "):-1]
 
 
 def runs_in(registry: Path) -> list[str]:

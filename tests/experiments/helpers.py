@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures.recipes import TINY
-from workbench.cli import main
+from tests.fixtures.recipes import tiny
 from workbench.registry import Registry
 
-# TINY with a preset line, so --preset has something to replace, and DAPO's overlong buffer off (the
-# tiny completions are 3 tokens long).
-RECIPE = TINY.replace("[run]", '[algorithm]\npreset = "grpo"\noverlong_buffer_len = "off"\n\n[run]')
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`workbench ARGS` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["workbench", *args])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (0 if code is None else code), captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    """The single `error: ...` line a user sees; fails when there is more than that line."""
-    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, repr(err)
-    assert "Traceback" not in err
-    return err[len("error: "):-1]
+# The tiny recipe with a preset line, so --preset has something to replace, and DAPO's overlong buffer off
+# (the tiny completions are 3 tokens long).
+RECIPE = tiny(algorithm={"preset": "grpo", "overlong_buffer_len": "off"})
 
 
 def hold_the_only_slot(registry_path: Path) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.experiments.helpers import cli, one_error_line
 from tests.experiments.make_experiment import make_experiment, reward
+from tests.fixtures.cli import cli, one_error_line
 from workbench.cli import experiment_cmds
 from workbench.experiments import stats
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.experiments.helpers import RECIPE, cli, one_error_line
+from tests.experiments.helpers import RECIPE
+from tests.fixtures.cli import cli, one_error_line
 from workbench.experiments.spec import SpecError, load_spec, short_form, split_values, toml_value
 from workbench.recipe import load_recipe
 

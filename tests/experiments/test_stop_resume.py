@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.experiments.helpers import RECIPE, cli, one_error_line
+from tests.experiments.helpers import RECIPE
+from tests.fixtures.cli import cli, one_error_line
 from tests.launch.helpers import get_run, kill_run_processes, wait_for, wait_for_step
 from workbench.experiments.view import ExperimentData, load_series, read_plan
 from workbench.registry import Registry

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.experiments.helpers import RECIPE, cli, hold_the_only_slot, one_error_line
+from tests.experiments.helpers import RECIPE, hold_the_only_slot
+from tests.fixtures.cli import cli, one_error_line
 from workbench.experiments.plan import cell_tag, experiment_tag
 from workbench.experiments.spec import short_form
 from workbench.experiments.sweep import _Placement, fill_in, start_sweep

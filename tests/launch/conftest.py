@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.recipes import tiny
 from tests.launch.helpers import kill_run_processes
 
 
@@ -27,32 +28,6 @@ def tiny_recipe(tmp_path: Path) -> Path:
     return path
 
 
-TINY_RECIPE = """\
-[model]
-name_or_path = "tiny"
-hidden_size = 32
-intermediate_size = 64
-num_hidden_layers = 1
-num_attention_heads = 2
-
-[task]
-name = "arithmetic"
-max_operand = 4
-eval_size = 0
-
-[rollout]
-prompts_per_step = 2
-num_generations = 4
-max_completion_length = 3
-
-[algorithm]
-preset = "grpo"
-
-[run]
-max_steps = 3
-seed = 0
-save_steps = 0
-log_groups_per_step = 1
-"""
+TINY_RECIPE = tiny(algorithm={"preset": "grpo"}, run={"seed": 0, "log_groups_per_step": 1})
 
 
