@@ -99,7 +99,8 @@ def test_two_grpo_steps_on_smollm2_record_the_chat_rendered_prompt(registry_dir)
     registry_path = registry_dir / "registry.db"
     weights = cache_dir(registry_dir, NAME) / "model.safetensors"
     before = weights.stat()
-    code, run_id = train(registry_path, "smollm2-grpo", *SMALL, "run.eval_steps=2", "task.eval_size=2",
+    code, run_id = train(registry_path, "smollm2-grpo", *SMALL, "rollout.prompts_per_step=1", "run.eval_steps=2",
+                         "task.eval_size=1",
                          "run.eval_pass_k=1", 'task.reward_funcs=["answer_match", "answer_format"]',
                          "task.reward_weights=[1.0, 0.2]", fast=False)
     assert code == 0
