@@ -13,6 +13,7 @@ Conventions (every command keeps them):
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,20 @@ def registry_path(value: Path | str | None) -> Path:
 
 
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    """One JSON document on stdout. JSON has no NaN or infinity: they are written as null."""
+    sys.stdout.write(json.dumps(json_safe(document), indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (at any depth of dicts, lists and tuples) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def visible(text: object) -> str:

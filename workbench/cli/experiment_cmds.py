@@ -10,13 +10,11 @@
 from __future__ import annotations
 
 import difflib
-import math
 import sys
 import time
 import tomllib
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.table import Table
@@ -56,17 +54,6 @@ DEFAULT_SEEDS = "3"
 
 def _say(line: str) -> None:
     err_console.print(visible(line), highlight=False, soft_wrap=True, markup=False)
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 def _known_hosts(path: Path) -> list[str]:
@@ -204,7 +191,7 @@ def show_command(
                              f"{', '.join(data.keys)}")
     result = report(data, key, step, load_thresholds(path))
     if as_json:
-        print_json(_finite(result.to_json()))
+        print_json(result.to_json())
         return
     _print_report(result)
 

@@ -54,17 +54,6 @@ def _open(registry: Path | None) -> RegistryReader:
     return RegistryReader.open(registry_path(registry))
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
 def _number(value: float | None) -> str:
     if value is None:
         return "-"
@@ -135,7 +124,7 @@ def runs_command(
     with _open(registry) as handle:
         runs = handle.list_runs(status=status, variant=variant, name=name, tag=tag)
     if as_json:
-        print_json(_finite([run.to_dict() for run in runs]))
+        print_json([run.to_dict() for run in runs])
         return
     if not runs:
         err_console.print("no runs match" if any((status, variant, name, tag)) else "no runs yet")
@@ -172,12 +161,12 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         thresholds = load_thresholds(registry_path(registry))
         health = run_health({key: handle.series(info.id, key) for key in HEALTH_KEYS}, thresholds)
     if as_json:
-        print_json(_finite({
+        print_json({
             "run": info.to_dict(),
             "last_metrics": {key: {"step": step, "value": value} for key, (step, value) in last.items()},
             "events": [asdict(event) for event in events],
             "health": health.to_dict() | {"thresholds": asdict(thresholds)},
-        }))
+        })
         return
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -265,7 +254,7 @@ def metrics_command(
         if not keys:
             latest = handle.last_metrics(info.id)
             if as_json:
-                print_json(_finite({"run": info.id, "last": {k: {"step": s, "value": v} for k, (s, v) in latest.items()}}))
+                print_json({"run": info.id, "last": {k: {"step": s, "value": v} for k, (s, v) in latest.items()}})
                 return
             table = Table(box=None, header_style="bold")
             for column in ("key", "step", "value"):
@@ -280,13 +269,13 @@ def metrics_command(
         steps = steps[-last:]
     kept = set(steps)
     if as_json:
-        print_json(_finite({
+        print_json({
             "run": info.id,
             "metrics": {
                 key: {"steps": [s for s in key_steps if s in kept], "values": [v for s, v in zip(key_steps, values, strict=True) if s in kept]}
                 for key, (key_steps, values) in series.items()
             },
-        }))
+        })
         return
     table = Table(box=None, header_style="bold")
     table.add_column("step", justify="right")
@@ -341,7 +330,7 @@ def samples_command(
                 for response in document["responses"]:
                     response.pop("tokens")
             documents.append(document)
-        print_json(_finite({"run": info.id, "step": chosen, "kind": kind, "groups": documents}))
+        print_json({"run": info.id, "step": chosen, "kind": kind, "groups": documents})
         return
     latest = " (the latest logged; --step picks another)" if step is None else ""
     console.print(f"run {info.id} ({shown(info.name)}): {kind} groups of step {chosen}{latest}", highlight=False,
@@ -473,8 +462,8 @@ def import_command(
                 imported = import_runs(handle, path, lines, host=host, warn=_warn)
         runs = [(handle.get_run(run.id), run.changed) for run in imported]
     if as_json:
-        print_json(_finite({"imported": [run.to_dict() for run, _ in runs],
-                            "unchanged": [run.id for run, changed in runs if not changed]}))
+        print_json({"imported": [run.to_dict() for run, _ in runs],
+                            "unchanged": [run.id for run, changed in runs if not changed]})
         return
     for run, changed in runs:
         what = f"run {run.id} ({shown(run.name)}, {run.status}, {_progress(run)} steps)"

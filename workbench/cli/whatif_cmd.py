@@ -13,7 +13,7 @@ from rich.text import Text
 from workbench.algorithms import AlgorithmArgumentError
 from workbench.cli.app import app
 from workbench.cli.common import JsonOption, RegistryOption, console, err_console, print_json, registry_path
-from workbench.cli.registry_cmds import RunArgument, _finite, _pick_step
+from workbench.cli.registry_cmds import RunArgument, _pick_step
 from workbench.errors import UserError
 from workbench.registry import Registry
 
@@ -65,8 +65,8 @@ def whatif_command(
     results = [whatif.rescore(groups, rule, chosen_step, max_len, level) for rule in chosen]
     detail = len(results) == 1
     if as_json:
-        print_json(_finite({"run": info.id, "step": chosen_step,
-                            "results": [result.to_dict(with_tokens=detail) for result in results]}))
+        print_json({"run": info.id, "step": chosen_step,
+                            "results": [result.to_dict(with_tokens=detail) for result in results]})
         return
     if results[0].trivial:
         err_console.print(f"step {chosen_step}: every ratio is 1 (one update per rollout): no rule can clip")
