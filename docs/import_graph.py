@@ -1,18 +1,26 @@
 """Print the parts of workbench and the arrows between them, drawn from the code (docs/internals.md).
 
-    python docs/import_graph.py
+    python docs/import_graph.py            # print the graph and the layers
+    python docs/import_graph.py --write    # rewrite that block of docs/internals.md
 
 A part is a top-level module or package of `workbench`; `launch` is shown as its dispatcher
 (`launch`, the package and dispatch.py), its two sides (`launch.local`, `launch.remote`) and its
 shared modules. An arrow A -> B means some module of A imports some module of B (imports inside
-functions count). The import-linter contracts in pyproject.toml keep these arrows pointing down.
+functions count). The layers are the import-linter contract in pyproject.toml that keeps these arrows
+pointing down; tests/test_layers.py checks that docs/internals.md shows what this script prints.
 """
 
 from __future__ import annotations
 
+import sys
+import tomllib
+from pathlib import Path
+
 import grimp
 
-LAUNCH_SIDES = ("local", "remote")
+ROOT = Path(__file__).resolve().parents[1]
+INTERNALS = ROOT / "docs" / "internals.md"
+BEGIN, END = "<!-- import-graph:begin -->", "<!-- import-graph:end -->"
 
 
 def part(module: str) -> str:
@@ -38,11 +46,39 @@ def arrows() -> dict[str, set[str]]:
     return found
 
 
-def main() -> None:
+def layers() -> list[str]:
+    """The layers contract of pyproject.toml, top to bottom, without the package prefix."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layered = next(contract for contract in contracts if contract["type"] == "layers")
+    return [layer.replace("workbench.", "") for layer in layered["layers"]]
+
+
+def block() -> str:
+    """The graph and the layers as docs/internals.md shows them (an indented text block)."""
     found = arrows()
-    print(f"{len(found)} parts, {sum(len(targets) for targets in found.values())} arrows")
-    for source in sorted(found):
-        print(f"  {source:<16} -> {', '.join(sorted(found[source])) or '(nothing)'}")
+    lines = [f"    {len(found)} parts, {sum(len(targets) for targets in found.values())} arrows"]
+    lines += [f"      {source:<16} -> {', '.join(sorted(found[source])) or '(nothing)'}" for source in sorted(found)]
+    lines += ["", "    layers, top to bottom (`|`: siblings that never import each other):", ""]
+    lines += [f"      {layer}" for layer in layers()]
+    return "\n".join(lines)
+
+
+def documented() -> str:
+    """What docs/internals.md shows between its markers now."""
+    text = INTERNALS.read_text()
+    return text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip("\n")
+
+
+def write() -> None:
+    text = INTERNALS.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    INTERNALS.write_text(f"{text[:start]}\n{block()}\n{text[end:]}")
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--write"]:
+        write()
+    print(block())
 
 
 if __name__ == "__main__":

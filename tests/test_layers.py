@@ -100,3 +100,14 @@ def test_the_circle_finder_finds_a_circle():
             return self.edges[module]
 
     assert import_circles(Graph()) == [{"a", "b", "c"}]
+
+
+def test_internals_page_shows_the_import_graph_of_the_code():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import import_graph
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    drawn = import_graph.block()
+    assert "layers, top to bottom" in drawn and "tui              -> " in drawn
+    assert import_graph.documented() == drawn, "docs/internals.md is stale: python docs/import_graph.py --write"
