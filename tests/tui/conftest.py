@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -91,9 +92,24 @@ def make_app() -> Callable[..., WorkbenchApp]:
         if "clock" not in options and path.exists():
             options["clock"] = fixture_clock(path)
         options.setdefault("poll_interval", 0.5)
-        return WorkbenchApp(path, **options)
+        return record_notifications(WorkbenchApp(path, **options))
 
     return factory
+
+
+def record_notifications(app: WorkbenchApp) -> WorkbenchApp:
+    """Keep every notification the app shows in `app.notified`, in order. Tests read that, not the
+    app's own list: a notification leaves that list when it expires on screen (5 s), which on a busy
+    machine can come before the test's next look."""
+    app.notified = []
+    notify = app.notify
+
+    def recording(message, *args, **kwargs):
+        app.notified.append(SimpleNamespace(message=str(message), severity=kwargs.get("severity", "information")))
+        return notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return app
 
 
 async def _wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0) -> None:

@@ -155,7 +155,7 @@ async def test_inline_errors_are_the_cli_messages(registry, make_app, wait_for):
             await pilot.press("ctrl+l")
             await pilot.pause()
             assert isinstance(app.screen, NewRunScreen)
-            assert any(note.message == f"Cannot launch: {expected[dotted]}" for note in app._notifications)
+            assert any(note.message == f"Cannot launch: {expected[dotted]}" for note in app.notified)
             await pilot.press("ctrl+r")
             await settled(pilot, wait_for, screen)
             assert not rows(screen)[dotted].has_class("-invalid")
@@ -258,7 +258,7 @@ async def test_save_writes_a_recipe_that_loads_back(registry, make_app, wait_for
         app.screen.query_one("#answer", Input).value = str(target)
         await pilot.press("enter")
         await wait_for(pilot, lambda: target.exists())
-        await wait_for(pilot, lambda: any("Saved" in note.message for note in app._notifications))
+        await wait_for(pilot, lambda: any("Saved" in note.message for note in app.notified))
         expected = load_recipe(preset_path, ["algorithm.epsilon_high=0.35", "algorithm.dual_clip=off"]).to_dict()
         assert load_recipe(target).to_dict() == expected
 
@@ -267,7 +267,7 @@ async def test_save_writes_a_recipe_that_loads_back(registry, make_app, wait_for
         await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
         app.screen.query_one("#answer", Input).value = str(target)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: any("already exists" in note.message for note in app._notifications))
+        await wait_for(pilot, lambda: any("already exists" in note.message for note in app.notified))
         assert target.read_text() == content
 
 

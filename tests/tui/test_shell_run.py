@@ -184,5 +184,5 @@ async def test_an_unknown_run_is_a_notification(registry, make_app, wait_for):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
         app.push_screen(RunScreen("zzzzzz"))
-        await wait_for(pilot, lambda: any("zzzzzz" in note.message for note in app._notifications))
+        await wait_for(pilot, lambda: any("zzzzzz" in note.message for note in app.notified))
         assert isinstance(app.screen, RunScreen)

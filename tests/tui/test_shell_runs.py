@@ -237,7 +237,7 @@ async def test_select_runs_and_compare(registry, make_app, wait_for):
         await pilot.press("c")
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen), "one selected run is not a comparison"
-        assert any("Select 2 to 8 runs" in note.message for note in app._notifications)
+        assert any("Select 2 to 8 runs" in note.message for note in app.notified)
         first = app.screen.cursor_run_id()
         await pilot.press("down", "space")
         second = app.screen.cursor_run_id()
@@ -325,7 +325,7 @@ async def test_delete_refuses_a_live_run(registry, run_of, make_app, wait_for):
         await pilot.press("d")
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)
-        assert any("stop it first" in note.message for note in app._notifications)
+        assert any("stop it first" in note.message for note in app.notified)
 
 
 async def test_stop_asks_first_then_stops_a_queued_run(registry, run_of, make_app, wait_for):
@@ -359,7 +359,7 @@ async def test_stop_failure_is_a_notification_not_a_traceback(registry, run_of, 
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("y")
-        await wait_for(pilot, lambda: any("no process is recorded" in note.message for note in app._notifications))
+        await wait_for(pilot, lambda: any("no process is recorded" in note.message for note in app.notified))
         assert isinstance(app.screen, RunsScreen)
 
 

@@ -196,7 +196,7 @@ async def test_screenshot_is_saved_beside_the_registry_and_the_path_is_said(regi
         app.action_screenshot()
         await wait_for(pilot, lambda: list(folder.glob("*.svg")), timeout=CEILING)
         (saved,) = folder.glob("*.svg")
-        await wait_for(pilot, lambda: any(str(saved) in note.message for note in app._notifications), timeout=CEILING)
+        await wait_for(pilot, lambda: any(str(saved) in note.message for note in app.notified), timeout=CEILING)
     assert saved.read_text().startswith("<svg")
 
 
