@@ -22,11 +22,13 @@ import argparse
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,8 @@ FIXTURE = ROOT / "tests" / "fixtures" / "health_corpus.json"
 DOCS = ROOT / "docs" / "health.md"
 BEGIN, END = "<!-- health-calibration:begin -->", "<!-- health-calibration:end -->"
 DEFAULT_REGISTRY = ROOT / "runs" / "health_calibration" / "registry.db"
-SIGNIFICANT = 4  # digits kept per value in the fixture
+SIGNIFICANT, DECIMALS = 3, 4  # per value in the fixture: 3 significant digits, none below 1e-4 (the sampler /
+#   trainer log-prob gap of one engine is float noise near 1e-7; every threshold is coarser than 1e-4)
 
 
 # --- the broken runs' rewards (TRL signature) --------------------------------------------------------
@@ -96,10 +99,10 @@ class CorpusRun:
 SHORT = ("run.max_steps=50", "run.save_steps=0")
 PRESETS = sorted(path.stem for path in (ROOT / "recipes").glob("*.toml")
                  if path.stem != "quickstart" and not path.stem.startswith("smollm2-"))
-#: SmolLM2 shortened to about 3 minutes each on one busy core: 20 steps of 2 prompts x 4 completions of
-#: at most 16 tokens, an eval of 8 held-out prompts every 10 steps.
+#: SmolLM2 shortened to a few minutes each on one busy core: 20 steps of 2 prompts x 4 completions, an eval
+#: of 8 held-out prompts every 10 steps. At 16 tokens every response is cut before its answer (a broken run).
 SMOLLM2_SHORT = ("run.max_steps=20", "run.save_steps=0", "rollout.prompts_per_step=2", "rollout.num_generations=4",
-                 "rollout.max_completion_length=16", "task.eval_size=8", "run.eval_steps=10")
+                 "task.eval_size=8", "run.eval_steps=10")
 BROKEN_STEPS = ("run.max_steps=150", "run.save_steps=0")
 BEHIND = Damage("reward", 0.1, behind="quickstart",
                 text="reward (5-step mean) 0.1 below the quick start's at the same step")
@@ -109,8 +112,11 @@ CORPUS: tuple[CorpusRun, ...] = (
     *(CorpusRun(preset, preset, ("run.save_steps=0",), target=0.8, note="preset recipe, full length (200 steps)")
       for preset in PRESETS),
     CorpusRun("quickstart", "quickstart", ("run.save_steps=0",), target=0.9, note="the quick start, 400 steps"),
-    CorpusRun("smollm2-grpo-20", "smollm2-grpo", SMOLLM2_SHORT, note="SmolLM2-135M, shortened (20 steps)"),
-    CorpusRun("smollm2-dapo-20", "smollm2-dapo", SMOLLM2_SHORT, note="SmolLM2-135M, shortened (20 steps)"),
+    *(CorpusRun(f"quickstart-seed{seed}", "quickstart", ("run.save_steps=0", f"run.seed={seed}"), target=0.9,
+                note=f"the quick start, seed {seed}") for seed in (1, 2)),
+    *(CorpusRun(f"quickstart-{preset}", "quickstart", ("run.save_steps=0", "run.max_steps=300",
+                                                     f"algorithm.preset={preset}"), target=0.9,
+                note=f"the quick start's recipe under the {preset} preset, 300 steps") for preset in ("rloo", "dr_grpo")),
     CorpusRun("lr-x100", "quickstart", (*BROKEN_STEPS, "optim.learning_rate=0.1"), broken=True,
               expect=("entropy_collapse", "zero_variance", "kl_blowup"), damage=BEHIND,
               note="quick start, learning rate 1e-3 x 100"),
@@ -120,6 +126,10 @@ CORPUS: tuple[CorpusRun, ...] = (
                                              "optim.num_iterations=4"), broken=True,
               expect=("entropy_collapse", "zero_variance", "clip_spike"), damage=BEHIND,
               note="quick start, beta 0 (no KL term), learning rate x 10, 4 epochs per rollout"),
+    CorpusRun("smollm2-16-tokens", "smollm2-grpo", (*SMOLLM2_SHORT, "rollout.max_completion_length=16"), broken=True,
+              expect=("zero_variance", "entropy_collapse"),
+              damage=Damage("completions/clipped_ratio", 0.99, text="every response truncated (5-step mean above 0.99)"),
+              note="SmolLM2-135M shortened, completions cut at 16 tokens"),
     CorpusRun("constant-reward", "quickstart", (*BROKEN_STEPS, 'task.reward_funcs=["health_calibration:constant_reward"]'),
               broken=True, expect=("zero_variance",),
               damage=Damage("frac_reward_zero_std", 0.99, text="every group's rewards equal (5-step mean above 0.99)"),
@@ -130,8 +140,9 @@ CORPUS: tuple[CorpusRun, ...] = (
               expect=("length_runaway",),
               damage=Damage("completions/mean_length", 32.0, text="mean length above 32 of 64 tokens"),
               note="quick start, reward = length / 64 tokens (at 64 tokens few random-init responses hit the limit)"),
+    CorpusRun("smollm2-grpo-20", "smollm2-grpo", SMOLLM2_SHORT, note="SmolLM2-135M, shortened (20 steps)"),
+    CorpusRun("smollm2-dapo-20", "smollm2-dapo", SMOLLM2_SHORT, note="SmolLM2-135M, shortened (20 steps)"),
 )
-DAMAGE_KEYS = tuple(sorted({run.damage.key for run in CORPUS if run.damage} | {"completions/mean_length"}))
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -155,29 +166,46 @@ def train(run: CorpusRun, registry: Path) -> float:
 def rounded(value: float) -> float | None:
     if not math.isfinite(value):
         return None
-    return float(f"{value:.{SIGNIFICANT}g}")
+    return round(float(f"{value:.{SIGNIFICANT}g}"), DECIMALS) + 0.0  # (+ 0.0: no -0.0)
 
 
-def read_series(registry: Path, names: Sequence[str]) -> dict[str, dict]:
-    """Each finished run's series of the keys the checks and the damage rules read, compactly:
-    {"steps": [...], "series": {key: values on those steps, or [steps, values] when its steps differ}}."""
+def read_series(registry: Path, names: Sequence[str]) -> tuple[dict[str, dict], list[float]]:
+    """Each finished run's series of the keys the checks and its damage rule read, compactly:
+    {"steps": [first, last] (every step between logged), "series": {key: values on those steps ([v]: v at
+    every step), or [steps, values] when its steps differ}}; and when the runs started and ended (Unix s)."""
     from workbench.health import HEALTH_KEYS
     from workbench.registry import Registry
 
-    saved = {}
+    saved, times = {}, []
     with Registry.open(registry) as handle:
+        finished = {run.name: run for run in handle.list_runs() if run.status == "finished"}  # (name= matches parts)
         for name in names:
-            run_id = next(run.id for run in handle.list_runs(name=name) if run.status == "finished")
-            steps, _ = handle.series(run_id, "reward")
+            run = finished[name]
+            times += [t for t in (run.started_at, run.ended_at) if t is not None]
+            steps, _ = handle.series(run.id, "reward")
+            if list(steps) != list(range(steps[0], steps[-1] + 1)):
+                raise SystemExit(f"{name}: reward not logged at every step; the fixture assumes it is")
+            damage = next((r.damage for r in CORPUS if r.name == name and r.damage), None)
             series: dict[str, list] = {}
-            for key in (*HEALTH_KEYS, *DAMAGE_KEYS):
-                key_steps, values = handle.series(run_id, key)
+            for key in (*HEALTH_KEYS, *([damage.key] if damage and damage.key not in HEALTH_KEYS else [])):
+                key_steps, values = handle.series(run.id, key)
                 if not key_steps:
                     continue
                 values = [rounded(value) for value in values]
-                series[key] = values if list(key_steps) == list(steps) else [list(key_steps), values]
-            saved[name] = {"steps": list(steps), "series": series}
-    return saved
+                if list(key_steps) != list(steps):
+                    series[key] = [list(key_steps), values]
+                else:
+                    series[key] = values[:1] if len(set(values)) == 1 else values  # one value: the same at every step
+            saved[name] = {"steps": [steps[0], steps[-1]], "series": series}
+    for name, entry in saved.items():  # a run that is the start of a longer one (same recipe and seed): a reference
+        for other, longer in saved.items():
+            if other == name or "series" not in longer or longer["steps"][1] <= entry["steps"][1]:
+                continue
+            reference = {"prefix_of": other, "steps": entry["steps"]}
+            if as_metrics(reference, saved) == as_metrics(entry):
+                saved[name] = reference
+                break
+    return saved, times
 
 
 def finished_names(registry: Path) -> set[str]:
@@ -194,11 +222,20 @@ def finished_names(registry: Path) -> set[str]:
 TOLERANCE = 20  # logged steps: a broken run's finding must fire within this many steps of its damage step
 
 
-def as_metrics(entry: Mapping) -> dict[str, tuple[list[int], list[float]]]:
-    """A fixture entry back to run_health's {key: (steps, values)} (None -> NaN, which the checks skip)."""
+def as_metrics(entry: Mapping, runs: Mapping | None = None) -> dict[str, tuple[list[int], list[float]]]:
+    """A fixture entry back to run_health's {key: (steps, values)} (None -> NaN, which the checks skip);
+    {"prefix_of": NAME, "steps": [1, last]}: run NAME's series up to step `last` (`runs`: the fixture's)."""
+    first, last = entry["steps"]
+    if "prefix_of" in entry:
+        assert runs is not None
+        whole = as_metrics(runs[entry["prefix_of"]])
+        return {key: tuple(map(list, zip(*[(s, v) for s, v in zip(*series, strict=True) if s <= last], strict=True)))
+                for key, series in whole.items() if any(s <= last for s in series[0])}
     metrics = {}
     for key, stored in entry["series"].items():
-        steps, values = (stored[0], stored[1]) if stored and isinstance(stored[0], list) else (entry["steps"], stored)
+        steps, values = ((stored[0], stored[1]) if stored and isinstance(stored[0], list)
+                         else (list(range(first, last + 1)), stored))
+        values = values * len(steps) if len(values) == 1 else values
         metrics[key] = (list(steps), [math.nan if value is None else value for value in values])
     return metrics
 
@@ -213,8 +250,8 @@ def describe(runs: Mapping[str, Mapping]) -> dict[str, dict]:
         entry = {"recipe": run.recipe, "overrides": list(run.overrides), "broken": run.broken, "note": run.note,
                  "target": run.target}
         if run.broken and run.damage is not None:
-            metrics = as_metrics(runs[run.name])
-            twin = as_metrics(runs[run.damage.behind])[run.damage.key] if run.damage.behind else None
+            metrics = as_metrics(runs[run.name], runs)
+            twin = as_metrics(runs[run.damage.behind], runs)[run.damage.key] if run.damage.behind else None
             entry |= {"expect": list(run.expect), "damage": run.damage.text,
                       "damage_step": run.damage.step(metrics[run.damage.key], twin), "tolerance": TOLERANCE}
         described[run.name] = entry
@@ -236,10 +273,10 @@ class Verdict:
     ok: bool = True
 
 
-def judge(name: str, described: Mapping, entry: Mapping, thresholds=None) -> Verdict:
+def judge(name: str, described: Mapping, entry: Mapping, runs: Mapping, thresholds=None) -> Verdict:
     from workbench.health import run_health
 
-    metrics = as_metrics(entry)
+    metrics = as_metrics(entry, runs)
     health = run_health(metrics, thresholds)
     reward = [value for value in metrics["reward"][1] if math.isfinite(value)]
     final = sum(reward[-10:]) / len(reward[-10:])
@@ -272,24 +309,26 @@ def tables(verdicts: Sequence[Verdict], described: Mapping) -> str:
     def count(group: Sequence[Verdict], check: str, attribute: str) -> int:
         return sum(any(f.check == check for f in getattr(v, attribute)) for v in group)
 
-    lines = ["| finding | healthy, reward reached: warn (note) | healthy, short of it: warn (note) | broken: warn |",
+    lines = [f"| finding | healthy, reward reached ({len(reached)}): warn (note) | healthy recipe, reward not reached "
+             f"({len(other)}): warn (note) | broken ({len(broken)}): warn |",
              "|---|---|---|---|"]
     for check in CHECKS:
         lines.append(f"| `{check}` | {fraction(count(reached, check, 'warn'), len(reached))} "
                      f"({count(reached, check, 'info')}) | {fraction(count(other, check, 'warn'), len(other))} "
                      f"({count(other, check, 'info')}) | {fraction(count(broken, check, 'warn'), len(broken))} |")
-    lines += ["", "| broken run | what is broken | damage shows when | damage step | fired (warn) | "
-              f"fired - damage | within {TOLERANCE} steps |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| broken run | what is broken | expected | damage shows when | damage step | fired (warn) | "
+              f"fired - damage | within {TOLERANCE} steps |", "|---|---|---|---|---|---|---|---|"]
     for v in broken:
         about = described[v.name]
         fired = ", ".join(f"`{f.check}` @ {f.step}" for f in v.warn) or "nothing"
         gap = "-" if v.fired_step is None or v.damage_step is None else f"{v.fired_step - v.damage_step:+d}"
-        lines.append(f"| {v.name} | {about['note']} | {about['damage']} | {v.damage_step} | {fired} | {gap} | "
+        expected = " or ".join(f"`{check}`" for check in about["expect"])
+        lines.append(f"| {v.name} | {about['note']} | {expected} | {about['damage']} | {v.damage_step} | {fired} | {gap} | "
                      f"{'yes' if v.ok else 'NO'} |")
     lines += ["", "| run | role | steps | final reward | warn | notes |", "|---|---|---|---|---|---|"]
     for v in verdicts:
         about = described[v.name]
-        role = "broken" if v.broken else ("healthy, reached" if v.reached else "healthy")
+        role = "broken" if v.broken else ("healthy, reached" if v.reached else "healthy, not reached")
         warn = ", ".join(f"{f.label} @ {f.step}" for f in v.warn) or "-"
         info = ", ".join(f"{f.label} @ {f.step}" for f in v.info) or "-"
         steps = about.get("steps", "")
@@ -324,24 +363,27 @@ def main() -> None:
             raise SystemExit(f"{args.registry} exists: pass --reuse to keep its runs, or remove it")
         args.registry.parent.mkdir(parents=True, exist_ok=True)
         done = finished_names(args.registry)
-        for run in CORPUS:
-            if run.name in done or (args.only and run.name not in args.only.split(",")):
-                continue
+        todo = [run for run in CORPUS if run.name not in done and (not args.only or run.name in args.only.split(","))]
+        for run in todo:
             print(f"trained {run.name} in {train(run, args.registry):.0f} s", flush=True)
         names = [run.name for run in CORPUS if run.name in finished_names(args.registry)]
         fixture["runs"] = {name: entry for name, entry in fixture["runs"].items() if name in {r.name for r in CORPUS}}
-        fixture["runs"].update(read_series(args.registry, names))
+        series, times = read_series(args.registry, names)
+        fixture["runs"].update(series)
         fixture["corpus"] = describe(fixture["runs"])
         for name, entry in fixture["corpus"].items():
-            entry["steps"] = len(fixture["runs"][name]["steps"])
+            first, last = fixture["runs"][name]["steps"]
+            entry["steps"] = last - first + 1
+        when = [datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") for t in (min(times), max(times))]
+        fixture["trained"] = f"{when[0]} to {when[1]} UTC, {platform.machine()} {os.cpu_count()} cores"
         FIXTURE.write_text(json.dumps(fixture, separators=(",", ":")) + "\n")
-    verdicts = [judge(name, about, fixture["runs"][name]) for name, about in fixture["corpus"].items()]
+    verdicts = [judge(name, about, fixture["runs"][name], fixture["runs"]) for name, about in fixture["corpus"].items()]
     block = tables(verdicts, fixture["corpus"])
     print(block)
-    ended = stamp("end")
-    print(ended)
-    if not args.no_docs and not args.from_fixture:
-        write_docs(f"{started}\n\n{block}\n\n{ended}")
+    print(stamp("end"))
+    if not args.no_docs:
+        write_docs(f"Runs trained {fixture['trained']} (shared with other work: load average 6 to 10), one torch "
+                   f"thread each; judged by this checkout's defaults.\n\n{block}")
 
 
 if __name__ == "__main__":

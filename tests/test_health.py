@@ -191,3 +191,65 @@ def test_show_json_includes_health(tmp_path):
     assert [(note["check"], note["severity"]) for note in health["notes"]] == [("entropy_collapse", "info")]
     assert health["badge"] == "ok · 1 note: entropy"
     assert health["thresholds"]["entropy_max_drop"] == 0.5 and health["thresholds"]["reward_climb"] == 0.03
+
+
+# --- the calibration corpus (benchmarks/health_calibration.py; docs/health.md "Calibration") -------------
+
+CORPUS = json.loads((ROOT / "tests" / "fixtures" / "health_corpus.json").read_text())
+DOCS = (ROOT / "docs" / "health.md").read_text()
+
+
+def corpus_metrics(name: str) -> dict:
+    """A corpus run's series: each key's values on every step from first to last ([v]: v at every step), or
+    [steps, values] where its steps differ; {"prefix_of": NAME}: NAME's series up to this run's last step."""
+    first, last = CORPUS["runs"][name]["steps"]
+    if "prefix_of" in CORPUS["runs"][name]:
+        whole = corpus_metrics(CORPUS["runs"][name]["prefix_of"])
+        cut = {key: [(s, v) for s, v in zip(*series, strict=True) if s <= last] for key, series in whole.items()}
+        return {key: ([s for s, _ in pairs], [v for _, v in pairs]) for key, pairs in cut.items() if pairs}
+    metrics = {}
+    for key, stored in CORPUS["runs"][name]["series"].items():
+        steps, values = ((stored[0], stored[1]) if stored and isinstance(stored[0], list)
+                         else (list(range(first, last + 1)), stored))
+        values = values * len(steps) if len(values) == 1 else values  # [v]: v at every step
+        metrics[key] = (steps, [math.nan if value is None else value for value in values])
+    return metrics
+
+
+def final_reward(name: str) -> float:
+    rewards = corpus_metrics(name)["reward"][1][-10:]
+    return sum(rewards) / len(rewards)
+
+
+HEALTHY = [name for name, about in CORPUS["corpus"].items() if not about["broken"]]
+REACHED = [name for name in HEALTHY if CORPUS["corpus"][name]["target"] is not None
+           and final_reward(name) >= CORPUS["corpus"][name]["target"]]
+BROKEN = [name for name, about in CORPUS["corpus"].items() if about["broken"]]
+
+
+def test_the_corpus_holds_healthy_runs_that_learned_and_every_kind_of_broken_run():
+    assert set(REACHED) == {"quickstart", "quickstart-seed1", "quickstart-seed2", "quickstart-rloo"}
+    assert {"lr-x100", "temperature-0.1", "beta0-drift", "constant-reward", "length-runaway"} <= set(BROKEN)
+
+
+@pytest.mark.parametrize("name", REACHED)
+def test_a_healthy_run_that_reached_its_reward_has_no_fault(name):
+    assert H.run_health(corpus_metrics(name)).findings == []
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_a_broken_run_is_flagged_near_the_step_its_damage_shows(name):
+    about = CORPUS["corpus"][name]
+    fired = [f for f in H.run_health(corpus_metrics(name)).findings if f.check in about["expect"]]
+    assert fired, f"{name}: none of {about['expect']} fired"
+    assert abs(min(f.step for f in fired) - about["damage_step"]) <= about["tolerance"]
+
+
+@pytest.mark.parametrize("name", list(CORPUS["corpus"]))
+def test_the_published_per_run_table_is_what_the_checks_say(name):
+    health = H.run_health(corpus_metrics(name))
+    row = [line for line in DOCS.splitlines() if line.startswith(f"| {name} |")][-1]  # the per-run table is last
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3] == f"{final_reward(name):.3f}"
+    assert cells[4] == (", ".join(f"{f.label} @ {f.step}" for f in health.findings) or "-")
+    assert cells[5] == (", ".join(f"{f.label} @ {f.step}" for f in health.notes) or "-")
