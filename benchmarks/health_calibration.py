@@ -268,6 +268,7 @@ class Verdict:
     final_reward: float
     warn: list  # the faults (Finding)
     info: list  # the notes (Finding)
+    live: int = 0  # steps at which the run, judged on its series up to that step (as a live run is), had a fault
     damage_step: int | None = None
     fired_step: int | None = None  # broken: the earliest expected fault's step
     ok: bool = True
@@ -283,6 +284,7 @@ def judge(name: str, described: Mapping, entry: Mapping, runs: Mapping, threshol
     target = described.get("target")
     verdict = Verdict(name, described["broken"], target is not None and final >= target, final,
                       health.findings, health.notes)
+    verdict.live = sum(bool(run_health(upto(metrics, step), thresholds).findings) for step in metrics["reward"][0])
     if not verdict.broken:
         verdict.ok = not verdict.warn
         return verdict
@@ -292,6 +294,12 @@ def judge(name: str, described: Mapping, entry: Mapping, runs: Mapping, threshol
     verdict.ok = (verdict.fired_step is not None and verdict.damage_step is not None
                   and abs(verdict.fired_step - verdict.damage_step) <= described["tolerance"])
     return verdict
+
+
+def upto(metrics: Mapping[str, tuple[list[int], list[float]]], last: int) -> dict[str, tuple[list[int], list[float]]]:
+    """The series as they stood when step `last` was logged."""
+    cut = {key: [(s, v) for s, v in zip(*series, strict=True) if s <= last] for key, series in metrics.items()}
+    return {key: ([s for s, _ in pairs], [v for _, v in pairs]) for key, pairs in cut.items()}
 
 
 def fraction(count: int, total: int) -> str:
@@ -325,14 +333,15 @@ def tables(verdicts: Sequence[Verdict], described: Mapping) -> str:
         expected = " or ".join(f"`{check}`" for check in about["expect"])
         lines.append(f"| {v.name} | {about['note']} | {expected} | {about['damage']} | {v.damage_step} | {fired} | {gap} | "
                      f"{'yes' if v.ok else 'NO'} |")
-    lines += ["", "| run | role | steps | final reward | warn | notes |", "|---|---|---|---|---|---|"]
+    lines += ["", "| run | role | steps | final reward | warn | notes | steps with a fault, judged live |",
+              "|---|---|---|---|---|---|---|"]
     for v in verdicts:
         about = described[v.name]
         role = "broken" if v.broken else ("healthy, reached" if v.reached else "healthy, not reached")
         warn = ", ".join(f"{f.label} @ {f.step}" for f in v.warn) or "-"
         info = ", ".join(f"{f.label} @ {f.step}" for f in v.info) or "-"
         steps = about.get("steps", "")
-        lines.append(f"| {v.name} | {role} | {steps} | {v.final_reward:.3f} | {warn} | {info} |")
+        lines.append(f"| {v.name} | {role} | {steps} | {v.final_reward:.3f} | {warn} | {info} | {v.live} |")
     return "\n".join(lines)
 
 

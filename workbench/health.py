@@ -33,7 +33,7 @@ class Thresholds:
     window: int = 10  # trailing-mean window of every check
     entropy_max_drop: float = 0.5  # entropy collapse: trailing mean below (1 - drop) x the first window's mean
     clip_factor: float = 3.0  # clip spike: trailing clip fraction above factor x the first window's mean ...
-    clip_floor: float = 0.2  # ... and above this fraction of tokens
+    clip_floor: float = 0.3  # ... and above this fraction of tokens
     kl_factor: float = 10.0  # KL blow-up: trailing KL above factor x the first window's mean ...
     kl_floor: float = 0.1  # ... and above this many nats per token
     zero_variance_max: float = 0.5  # no signal: trailing share of zero-variance groups above this
