@@ -302,11 +302,11 @@ def reward_progress(metrics: Mapping[str, Series], t: Thresholds) -> str | None:
 
     span = best reward any completion got (max of `reward_max`, else of `reward`) - the mean reward of the
     first window. Solved: the reward's trailing mean came `solved_share` of the span above that first mean.
-    Climbing: it rose by `reward_climb` x span over the last 2 x window steps (one window of a 10-step mean
-    moves by about as much as the noise of a batch of 128 to 256 binary rewards). A span of 0 (every completion always
-    got the same best reward, e.g. a constant reward) is stuck.
+    Climbing: it rose by `reward_climb` x span over the last 2 x window steps. A span of 0 (every completion
+    always got the same best reward, e.g. a constant reward) is stuck. Calibrated on the runs of
+    benchmarks/health_calibration.py (docs/health.md).
     """
-    steps, reward = _finite(metrics.get("reward"))
+    _, reward = _finite(metrics.get("reward"))
     if len(reward) < 2 * t.window:
         return None
     means = trailing_means(reward, t.window)
