@@ -116,6 +116,11 @@ def test_reward_up_eval_down_fires_at_the_first_eval_after_the_best():
     (finding,) = H.run_health(_with("eval/accuracy", falling)).findings
     assert finding.check == "reward_vs_eval" and finding.step == 30
     assert finding.threshold == pytest.approx(0.45)
+    # one eval below the best is not enough (eval_confirm = 2): a few prompts' accuracy is that noisy
+    assert H.run_health(_with("eval/accuracy", ([20, 40, 60], [0.375, 0.5, 0.25]))).findings == []
+    (finding,) = H.run_health(_with("eval/accuracy", ([20, 40, 60], [0.375, 0.5, 0.25])),
+                              H.Thresholds(eval_confirm=1)).findings
+    assert finding.check == "reward_vs_eval" and finding.step == 60
     # eval falls, but reward fell too: not the reward-hacking pattern
     metrics = _with("eval/accuracy", falling)
     metrics["reward"] = _series([0.8 - 0.01 * i for i in range(60)])

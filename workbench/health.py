@@ -40,6 +40,8 @@ class Thresholds:
     length_limit_share: float = 0.2  # length runaway: trailing share of responses hitting the limit above this ...
     length_limit_rise: float = 0.1  # ... and this much above the first window's share
     eval_drop: float = 0.05  # reward up, held-out down: accuracy this far below its best ...
+    eval_confirm: int = 2  # ... at every one of at least this many evals after the best (one eval of a few
+    #   prompts is too noisy to judge on: 8 prompts move in steps of 0.125) ...
     reward_rise: float = 0.0  # ... while the reward's trailing mean rose by more than this since that best
     mismatch_factor: float = 3.0  # mismatch growing: trailing mean |log pi_train - log pi_sampler| above factor x
     mismatch_floor: float = 0.02  # ... the first window's mean and above this many nats per token
@@ -252,7 +254,7 @@ def check_reward_vs_eval(metrics: Mapping[str, Series], t: Thresholds) -> tuple[
     best = max(range(len(accuracy)), key=lambda i: (accuracy[i], -i))  # the earliest best
     after = accuracy[best + 1 :]
     limit = accuracy[best] - t.eval_drop
-    if not after or not all(value < limit for value in after):
+    if len(after) < max(1, t.eval_confirm) or not all(value < limit for value in after):
         return True, None
 
     def reward_mean_at(step: int) -> float:
