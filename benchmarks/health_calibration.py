@@ -10,7 +10,8 @@ saves each run's series that the checks read (workbench.health.HEALTH_KEYS, plus
 where a broken run's damage shows), rounded, to tests/fixtures/health_corpus.json, judges every run with
 `run_health`, prints the tables and writes them into docs/health.md between
 `<!-- health-calibration:begin -->` and `<!-- health-calibration:end -->`. `--from-fixture` skips the
-registry and judges the committed series (what tests/test_health.py asserts).
+registry and judges the committed series (what tests/test_health.py asserts); `--no-docs` leaves
+docs/health.md alone.
 
 Also the reward functions the broken runs train on (imported by the training process as
 `health_calibration:constant_reward` etc., with this folder on PYTHONPATH).
