@@ -23,6 +23,7 @@ from workbench.insights import entropy_collapse
 
 Series = tuple[Sequence[int], Sequence[float]]
 HEALTH_FILE = "health.toml"
+WARN, INFO = "warn", "info"
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,22 @@ class Thresholds:
     window: int = 10  # trailing-mean window of every check
     entropy_max_drop: float = 0.5  # entropy collapse: trailing mean below (1 - drop) x the first window's mean
     clip_factor: float = 3.0  # clip spike: trailing clip fraction above factor x the first window's mean ...
-    clip_floor: float = 0.05  # ... and above this fraction of tokens
+    clip_floor: float = 0.3  # ... and above this fraction of tokens
     kl_factor: float = 10.0  # KL blow-up: trailing KL above factor x the first window's mean ...
     kl_floor: float = 0.1  # ... and above this many nats per token
     zero_variance_max: float = 0.5  # no signal: trailing share of zero-variance groups above this
     length_limit_share: float = 0.2  # length runaway: trailing share of responses hitting the limit above this ...
     length_limit_rise: float = 0.1  # ... and this much above the first window's share
     eval_drop: float = 0.05  # reward up, held-out down: accuracy this far below its best ...
+    eval_confirm: int = 2  # ... at every one of at least this many evals after the best (one eval of a few
+    #   prompts is too noisy to judge on: 8 prompts move in steps of 0.125) ...
     reward_rise: float = 0.0  # ... while the reward's trailing mean rose by more than this since that best
     mismatch_factor: float = 3.0  # mismatch growing: trailing mean |log pi_train - log pi_sampler| above factor x
     mismatch_floor: float = 0.02  # ... the first window's mean and above this many nats per token
+    solved_share: float = 0.8  # reward learned: its trailing mean came this share of the way from the first
+    #   window's mean to the best reward a completion got; entropy, KL and no-signal findings are then notes
+    reward_climb: float = 0.03  # reward climbing: its trailing mean rose by this share of that span over the
+    #   last two windows; the same three findings are then notes (the change is the learning)
 
     def __post_init__(self) -> None:
         if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
@@ -89,6 +96,7 @@ class Finding:
     value: float  # the trailing mean at the latest step (the measured quantity)
     threshold: float  # the value it crossed
     detail: str  # one line: what was measured against what
+    severity: str = WARN  # WARN: a fault to act on; INFO: a note (e.g. entropy fell because the task is learned)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,28 +104,43 @@ class Finding:
 
 @dataclass(frozen=True)
 class Health:
-    """Every check's outcome for one run: findings, and the checks that had data enough to judge."""
+    """Every check's outcome for one run: the faults (`findings`, severity "warn"), the notes (severity
+    "info": a condition that holds but is what learning looks like), and the checks that had data enough
+    to judge. Badges count only the faults as issues."""
 
     findings: list[Finding]
     checked: list[str]
+    notes: list[Finding] = dataclasses.field(default_factory=list)
 
     @property
     def badge(self) -> str:
-        """"ok", "2 issues: kl, clip", or "-" when no check had data."""
-        if not self.findings:
-            return "ok" if self.checked else "-"
-        labels = ", ".join(finding.label for finding in self.findings)
-        return f"{len(self.findings)} issue{'s' if len(self.findings) > 1 else ''}: {labels}"
+        """"ok", "2 issues: kl, clip", "ok · 1 note: entropy", "1 issue: kl · 1 note: entropy", or "-" when
+        no check had data."""
+        if not self.checked:
+            return "-"
+        parts = [_counted(self.findings, "issue")] if self.findings else ["ok"]
+        if self.notes:
+            parts.append(_counted(self.notes, "note"))
+        return " · ".join(parts)
 
     @property
     def short(self) -> str:
-        """The badge in at most 10 cells, for table columns: "ok", "⚠ kl", "⚠ 3 issues", "-"."""
-        if not self.findings:
-            return self.badge
-        return f"⚠ {self.findings[0].label}" if len(self.findings) == 1 else f"⚠ {len(self.findings)} issues"
+        """The badge in at most 10 cells, for table columns: "ok", "⚠ kl", "⚠ 3 issues", "ok · note",
+        "ok · notes", "-". Notes never show as a warning."""
+        if self.findings:
+            return f"⚠ {self.findings[0].label}" if len(self.findings) == 1 else f"⚠ {len(self.findings)} issues"
+        if self.notes and self.checked:
+            return "ok · note" if len(self.notes) == 1 else "ok · notes"
+        return self.badge
 
     def to_dict(self) -> dict[str, Any]:
-        return {"badge": self.badge, "checked": self.checked, "findings": [f.to_dict() for f in self.findings]}
+        return {"badge": self.badge, "checked": self.checked, "findings": [f.to_dict() for f in self.findings],
+                "notes": [f.to_dict() for f in self.notes]}
+
+
+def _counted(findings: Sequence[Finding], noun: str) -> str:
+    labels = ", ".join(finding.label for finding in findings)
+    return f"{len(findings)} {noun}{'s' if len(findings) > 1 else ''}: {labels}"
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -231,7 +254,7 @@ def check_reward_vs_eval(metrics: Mapping[str, Series], t: Thresholds) -> tuple[
     best = max(range(len(accuracy)), key=lambda i: (accuracy[i], -i))  # the earliest best
     after = accuracy[best + 1 :]
     limit = accuracy[best] - t.eval_drop
-    if not after or not all(value < limit for value in after):
+    if len(after) < max(1, t.eval_confirm) or not all(value < limit for value in after):
         return True, None
 
     def reward_mean_at(step: int) -> float:
@@ -266,19 +289,55 @@ CHECKS: Mapping[str, Callable[[Mapping[str, Series], Thresholds], tuple[bool, Fi
 # The metric keys the checks read: fetch these and nothing else.
 HEALTH_KEYS: tuple[str, ...] = (
     "entropy", "clip_ratio/region_mean", "clip_stats_trivial", "kl", "frac_reward_zero_std",
-    "completions/clipped_ratio", "eval/accuracy", "reward", "sampling/sampling_logp_difference/mean",
+    "completions/clipped_ratio", "eval/accuracy", "reward", "reward_max", "sampling/sampling_logp_difference/mean",
 )
+
+
+#: Checks whose condition is also what a run that learns its task looks like: entropy falls as the policy
+#: settles on the answers, KL grows as it leaves the reference, groups turn all-correct. While the reward
+#: climbs, or once it is learned, they are notes; they are faults when the reward is stuck.
+LEARNING_SHAPED = ("entropy_collapse", "kl_blowup", "zero_variance")
+
+
+def reward_progress(metrics: Mapping[str, Series], t: Thresholds) -> str | None:
+    """"solved", "climbing", "stuck", or None (too few reward points), judged at the latest step.
+
+    span = best reward any completion got (max of `reward_max`, else of `reward`) - the mean reward of the
+    first window. Solved: the reward's trailing mean came `solved_share` of the span above that first mean.
+    Climbing: it rose by `reward_climb` x span over the last 2 x window steps. A span of 0 (every completion
+    always got the same best reward, e.g. a constant reward) is stuck. Calibrated on the runs of
+    benchmarks/health_calibration.py (docs/health.md).
+    """
+    _, reward = _finite(metrics.get("reward"))
+    if len(reward) < 2 * t.window:
+        return None
+    means = trailing_means(reward, t.window)
+    best = max(_finite(metrics.get("reward_max"))[1] or reward)
+    span = best - means[0]
+    if not span > 0:
+        return "stuck"
+    if means[-1] - means[0] >= t.solved_share * span:
+        return "solved"
+    earlier = means[max(0, len(means) - 1 - 2 * t.window)]
+    return "climbing" if means[-1] - earlier >= t.reward_climb * span else "stuck"
 
 
 def run_health(metrics: Mapping[str, Series], thresholds: Thresholds | None = None) -> Health:
     """Every check over one run's series ({key: (steps, values)}, steps ascending)."""
     thresholds = thresholds or Thresholds()
-    findings, checked = [], []
+    progress = reward_progress(metrics, thresholds)
+    findings, notes, checked = [], [], []
     for name, check in CHECKS.items():
         judged, finding = check(metrics, thresholds)
         if judged:
             checked.append(name)
-        if finding is not None:
+        if finding is None:
+            continue
+        if name in LEARNING_SHAPED and progress in ("solved", "climbing"):
+            why = "the task is learned" if progress == "solved" else "the reward is climbing"
+            notes.append(dataclasses.replace(finding, severity=INFO, detail=f"{finding.detail}; a note: {why}"))
+        else:
             findings.append(finding)
     findings.sort(key=lambda finding: finding.step)
-    return Health(findings, checked)
+    notes.sort(key=lambda finding: finding.step)
+    return Health(findings, checked, notes)

@@ -9,7 +9,7 @@ from textual.widgets import DataTable, OptionList, Static
 
 from tests.tui.hosts import CompareHost
 from workbench import insights, whatif
-from workbench.health import HEALTH_KEYS, run_health
+from workbench.health import HEALTH_KEYS, load_thresholds, run_health
 from workbench.registry import Registry
 from workbench.tui.screens.compare import BEST_MARK
 from workbench.whatif import RULE_NAMES
@@ -79,7 +79,7 @@ async def test_compare_summary_stars_only_rows_with_a_better_and_shows_health(re
         assert any(cell.startswith(BEST_MARK) for cell in rows["final reward (last 10)"])
         health = str(screen.query_one("#compare-health", Static).render())
         for index, run_id in enumerate(compared):
-            assert f"{index + 1}:{names[index]}  {run_health(series[run_id]).short}" in health
+            assert f"{index + 1}:{names[index]}  {run_health(series[run_id], load_thresholds(registry)).short}" in health
         picker = screen.query_one("#compare-picker", OptionList)
         labels = {picker.get_option_at_index(i).id: str(picker.get_option_at_index(i).prompt)
                   for i in range(picker.option_count)}

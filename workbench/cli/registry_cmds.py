@@ -187,11 +187,13 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
         ("tags", shown(", ".join(info.tags)) or "-"),
         ("parent", info.parent_id or "-"),
     ]
-    rows.append(("health", Text(health.badge, style="green" if health.badge == "ok" else "yellow")))
+    rows.append(("health", Text(health.badge, style="yellow" if health.findings or not health.checked else "green")))
     for label, value in rows:
         facts.add_row(label, value)
     for finding in health.findings:
         facts.add_row("", Text(f"since step {finding.step}: {finding.detail}", style="yellow"))
+    for note in health.notes:
+        facts.add_row("", Text(f"note, since step {note.step}: {note.detail}", style="dim"))
     if info.error:
         facts.add_row("error", Text(info.error, style="red"))
     console.print(facts)
