@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.contract import LOG_FILE
 from workbench.launch.remote.hosts import Host, HostError, agent_argv, connect, find_host, run_on, run_sync
-from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo
+from workbench.registry import TERMINAL_STATUSES, Registry, RunInfo, RunNotFound
 from workbench.registry.remote_copy import (
     IncompletePull,
     SyncState,
@@ -32,6 +34,7 @@ from workbench.registry.remote_copy import (
 )
 
 SYNC_INTERVAL_S = 1.0
+LOG_LOCK_FILE = LOG_FILE + ".lock"
 MAX_BACKOFF_S = 10.0
 
 
@@ -77,31 +80,51 @@ def host_of(registry_path: Path, run: RunInfo) -> Host:
 
 
 async def pull(conn, host: Host, registry_path: Path, run_id: str) -> SyncResult:
-    """Import what the host has of the run beyond the local copy; append the log's new bytes."""
+    """Import what the host has of the run beyond the local copy; append the log's new bytes.
+
+    The log is appended under an exclusive lock on `<run dir>/output.log.lock`, held from reading the
+    local log's size until the host's bytes from that offset are written: any number of pullers, in
+    any processes, then append each range of the host's log once and in order.
+    """
     registry_path = Path(registry_path)
     with Registry.open(registry_path, create=False) as registry:
         after_step, after_seq = cursors(registry, run_id)
         run_dir = registry.run_dir(run_id)
+    if read_sync_state(run_dir) is None:   # marked before the first pull; gone once the copy is deleted
+        raise RunNotFound(f"run {run_id} is no longer a remote run here (deleted?)")
     log_path = run_dir / LOG_FILE
-    log_offset = log_path.stat().st_size if log_path.exists() else 0
-    argv = agent_argv(host, "pull", run_id, "--after-step", str(after_step), "--after-seq", str(after_seq),
-                      "--log-offset", str(log_offset))
-    result = await run_on(conn, host, argv)
-    records = [json.loads(line) for line in str(result.stdout).splitlines() if line.strip()]
-    log = next(record for record in records if record["type"] == "log")
+    async with _log_lock(run_dir):
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
+        argv = agent_argv(host, "pull", run_id, "--after-step", str(after_step), "--after-seq", str(after_seq),
+                          "--log-offset", str(log_offset))
+        result = await run_on(conn, host, argv)
+        records = [json.loads(line) for line in str(result.stdout).splitlines() if line.strip()]
+        log = next(record for record in records if record["type"] == "log")
+        data = base64.b64decode(log["data"])
+        if data:
+            with open(log_path, "ab") as out:
+                out.write(data)
     with Registry.open(registry_path, create=False) as registry:
         try:
             import_since(registry, f"{host.name}:{run_id}", [r for r in records if r["type"] != "log"], host.name)
         except IncompletePull as error:
             raise HostError(str(error)) from None   # a transient failure: retried like a dropped link
         run = registry.get_run(run_id)
-    data = base64.b64decode(log["data"])
-    if data:
-        with open(log_path, "ab") as out:
-            out.write(data)
     state = read_sync_state(run_dir) or SyncState(host=host.name)
     write_sync_state(run_dir, replace(state, last_sync=time.time(), unreachable_since=None, error=None))
     return SyncResult(run.id, host.name, run.status, run.last_step, True, log_bytes=len(data))
+
+
+@contextlib.asynccontextmanager
+async def _log_lock(run_dir: Path) -> AsyncIterator[None]:
+    """An exclusive flock on the run's log lock file (waited for in a thread: the event loop may be
+    serving other hosts meanwhile). flock, not lockf: it also excludes other threads of this process."""
+    with open(run_dir / LOG_LOCK_FILE, "a") as lock:
+        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def mark_unreachable(registry_path: Path, run_ids: Sequence[str], error: str) -> list[SyncResult]:
