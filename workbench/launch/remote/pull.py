@@ -17,7 +17,7 @@ import fcntl
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -177,33 +177,53 @@ def sync_runs(registry_path: Path, run_ids: Sequence[str] | None = None) -> list
 
 
 class SyncLoop:
-    """Keeps remote runs synced from a background thread until they end or `stop()` is called.
+    """Keeps remote runs synced from a background thread: one puller (and one connection) per host.
 
-    One connection per host, kept open between pulls; a failed pull closes it, marks the host's runs
-    unreachable, and reconnects after 0.5, 1, 2, ... up to `max_backoff` seconds. `reconnects` counts
-    the connections opened after the first, `failures` the pulls that failed.
+    A failed pull closes the host's connection, marks its runs unreachable, and reconnects after 0.5, 1,
+    2, ... up to `max_backoff` seconds. A run is done once it has ended and a pull after the ending
+    brought no more output. With `until_ended` the loop ends when its runs are done (the CLI's
+    followers); without, it syncs whatever `want` last named until `stop()` (the app, whose screens
+    change what is shown). `connections` counts the connections opened, `failures` the failed pulls.
     """
 
-    def __init__(self, registry_path: Path, run_ids: Sequence[str], interval: float = SYNC_INTERVAL_S,
-                 max_backoff: float = MAX_BACKOFF_S) -> None:
+    def __init__(self, registry_path: Path, run_ids: Sequence[str] = (), interval: float = SYNC_INTERVAL_S,
+                 max_backoff: float = MAX_BACKOFF_S, until_ended: bool = True) -> None:
         self.registry_path = Path(registry_path)
-        self.run_ids = [run.id for run in remote_runs(self.registry_path, run_ids)]
         self.interval = interval
         self.max_backoff = max_backoff
+        self.until_ended = until_ended
         self.connections = 0
         self.failures = 0
         self.last_error: str | None = None
         self.ended = threading.Event()
         self._stop = threading.Event()
+        self._guard = threading.Lock()
+        self._wanted: dict[str, str] = {}   # run id -> host name
+        self._ending: dict[str, str] = {}   # ended, not yet drained: pulled on even when no longer wanted
+        self._done: set[str] = set()
+        if run_ids:
+            self.want({run.id: run.host for run in remote_runs(self.registry_path, run_ids)})
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="workbench-sync", daemon=True)
+
+    @property
+    def run_ids(self) -> list[str]:
+        with self._guard:
+            return list(self._wanted)
+
+    def want(self, runs: Mapping[str, str]) -> None:
+        """Sync these runs (run id -> host name) from now on, instead of those wanted before (any thread)."""
+        with self._guard:
+            self._wanted = {run_id: host for run_id, host in runs.items() if run_id not in self._done}
 
     def start(self) -> SyncLoop:
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop pulling; wait up to `timeout` seconds for a pull in flight to finish (0: do not wait)."""
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def __enter__(self) -> SyncLoop:
         return self.start()
@@ -211,44 +231,71 @@ class SyncLoop:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def _pending(self, host: str | None = None) -> dict[str, str]:
+        with self._guard:
+            runs = {**self._wanted, **self._ending}
+            return {run_id: name for run_id, name in runs.items()
+                    if run_id not in self._done and (host is None or name == host)}
+
+    def _finish(self, run_id: str) -> None:
+        with self._guard:
+            self._done.add(run_id)
+            self._wanted.pop(run_id, None)
+            self._ending.pop(run_id, None)
+
     async def _main(self) -> None:
-        with Registry.open(self.registry_path, create=False) as registry:
-            runs = [registry.get_run(run_id) for run_id in self.run_ids]
-        by_host: dict[str, list[str]] = {}
-        for run in runs:
-            by_host.setdefault(run.host, []).append(run.id)
+        followers: dict[str, asyncio.Task] = {}
         try:
-            await asyncio.gather(*(self._follow(find_host(self.registry_path, name), ids)
-                                   for name, ids in by_host.items()))
+            while not self._stop.is_set():
+                for name in set(self._pending().values()):
+                    if name not in followers or followers[name].done():
+                        followers[name] = asyncio.create_task(self._follow(name))
+                followers = {name: task for name, task in followers.items() if not task.done()}
+                if self.until_ended and not followers:
+                    break
+                await asyncio.to_thread(self._stop.wait, min(self.interval, 0.5))
+            await asyncio.gather(*followers.values(), return_exceptions=True)
         finally:
             self.ended.set()
 
-    async def _follow(self, host: Host | None, run_ids: list[str]) -> None:
+    async def _follow(self, name: str) -> None:
+        """Pull the host's pending runs, one connection, until none is pending or the loop stops."""
+        host = find_host(self.registry_path, name)
         if host is None:
+            pending = list(self._pending(name))
+            _mark_if_here(self.registry_path, pending, f"host {name!r} is not in the host list")
+            for run_id in pending:
+                self._finish(run_id)
             return
-        pending = list(run_ids)
-        ending: set[str] = set()
         conn = None
         backoff = 0.5
-        while pending and not self._stop.is_set():
+        while not self._stop.is_set():
+            pending = list(self._pending(name))
+            if not pending:
+                break
             try:
                 if conn is None:
                     conn = await connect(host)
                     self.connections += 1
-                for run_id in list(pending):
-                    result = await pull(conn, host, self.registry_path, run_id)
+                for run_id in pending:
+                    try:
+                        result = await pull(conn, host, self.registry_path, run_id)
+                    except RunNotFound:   # its copy was deleted here meanwhile
+                        self._finish(run_id)
+                        continue
                     # An ended run's supervisor writes its last log line just after the final status:
                     # the run is done once a pull after the ending brings no more output.
-                    if result.status in TERMINAL_STATUSES and run_id in ending and not result.log_bytes:
-                        pending.remove(run_id)
+                    if result.status in TERMINAL_STATUSES and run_id in self._ending and not result.log_bytes:
+                        self._finish(run_id)
                     elif result.status in TERMINAL_STATUSES:
-                        ending.add(run_id)
+                        with self._guard:
+                            self._ending[run_id] = name
                 backoff = 0.5
                 delay = self.interval
             except HostError as error:
                 self.failures += 1
                 self.last_error = str(error)
-                mark_unreachable(self.registry_path, pending, str(error))
+                _mark_if_here(self.registry_path, pending, str(error))
                 if conn is not None:
                     conn.close()
                     conn = None
@@ -257,3 +304,10 @@ class SyncLoop:
             await asyncio.to_thread(self._stop.wait, delay)
         if conn is not None:
             conn.close()
+
+
+def _mark_if_here(registry_path: Path, run_ids: Sequence[str], error: str) -> None:
+    """mark_unreachable for the runs whose copies are still here."""
+    with Registry.open(Path(registry_path), create=False) as registry:
+        here = [run_id for run_id in run_ids if read_sync_state(registry.run_dir(run_id)) is not None]
+    mark_unreachable(registry_path, here, error)
