@@ -82,6 +82,20 @@ def test_a_changed_host_key_is_always_refused(world, sshd, tmp_path):
     trust_host_key(sshd)
 
 
+def test_a_host_key_of_another_type_is_refused_as_changed(world, sshd, tmp_path):
+    """known_hosts holds an RSA key for the host, which offers only ed25519 now: the handshake finds no
+    common key type, and the refusal must still say that the key changed."""
+    other = tmp_path / "rsa_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(other)], check=True)
+    kind, body = other.with_suffix(".pub").read_text().split()[:2]
+    (sshd.home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{sshd.port} {kind} {body}\n")
+    world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote))
+    refused = _one_error_line(world.cli("hosts", "check", "box", check=False))
+    assert "host key CHANGED" in refused and "refused" in refused, refused
+    assert (sshd.home / ".ssh" / "known_hosts").read_text() == f"[127.0.0.1]:{sshd.port} {kind} {body}\n"
+    trust_host_key(sshd)
+
+
 def test_connection_failures_are_one_clear_line(world, sshd, tmp_path):
     closed_port = sshd.port + 1 if sshd.port < 65000 else sshd.port - 1
     world.cli("hosts", "add", "wrongport", f"root@127.0.0.1:{closed_port}")
