@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.recipes import tiny
 from tests.remote.conftest import ALIAS, trust_host_key
 from workbench import __version__
 from workbench.launch.remote.hosts import connect, get_host, list_hosts, run_sync
@@ -158,3 +159,37 @@ def test_check_names_a_missing_torch_and_a_version_mismatch(world, sshd, tmp_pat
     mismatch = world.cli("hosts", "check", "older", check=False)
     assert mismatch.returncode == 2
     assert f"version mismatch: workbench 0.0.1 there, {__version__} here" in mismatch.stderr
+
+
+def test_clean_lists_orphans_with_sizes_and_removes_them_only_with_yes(world, sshd, tmp_path):
+    from workbench.launch.local.registration import register
+    from workbench.launch.local.spec import LaunchSpec
+    from workbench.recipe import load_recipe
+    from workbench.registry import Registry
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(tiny())
+    used, old = world.remote / "inputs" / "used", world.remote / "inputs" / "20260101-000000-abcdef"
+    with Registry.open(world.host_registry, create=True) as registry:
+        owned = register(registry, load_recipe(recipe, []), "kept", spec=LaunchSpec(workdir=str(used)))
+    for directory, size in ((used, 10), (old, 1000), (world.remote / "runs" / "zzzzzz", 2000),
+                            (world.remote / "runs" / "screenshots", 30)):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "file").write_bytes(b"x" * size)
+    world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote))
+
+    listed = json.loads(world.cli("hosts", "clean", "box", "--json").stdout)
+    assert listed == {"orphans": [{"kind": "inputs", "path": str(old), "bytes": 1000},
+                                  {"kind": "run dir", "path": str(world.remote / "runs" / "zzzzzz"), "bytes": 2000}],
+                      "removed": []}
+    human = world.cli("hosts", "clean", "box")
+    assert str(old) in human.stdout and "1.0 KB" in human.stdout and "2.0 KB" in human.stdout
+    assert "workbench hosts clean box --yes" in human.stderr
+    assert old.is_dir() and (world.remote / "runs" / "zzzzzz").is_dir()
+
+    cleaned = json.loads(world.cli("hosts", "clean", "box", "--yes", "--json").stdout)
+    assert cleaned["removed"] == [str(old), str(world.remote / "runs" / "zzzzzz")]
+    assert not old.exists() and not (world.remote / "runs" / "zzzzzz").exists()
+    assert used.is_dir() and (world.remote / "runs" / "screenshots").is_dir()
+    assert (world.host_registry.parent / owned).is_dir()
+    assert json.loads(world.cli("hosts", "clean", "box", "--json").stdout)["orphans"] == []
