@@ -31,7 +31,15 @@ from textual.worker import Worker, WorkerState
 
 from workbench.errors import UserError
 from workbench.registry import RegistryReader
-from workbench.tui import OpenCompare, OpenExperiment, OpenExperiments, OpenNewRun, OpenRun, WorkerFailed
+from workbench.tui import (
+    OpenCompare,
+    OpenExperiment,
+    OpenExperiments,
+    OpenNewRun,
+    OpenRun,
+    RemoteRunsPulled,
+    WorkerFailed,
+)
 from workbench.tui.modals import ErrorModal
 from workbench.tui.screens.runs import RunsScreen, read_run_list
 
@@ -149,7 +157,8 @@ class WorkbenchApp(App[None]):
             elif loop is None:
                 from workbench.launch import SyncLoop  # the launch layer loads only for remote runs
 
-                self.sync_loop = SyncLoop(self.registry_path, until_ended=False).start()
+                self.sync_loop = SyncLoop(self.registry_path, until_ended=False,
+                                          pulled=lambda _: self.post_message(RemoteRunsPulled())).start()
             if self.sync_loop is not None:
                 self.sync_loop.want(wanted)
         if not wanted and loop is not None:
@@ -194,6 +203,12 @@ class WorkbenchApp(App[None]):
         """A modal naming what failed and why; for errors the user has to act on."""
         text = cause if isinstance(cause, str) else describe_error(cause)
         self.push_screen(ErrorModal(title, text))
+
+    @on(RemoteRunsPulled)
+    def forward_pulled(self) -> None:
+        front = next((screen for screen in reversed(self.screen_stack) if not screen.is_modal), None)
+        if front is not None:
+            front.post_message(RemoteRunsPulled())
 
     # The other screens load on first use: the first paint never waits for them.
 

@@ -17,7 +17,7 @@ import fcntl
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -179,16 +179,22 @@ def sync_runs(registry_path: Path, run_ids: Sequence[str] | None = None) -> list
 class SyncLoop:
     """Keeps remote runs synced from a background thread: one puller (and one connection) per host.
 
-    A failed pull closes the host's connection, marks its runs unreachable, and reconnects after 0.5, 1,
-    2, ... up to `max_backoff` seconds. A run is done once it has ended and a pull after the ending
+    A host's runs are pulled every `interval` seconds (from the start of one round to the next, so a
+    slow host is not pulled less often for it); a failed pull closes the host's connection, marks its
+    runs unreachable, and reconnects after 0.5, 1, 2, ... up to `max_backoff` seconds. `pulled`, when
+    given, is called (from the loop's thread) with each result that brought something new (steps, log
+    bytes, a status) or a failure: a viewer redraws then rather than at its next poll. A run is done once it has ended and a pull after the ending
     brought no more output. With `until_ended` the loop ends when its runs are done (the CLI's
     followers); without, it syncs whatever `want` last named until `stop()` (the app, whose screens
     change what is shown). `connections` counts the connections opened, `failures` the failed pulls.
     """
 
     def __init__(self, registry_path: Path, run_ids: Sequence[str] = (), interval: float = SYNC_INTERVAL_S,
-                 max_backoff: float = MAX_BACKOFF_S, until_ended: bool = True) -> None:
+                 max_backoff: float = MAX_BACKOFF_S, until_ended: bool = True,
+                 pulled: Callable[[SyncResult], object] | None = None) -> None:
         self.registry_path = Path(registry_path)
+        self.pulled = pulled
+        self._seen: dict[str, tuple[str, int | None]] = {}   # run id -> (status, last step) last reported
         self.interval = interval
         self.max_backoff = max_backoff
         self.until_ended = until_ended
@@ -243,6 +249,14 @@ class SyncLoop:
             self._wanted.pop(run_id, None)
             self._ending.pop(run_id, None)
 
+    def _report(self, result: SyncResult) -> None:
+        """Tell `pulled` about a result that changes what a viewer shows."""
+        seen = (result.status, result.last_step)
+        if self.pulled is None or (result.reachable and not result.log_bytes and self._seen.get(result.run_id) == seen):
+            return
+        self._seen[result.run_id] = seen
+        self.pulled(result)
+
     async def _main(self) -> None:
         followers: dict[str, asyncio.Task] = {}
         try:
@@ -274,6 +288,7 @@ class SyncLoop:
             if not pending:
                 break
             try:
+                started = time.monotonic()
                 if conn is None:
                     conn = await connect(host)
                     self.connections += 1
@@ -290,12 +305,14 @@ class SyncLoop:
                     elif result.status in TERMINAL_STATUSES:
                         with self._guard:
                             self._ending[run_id] = name
+                    self._report(result)
                 backoff = 0.5
-                delay = self.interval
+                delay = max(0.0, self.interval - (time.monotonic() - started))
             except HostError as error:
                 self.failures += 1
                 self.last_error = str(error)
-                _mark_if_here(self.registry_path, pending, str(error))
+                for result in _mark_if_here(self.registry_path, pending, str(error)):
+                    self._report(result)
                 if conn is not None:
                     conn.close()
                     conn = None
@@ -306,8 +323,8 @@ class SyncLoop:
             conn.close()
 
 
-def _mark_if_here(registry_path: Path, run_ids: Sequence[str], error: str) -> None:
+def _mark_if_here(registry_path: Path, run_ids: Sequence[str], error: str) -> list[SyncResult]:
     """mark_unreachable for the runs whose copies are still here."""
     with Registry.open(Path(registry_path), create=False) as registry:
         here = [run_id for run_id in run_ids if read_sync_state(registry.run_dir(run_id)) is not None]
-    mark_unreachable(registry_path, here, error)
+    return mark_unreachable(registry_path, here, error)

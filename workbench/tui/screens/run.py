@@ -36,7 +36,7 @@ from workbench.presentation import (
 )
 from workbench.registry import RunInfo
 from workbench.registry.remote_copy import read_sync_state, unreachable_text, wants_sync
-from workbench.tui import ReportsWorkerErrors
+from workbench.tui import RemoteRunsPulled, ReportsWorkerErrors
 from workbench.tui.modals import HelpModal
 from workbench.tui.panes.config import ConfigPane
 from workbench.tui.panes.curves import CurvesPane
@@ -157,6 +157,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
         self.refresh_header()
         self.set_interval(self.app.poll_interval, self.refresh_header)
 
+    @on(RemoteRunsPulled)
     def refresh_header(self) -> None:
         self.read_run()
 

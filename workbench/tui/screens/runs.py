@@ -41,7 +41,14 @@ from workbench.presentation import (
 )
 from workbench.registry import STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.remote_copy import SyncState, remote_copies, unreachable_text, wants_sync
-from workbench.tui import OpenCompare, OpenExperiments, OpenNewRun, OpenRun, ReportsWorkerErrors
+from workbench.tui import (
+    OpenCompare,
+    OpenExperiments,
+    OpenNewRun,
+    OpenRun,
+    RemoteRunsPulled,
+    ReportsWorkerErrors,
+)
 from workbench.tui.modals import ConfirmModal, HelpModal
 from workbench.tui.widgets.cells import Line
 
@@ -495,6 +502,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.apply_runs(list(self.runs.values()))
 
     @on(RunsChanged)
+    @on(RemoteRunsPulled)
     def runs_changed(self) -> None:
         self.refresh_runs()
 
