@@ -7,8 +7,11 @@ local run of the host in every respect (queue, supervisor, stop, resume, checkpo
     launch --name NAME --inputs DIR    recipe and layout as JSON on stdin; prints {"run_id": ...}
     pull RUN --after-step S --after-seq E --log-offset N
                                        the run's records the copy lacks (JSONL,
-                                       registry/remote_copy.py), then
-                                       one {"type": "log", "offset": N, "data": <base64>} line
+                                       registry/remote_copy.py), then one
+                                       {"type": "log", "offset": N, "data": <base64>, "complete": bool}
+                                       line; complete: the run ended, its supervisor (which
+                                       writes the log's last line) has exited and the data
+                                       reaches the end of the log: nothing more will come
     stop RUN --grace G                 prints {"status": ..., "message": ...}
     resume RUN [--steps N] [--name NAME] [--gpus 0,1] [--num-processes P]
                                        prints {"run_id": ...}
@@ -35,13 +38,14 @@ from workbench.contract import LOG_FILE
 from workbench.errors import UserError
 from workbench.launch.limits import parse_gpus
 from workbench.launch.local.liveness import settle_liveness
+from workbench.launch.local.processes import pid_alive
 from workbench.launch.local.queue import start_queued
 from workbench.launch.local.registration import register
 from workbench.launch.local.runs import check_deletable, delete_local, resume_local, stop_local
-from workbench.launch.local.spec import LaunchSpec, read_spec
+from workbench.launch.local.spec import LaunchSpec, read_process_record, read_spec
 from workbench.quiet import quiet_libraries
 from workbench.recipe import recipe_from_dict
-from workbench.registry import Registry
+from workbench.registry import TERMINAL_STATUSES, Registry
 from workbench.registry.remote_copy import export_since
 from workbench.registry.runs import RUN_ID_ALPHABET, RUN_ID_LENGTH
 
@@ -68,13 +72,20 @@ def pull(registry_path: Path, run_id: str, after_step: int, after_seq: int, log_
     with Registry.open(registry_path, create=False) as registry:
         for record in export_since(registry, run_id, after_step, after_seq):
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        log_path = registry.run_dir(registry.get_run(run_id).id) / LOG_FILE
+        run = registry.get_run(run_id)
+        run_dir = registry.run_dir(run.id)
+    # Judged before the log is read: what the supervisor wrote before exiting is in the bytes read.
+    record = read_process_record(run_dir)
+    ended = run.status in TERMINAL_STATUSES and (record is None or not pid_alive(record.supervisor_pid))
     data = b""
+    log_path = run_dir / LOG_FILE
     if log_path.exists():
         with open(log_path, "rb") as log:
             log.seek(log_offset)
             data = log.read(LOG_CHUNK_BYTES)
-    out.write(json.dumps({"type": "log", "offset": log_offset, "data": base64.b64encode(data).decode()}) + "\n")
+    complete = ended and len(data) < LOG_CHUNK_BYTES
+    out.write(json.dumps({"type": "log", "offset": log_offset, "data": base64.b64encode(data).decode(),
+                          "complete": complete}) + "\n")
     out.flush()
 
 

@@ -50,6 +50,9 @@ class SyncResult:
     unreachable_since: float | None = None
     error: str | None = None
     log_bytes: int = 0
+    #: the host says its log of the run is complete here (ended, supervisor gone, all bytes sent);
+    #: None from an agent too old to say
+    log_complete: bool | None = None
 
 
 def remote_runs(registry_path: Path, run_ids: Sequence[str] | None = None) -> list[RunInfo]:
@@ -112,7 +115,8 @@ async def pull(conn, host: Host, registry_path: Path, run_id: str) -> SyncResult
         run = registry.get_run(run_id)
     state = read_sync_state(run_dir) or SyncState(host=host.name)
     write_sync_state(run_dir, replace(state, last_sync=time.time(), unreachable_since=None, error=None))
-    return SyncResult(run.id, host.name, run.status, run.last_step, True, log_bytes=len(data))
+    return SyncResult(run.id, host.name, run.status, run.last_step, True, log_bytes=len(data),
+                      log_complete=log.get("complete"))
 
 
 @contextlib.asynccontextmanager
@@ -299,8 +303,10 @@ class SyncLoop:
                         self._finish(run_id)
                         continue
                     # An ended run's supervisor writes its last log line just after the final status:
-                    # the run is done once a pull after the ending brings no more output.
-                    if result.status in TERMINAL_STATUSES and run_id in self._ending and not result.log_bytes:
+                    # the run is done once the host says its log is complete (an older agent cannot
+                    # say: then once a pull after the ending brings no more output).
+                    if result.log_complete or (result.log_complete is None and result.status in TERMINAL_STATUSES
+                                               and run_id in self._ending and not result.log_bytes):
                         self._finish(run_id)
                     elif result.status in TERMINAL_STATUSES:
                         with self._guard:
