@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Log, Static
 
 from tests.fixtures.recipes import tiny
 from tests.launch.helpers import wait_for
@@ -91,6 +91,12 @@ async def test_the_app_syncs_a_remote_run_and_stops_resumes_and_deletes_it_on_th
         await until(pilot, lambda: f"steps {target}/" in header(app) or
                     shown_step(header(app).split("steps ")[-1]) >= target, what="header step")
 
+        # Its Logs tab shows the host's output.log as it arrives (the Curves tab reads the same registry).
+        await pilot.press("5")
+        log = app.screen.query_one("#output-log", Log)
+        await until(pilot, lambda: any(line.startswith("[workbench] starting") for line in log.lines)
+                    and sum(line.startswith("step ") for line in log.lines) >= 2, what="the log tab")
+
         # The host goes down: 'unreachable since' in the header and then in the table; back, it catches up.
         sshd.stop()
         try:
@@ -122,6 +128,10 @@ async def test_the_app_syncs_a_remote_run_and_stops_resumes_and_deletes_it_on_th
         await until(pilot, lambda: len(host_run_ids(host_registry)) == 2, what="the resumed run on the host")
         (child,) = set(host_run_ids(host_registry)) - {run_id}
         await until(pilot, lambda: table_cell(app, child, "host") == "box", what="the resumed run in the table")
+        # It trains on from its parent's checkpoint (loaded from the parent's run directory, so it must be
+        # past loading before the parent goes).
+        stopped_at = shown_step(table_cell(app, run_id, "step"))
+        await until(pilot, lambda: shown_step(table_cell(app, child, "step")) > stopped_at, what="the child to train")
 
         # Delete from the app: the host's rows and run directory go too.
         table.move_cursor(row=table.get_row_index(run_id))
