@@ -181,7 +181,7 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
     rows = [
         ("run", f"{info.id}  {shown(info.name)}"),
         ("variant", shown(info.variant)),
-        ("status", _status(info) + Text(f"  (as last synced: {stale})", style="yellow") if stale else _status(info)),
+        ("status", (_status(info) + Text(f"  (as last synced: {stale})", style="yellow")) if stale else _status(info)),
         ("steps", _progress(info)),
         ("host", shown(info.host) + (f"  pid {info.pid}" + (" there" if remote else "") if info.pid else "")),
         ("created", _when(info.created_at)),

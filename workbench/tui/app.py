@@ -3,8 +3,8 @@
 Screens and panes read `app.registry_path` and open their own registry connections in thread workers,
 so nothing here touches SQLite. Remote runs move because the app pulls them: a screen that shows some
 names them (`keep_synced`), and while it is the screen in front one puller per host (launch's SyncLoop,
-a thread of its own) brings their records and logs home; with none shown, nothing pulls. The app opens every screen (a screen asks with OpenRun, OpenCompare or
-OpenNewRun), so no screen imports another. Worker failures arrive as `WorkerFailed` and become notifications;
+a thread of its own) brings their records and logs home; with none shown, nothing pulls. The app
+opens every screen (a screen asks with OpenRun, OpenCompare or OpenNewRun), so no screen imports another. Worker failures arrive as `WorkerFailed` and become notifications;
 problems a user must act on (a corrupt registry, a failed launch) open an `ErrorModal` with the cause.
 """
 
@@ -136,7 +136,7 @@ class WorkbenchApp(App[None]):
     def on_unmount(self) -> None:
         with self._sync_guard:
             self._synced.clear()
-        self.sync_shown(wait=False)
+        self.sync_shown()
 
     def keep_synced(self, screen: Screen, runs: Mapping[str, str]) -> None:
         """The remote runs `screen` shows whose copies can still change (run id -> host name): pulled
@@ -145,11 +145,11 @@ class WorkbenchApp(App[None]):
             self._synced[screen] = dict(runs)
         self.sync_shown()
 
-    def sync_shown(self, wait: bool = False) -> None:
-        """Point the puller at the remote runs of the screen in front (under any modal), starting it when
-        there are some and stopping it when there are none."""
+    def sync_shown(self) -> None:
+        """Point the puller at the remote runs of the screen in front, starting it when there are some and
+        stopping it (without waiting for a pull in flight) when there are none."""
         with self._sync_guard:
-            front = next((screen for screen in reversed(self.screen_stack) if not screen.is_modal), None)
+            front = self.front_screen()
             wanted = self._synced.get(front, {}) if front is not None else {}
             loop = self.sync_loop
             if not wanted:
@@ -162,7 +162,11 @@ class WorkbenchApp(App[None]):
             if self.sync_loop is not None:
                 self.sync_loop.want(wanted)
         if not wanted and loop is not None:
-            loop.stop(timeout=30.0 if wait else 0)
+            loop.stop(timeout=0)
+
+    def front_screen(self) -> Screen | None:
+        """The screen the user looks at: the top of the stack, under any modal."""
+        return next((screen for screen in reversed(self.screen_stack) if not screen.is_modal), None)
 
     def open_registry(self) -> RegistryReader:
         """A new read-only connection to the registry (callable from any thread); RegistryError when
@@ -206,7 +210,7 @@ class WorkbenchApp(App[None]):
 
     @on(RemoteRunsPulled)
     def forward_pulled(self) -> None:
-        front = next((screen for screen in reversed(self.screen_stack) if not screen.is_modal), None)
+        front = self.front_screen()
         if front is not None:
             front.post_message(RemoteRunsPulled())
 

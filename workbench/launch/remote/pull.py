@@ -2,9 +2,11 @@
 
 One pull asks the host's agent for everything after the local copy's cursors (last step, last event
 seq, size of the local log) and imports it through the registry's API (registry/remote_copy.py says
-why this loses nothing and doubles nothing). `sync_runs` pulls once; `SyncLoop` keeps pulling from a thread
-over one connection per host, and when a connection drops (network, sleep, sshd restart) it marks the
-host's runs `unreachable since <time>` and reconnects with exponential backoff, then catches up.
+why this loses nothing and doubles nothing); the log's bytes are appended under a lock, so any number
+of pullers in any processes leave it equal to the host's. `sync_runs` pulls once; `SyncLoop` keeps
+pulling from a thread over one connection per host (the CLI's followers and the app own one each),
+and when a connection drops (network, sleep, sshd restart) it marks the host's runs `unreachable
+since <time>` and reconnects with exponential backoff, then catches up.
 A run is never called crashed from this side: its status is whatever its host's registry says.
 """
 
@@ -183,14 +185,16 @@ def sync_runs(registry_path: Path, run_ids: Sequence[str] | None = None) -> list
 class SyncLoop:
     """Keeps remote runs synced from a background thread: one puller (and one connection) per host.
 
-    A host's runs are pulled every `interval` seconds (from the start of one round to the next, so a
-    slow host is not pulled less often for it); a failed pull closes the host's connection, marks its
-    runs unreachable, and reconnects after 0.5, 1, 2, ... up to `max_backoff` seconds. `pulled`, when
-    given, is called (from the loop's thread) with each result that brought something new (steps, log
-    bytes, a status) or a failure: a viewer redraws then rather than at its next poll. A run is done once it has ended and a pull after the ending
-    brought no more output. With `until_ended` the loop ends when its runs are done (the CLI's
+    A host's runs are pulled every `interval` seconds, from the start of one round to the next (a round
+    slower than that is followed by the next at once: one pull in flight per host at most). A failed
+    pull closes the host's connection, marks its runs unreachable, and reconnects after 0.5, 1, 2, ...
+    up to `max_backoff` seconds. A run is done once the host says its log is complete (it ended and its
+    supervisor wrote its last line). With `until_ended` the loop ends when its runs are done (the CLI's
     followers); without, it syncs whatever `want` last named until `stop()` (the app, whose screens
-    change what is shown). `connections` counts the connections opened, `failures` the failed pulls.
+    change what is shown). `pulled`, when given, is called from the loop's thread with each result
+    that brought something new (steps, log bytes, a status) and each failure, so a viewer redraws then
+    rather than at its next poll. `connections` counts the connections opened, `failures` the failed
+    pulls.
     """
 
     def __init__(self, registry_path: Path, run_ids: Sequence[str] = (), interval: float = SYNC_INTERVAL_S,

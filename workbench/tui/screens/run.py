@@ -112,8 +112,9 @@ def header_lines(run: RunInfo, now: float, unreachable: str | None = None) -> tu
         who += "  ·  " + " ".join(f"#{tag}" for tag in run.tags)
     if run.parent_id:
         who += f"  ·  from {run.parent_id}"
+    status = status_text(run, now) + (f" ({unreachable})" if unreachable else "")
     where = (
-        f"{status_text(run, now)}{f' ({unreachable})' if unreachable else ''}  ·  steps {progress_text(run)}  ·  reward {reward_text(run.last_reward)}"
+        f"{status}  ·  steps {progress_text(run)}  ·  reward {reward_text(run.last_reward)}"
         f"  ·  started {format_started(run.started_at)}"
         f"  ·  {format_duration(run_duration(run, now))}"
     )
