@@ -20,6 +20,15 @@ from workbench.registry import Registry
 
 pytestmark = pytest.mark.slow
 
+SLOW_REWARD = """\
+import time
+
+
+def slow(prompts, completions, **columns):
+    time.sleep(3)
+    return [0.0 for _ in completions]
+"""
+
 
 def _one_error_line(result) -> str:
     assert result.returncode == 2, result.stderr
@@ -111,13 +120,19 @@ def test_remote_resume_steps_plain_resume_rm_and_a_host_that_is_down(world, sshd
     world.cli("rm", parent, "--yes")
     assert not inputs.exists() and _host_ids(world) == set()
 
-    # rm --force of a running remote run stops its supervisor and trainer there, and removes its inputs.
-    doomed = world.cli("launch", str(recipe), "--host", "box").stdout.strip().splitlines()[-1]
+    # rm --force of a running remote run stops its supervisor and trainer there before it returns (a
+    # trainer deep in a slow step, here a reward function that takes seconds, would write nothing for a
+    # while and run on), and removes its inputs.
+    (world.local / "slow_reward.py").write_text(SLOW_REWARD)
+    slow = world.local / "slow.toml"
+    slow.write_text(tiny(algorithm={"preset": "grpo"}, task={"reward_funcs": ["exact_match", "slow_reward:slow"]},
+                         run={"max_steps": 100000, "save_steps": 0}))
+    doomed = world.cli("launch", str(slow), "--host", "box").stdout.strip().splitlines()[-1]
     wait_for(lambda: (_synced(world, doomed).last_step or 0) >= 1, 240, interval=0.5, what="the run to train")
     record = read_process_record(world.host_registry.parent / doomed)
     pids = [pid for pid in (record.supervisor_pid, record.trainer_pid) if pid]
     assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
     doomed_inputs = _inputs_of(world, doomed)
     world.cli("rm", doomed, "--force", "--yes")
+    assert [pid for pid in pids if pid_alive(pid)] == []
     assert _host_ids(world) == set() and not doomed_inputs.exists()
-    wait_for(lambda: not any(pid_alive(pid) for pid in pids), 30, what="the run's processes to exit there")
