@@ -131,11 +131,16 @@ def delete(run_id: str, registry_path: Path = DEFAULT_REGISTRY, force: bool = Fa
     An active run is refused (RegistryError) unless `force`. Returns the run as it was."""
     run, remote = _locate(registry_path, run_id, settle=True)
     check_deletable(run, force)
-    if remote:
-        from workbench.launch.remote.runs import delete_remote
+    if not remote:
+        return delete_local(run.id, registry_path, force=force)
+    from workbench.launch.remote.pull import copy_lock
+    from workbench.launch.remote.runs import delete_remote
 
-        delete_remote(run, Path(registry_path).resolve(), force=force)
-    return delete_local(run.id, registry_path, force=force)
+    delete_remote(run, Path(registry_path).resolve(), force=force)
+    with RegistryReader.open(Path(registry_path)) as registry:
+        run_dir = registry.run_dir(run.id)
+    with copy_lock(run_dir, run.id):   # a pull in flight must not bring the copy back
+        return delete_local(run.id, registry_path, force=True)
 
 
 def read_log(run_id: str, registry_path: Path) -> str:

@@ -19,7 +19,7 @@ import fcntl
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -87,18 +87,19 @@ def host_of(registry_path: Path, run: RunInfo) -> Host:
 async def pull(conn, host: Host, registry_path: Path, run_id: str) -> SyncResult:
     """Import what the host has of the run beyond the local copy; append the log's new bytes.
 
-    The log is appended under an exclusive lock on `<run dir>/output.log.lock`, held from reading the
-    local log's size until the host's bytes from that offset are written: any number of pullers, in
-    any processes, then append each range of the host's log once and in order.
+    The whole pull holds an exclusive lock on the copy (`<run dir>/output.log.lock`), from reading the
+    local log's size until the host's records are imported: any number of pullers, in any processes,
+    then append each range of the host's log once and in order, and a copy deleted meanwhile (which
+    takes the same lock: `copy_lock`) is never brought back by a pull that began before. RunNotFound
+    when the copy is gone.
     """
     registry_path = Path(registry_path)
     with Registry.open(registry_path, create=False) as registry:
-        after_step, after_seq = cursors(registry, run_id)
         run_dir = registry.run_dir(run_id)
-    if read_sync_state(run_dir) is None:   # marked before the first pull; gone once the copy is deleted
-        raise RunNotFound(f"run {run_id} is no longer a remote run here (deleted?)")
     log_path = run_dir / LOG_FILE
-    async with _log_lock(run_dir):
+    async with _copy_lock_async(run_dir, run_id):
+        with Registry.open(registry_path, create=False) as registry:
+            after_step, after_seq = cursors(registry, run_id)
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         argv = agent_argv(host, "pull", run_id, "--after-step", str(after_step), "--after-seq", str(after_seq),
                           "--log-offset", str(log_offset))
@@ -109,40 +110,72 @@ async def pull(conn, host: Host, registry_path: Path, run_id: str) -> SyncResult
         if data:
             with open(log_path, "ab") as out:
                 out.write(data)
-    with Registry.open(registry_path, create=False) as registry:
-        try:
-            import_since(registry, f"{host.name}:{run_id}", [r for r in records if r["type"] != "log"], host.name)
-        except IncompletePull as error:
-            raise HostError(str(error)) from None   # a transient failure: retried like a dropped link
-        run = registry.get_run(run_id)
-    state = read_sync_state(run_dir) or SyncState(host=host.name)
-    write_sync_state(run_dir, replace(state, last_sync=time.time(), unreachable_since=None, error=None))
+        with Registry.open(registry_path, create=False) as registry:
+            try:
+                import_since(registry, f"{host.name}:{run_id}", [r for r in records if r["type"] != "log"],
+                             host.name)
+            except IncompletePull as error:
+                raise HostError(str(error)) from None   # a transient failure: retried like a dropped link
+            run = registry.get_run(run_id)
+        state = read_sync_state(run_dir) or SyncState(host=host.name)
+        write_sync_state(run_dir, replace(state, last_sync=time.time(), unreachable_since=None, error=None))
     return SyncResult(run.id, host.name, run.status, run.last_step, True, log_bytes=len(data),
                       log_complete=log.get("complete"))
 
 
-@contextlib.asynccontextmanager
-async def _log_lock(run_dir: Path) -> AsyncIterator[None]:
-    """An exclusive flock on the run's log lock file (waited for in a thread: the event loop may be
-    serving other hosts meanwhile). flock, not lockf: it also excludes other threads of this process."""
-    with open(run_dir / LOG_LOCK_FILE, "a") as lock:
-        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+@contextlib.contextmanager
+def copy_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """Hold the exclusive lock of a remote run's local copy (flock, not lockf: it also excludes other
+    threads of this process); RunNotFound when the copy is gone, before or while waiting for it."""
+    with _lock_file(run_dir, run_id) as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
+            _require_copy(run_dir, run_id)
             yield
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
+@contextlib.asynccontextmanager
+async def _copy_lock_async(run_dir: Path, run_id: str) -> AsyncIterator[None]:
+    """copy_lock, waited for in a thread: the event loop may be serving other hosts meanwhile."""
+    with _lock_file(run_dir, run_id) as lock:
+        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        try:
+            _require_copy(run_dir, run_id)
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _lock_file(run_dir: Path, run_id: str):
+    try:
+        return open(run_dir / LOG_LOCK_FILE, "a")
+    except FileNotFoundError:
+        raise RunNotFound(f"run {run_id} is no longer a remote run here (deleted?)") from None
+
+
+def _require_copy(run_dir: Path, run_id: str) -> None:
+    """The copy is still there: its sync state is written before its first pull and goes with it."""
+    if read_sync_state(run_dir) is None:
+        raise RunNotFound(f"run {run_id} is no longer a remote run here (deleted?)")
+
+
 def mark_unreachable(registry_path: Path, run_ids: Sequence[str], error: str) -> list[SyncResult]:
-    """Record that the runs' host does not answer (since the first failure); status stays the host's."""
+    """Record that the runs' host does not answer (since the first failure); status stays the host's.
+    Runs whose copies were deleted here meanwhile are left out (under the copy's lock: never brought back)."""
     results = []
     with Registry.open(Path(registry_path), create=False) as registry:
         for run_id in run_ids:
-            run = registry.get_run(run_id)
-            run_dir = registry.run_dir(run.id)
-            state = read_sync_state(run_dir) or SyncState(host=run.host)
-            since = state.unreachable_since or time.time()
-            write_sync_state(run_dir, replace(state, unreachable_since=since, error=error))
+            try:
+                run = registry.get_run(run_id)
+                run_dir = registry.run_dir(run.id)
+                with copy_lock(run_dir, run.id):
+                    state = read_sync_state(run_dir) or SyncState(host=run.host)
+                    since = state.unreachable_since or time.time()
+                    write_sync_state(run_dir, replace(state, unreachable_since=since, error=error))
+            except RunNotFound:
+                continue
             results.append(SyncResult(run.id, run.host, run.status, run.last_step, False, since, error))
     return results
 
@@ -285,7 +318,7 @@ class SyncLoop:
         host = find_host(self.registry_path, name)
         if host is None:
             pending = list(self._pending(name))
-            _mark_if_here(self.registry_path, pending, f"host {name!r} is not in the host list")
+            mark_unreachable(self.registry_path, pending, f"host {name!r} is not in the host list")
             for run_id in pending:
                 self._finish(run_id)
             return
@@ -321,7 +354,7 @@ class SyncLoop:
             except HostError as error:
                 self.failures += 1
                 self.last_error = str(error)
-                for result in _mark_if_here(self.registry_path, pending, str(error)):
+                for result in mark_unreachable(self.registry_path, pending, str(error)):
                     self._report(result)
                 if conn is not None:
                     conn.close()
@@ -331,10 +364,3 @@ class SyncLoop:
             await asyncio.to_thread(self._stop.wait, delay)
         if conn is not None:
             conn.close()
-
-
-def _mark_if_here(registry_path: Path, run_ids: Sequence[str], error: str) -> list[SyncResult]:
-    """mark_unreachable for the runs whose copies are still here."""
-    with Registry.open(Path(registry_path), create=False) as registry:
-        here = [run_id for run_id in run_ids if read_sync_state(registry.run_dir(run_id)) is not None]
-    return mark_unreachable(registry_path, here, error)
