@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,6 +178,13 @@ def test_clean_lists_orphans_with_sizes_and_removes_them_only_with_yes(world, ss
                             (world.remote / "runs" / "screenshots", 30)):
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "file").write_bytes(b"x" * size)
+    # An hour untouched at least: a younger directory may be a launch still copying its inputs.
+    young = world.remote / "inputs" / "copying"
+    young.mkdir()
+    (young / "file").write_bytes(b"y")
+    for directory in (used, old, world.remote / "runs" / "zzzzzz", world.remote / "runs" / "screenshots"):
+        for path in (directory / "file", directory):
+            os.utime(path, (time.time() - 7200, time.time() - 7200))
     world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote))
 
     listed = json.loads(world.cli("hosts", "clean", "box", "--json").stdout)
@@ -190,6 +199,6 @@ def test_clean_lists_orphans_with_sizes_and_removes_them_only_with_yes(world, ss
     cleaned = json.loads(world.cli("hosts", "clean", "box", "--yes", "--json").stdout)
     assert cleaned["removed"] == [str(old), str(world.remote / "runs" / "zzzzzz")]
     assert not old.exists() and not (world.remote / "runs" / "zzzzzz").exists()
-    assert used.is_dir() and (world.remote / "runs" / "screenshots").is_dir()
+    assert used.is_dir() and young.is_dir() and (world.remote / "runs" / "screenshots").is_dir()
     assert (world.host_registry.parent / owned).is_dir()
     assert json.loads(world.cli("hosts", "clean", "box", "--json").stdout)["orphans"] == []

@@ -18,8 +18,8 @@ local run of the host in every respect (queue, supervisor, stop, resume, checkpo
     rm RUN [--force]                   deletes the run there (a running one is stopped first, with
                                        --force), and its inputs directory once no run uses it;
                                        prints {"deleted": ..., "inputs": <removed dir or null>}
-    orphans                            inputs and run directories no run of the registry owns, with
-                                       their sizes (JSONL)
+    orphans                            inputs and run directories no run of the registry owns,
+                                       untouched for an hour, with their sizes (JSONL)
     clean PATH...                      removes those of the given paths that are still orphans
 
 A UserError prints `error: <message>` on stderr and exits 2, like the CLI.
@@ -32,6 +32,7 @@ import base64
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from workbench.contract import LOG_FILE
@@ -53,6 +54,8 @@ LOG_CHUNK_BYTES = 1 << 20
 INPUTS_DIR = "inputs"
 #: how long a forced delete waits for a running run to checkpoint before killing it
 FORCED_STOP_GRACE_S = 10.0
+#: an inputs or run directory counts as an orphan only once untouched this long (a launch may be copying)
+ORPHAN_MIN_AGE_S = 3600.0
 
 
 def launch_here(registry_path: Path, name: str, inputs: Path, request: dict) -> str:
@@ -123,21 +126,29 @@ def delete_here(registry_path: Path, run_id: str, force: bool) -> dict:
     return {"deleted": run.id, "inputs": removed}
 
 
-def orphans(registry_path: Path) -> list[dict]:
-    """Inputs directories no run uses and run directories no run owns, with their sizes in bytes."""
-    found = []
+def orphans(registry_path: Path, now: float | None = None) -> list[dict]:
+    """Inputs directories no run uses and run directories no run owns, with their sizes in bytes.
+
+    Only those untouched for ORPHAN_MIN_AGE_S: a launch copies its inputs before it registers its run,
+    and a run's directory may be made before its row, so anything younger may be a launch in progress.
+    """
+    now = time.time() if now is None else now
+    used: set[Path] = set()
+    owned: set[str] = set()
+    if registry_path.exists():
+        with Registry.open(registry_path, create=False) as registry:
+            used = inputs_in_use(registry)
+            owned = {run.id for run in registry.list_runs()}
     root = inputs_root(registry_path)
     runs_dir = registry_path.parent
-    with Registry.open(registry_path, create=True) as registry:
-        used = inputs_in_use(registry)
-        owned = {run.id for run in registry.list_runs()}
+    found = []
     if root.is_dir():
-        found += [{"kind": "inputs", "path": str(path)} for path in sorted(root.iterdir())
-                  if path.is_dir() and path.resolve() not in used]
+        found += [("inputs", path) for path in sorted(root.iterdir()) if path.is_dir() and path.resolve() not in used]
     if runs_dir.is_dir():
-        found += [{"kind": "run dir", "path": str(path)} for path in sorted(runs_dir.iterdir())
+        found += [("run dir", path) for path in sorted(runs_dir.iterdir())
                   if path.is_dir() and path.name not in owned and looks_like_run_id(path.name)]
-    return [entry | {"bytes": _size(Path(entry["path"]))} for entry in found]
+    return [{"kind": kind, "path": str(path), "bytes": _size(path)} for kind, path in found
+            if now - _last_touched(path) >= ORPHAN_MIN_AGE_S]
 
 
 def clean(registry_path: Path, paths: list[str]) -> list[str]:
@@ -154,6 +165,11 @@ def clean(registry_path: Path, paths: list[str]) -> list[str]:
 def looks_like_run_id(name: str) -> bool:
     """A directory beside the registry named like a run (other directories there are left alone)."""
     return len(name) == RUN_ID_LENGTH and all(character in RUN_ID_ALPHABET for character in name)
+
+
+def _last_touched(path: Path) -> float:
+    """The newest modification time of a directory and everything in it."""
+    return max([path.stat().st_mtime, *(entry.lstat().st_mtime for entry in path.rglob("*"))])
 
 
 def _size(path: Path) -> int:
