@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.recipes import tiny
 from tests.remote.conftest import ALIAS, trust_host_key
 from workbench import __version__
 from workbench.launch.remote.hosts import connect, get_host, list_hosts, run_sync
@@ -82,6 +85,20 @@ def test_a_changed_host_key_is_always_refused(world, sshd, tmp_path):
     trust_host_key(sshd)
 
 
+def test_a_host_key_of_another_type_is_refused_as_changed(world, sshd, tmp_path):
+    """known_hosts holds an RSA key for the host, which offers only ed25519 now: the handshake finds no
+    common key type, and the refusal must still say that the key changed."""
+    other = tmp_path / "rsa_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(other)], check=True)
+    kind, body = other.with_suffix(".pub").read_text().split()[:2]
+    (sshd.home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{sshd.port} {kind} {body}\n")
+    world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote))
+    refused = _one_error_line(world.cli("hosts", "check", "box", check=False))
+    assert "host key CHANGED" in refused and "refused" in refused, refused
+    assert (sshd.home / ".ssh" / "known_hosts").read_text() == f"[127.0.0.1]:{sshd.port} {kind} {body}\n"
+    trust_host_key(sshd)
+
+
 def test_connection_failures_are_one_clear_line(world, sshd, tmp_path):
     closed_port = sshd.port + 1 if sshd.port < 65000 else sshd.port - 1
     world.cli("hosts", "add", "wrongport", f"root@127.0.0.1:{closed_port}")
@@ -144,3 +161,44 @@ def test_check_names_a_missing_torch_and_a_version_mismatch(world, sshd, tmp_pat
     mismatch = world.cli("hosts", "check", "older", check=False)
     assert mismatch.returncode == 2
     assert f"version mismatch: workbench 0.0.1 there, {__version__} here" in mismatch.stderr
+
+
+def test_clean_lists_orphans_with_sizes_and_removes_them_only_with_yes(world, sshd, tmp_path):
+    from workbench.launch.local.registration import register
+    from workbench.launch.local.spec import LaunchSpec
+    from workbench.recipe import load_recipe
+    from workbench.registry import Registry
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(tiny())
+    used, old = world.remote / "inputs" / "used", world.remote / "inputs" / "20260101-000000-abcdef"
+    with Registry.open(world.host_registry, create=True) as registry:
+        owned = register(registry, load_recipe(recipe, []), "kept", spec=LaunchSpec(workdir=str(used)))
+    for directory, size in ((used, 10), (old, 1000), (world.remote / "runs" / "zzzzzz", 2000),
+                            (world.remote / "runs" / "screenshots", 30)):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "file").write_bytes(b"x" * size)
+    # An hour untouched at least: a younger directory may be a launch still copying its inputs.
+    young = world.remote / "inputs" / "copying"
+    young.mkdir()
+    (young / "file").write_bytes(b"y")
+    for directory in (used, old, world.remote / "runs" / "zzzzzz", world.remote / "runs" / "screenshots"):
+        for path in (directory / "file", directory):
+            os.utime(path, (time.time() - 7200, time.time() - 7200))
+    world.cli("hosts", "add", "box", ALIAS, "--python", str(world.python), "--workdir", str(world.remote))
+
+    listed = json.loads(world.cli("hosts", "clean", "box", "--json").stdout)
+    assert listed == {"orphans": [{"kind": "inputs", "path": str(old), "bytes": 1000},
+                                  {"kind": "run dir", "path": str(world.remote / "runs" / "zzzzzz"), "bytes": 2000}],
+                      "removed": []}
+    human = world.cli("hosts", "clean", "box")
+    assert str(old) in human.stdout and "1.0 KB" in human.stdout and "2.0 KB" in human.stdout
+    assert "workbench hosts clean box --yes" in human.stderr
+    assert old.is_dir() and (world.remote / "runs" / "zzzzzz").is_dir()
+
+    cleaned = json.loads(world.cli("hosts", "clean", "box", "--yes", "--json").stdout)
+    assert cleaned["removed"] == [str(old), str(world.remote / "runs" / "zzzzzz")]
+    assert not old.exists() and not (world.remote / "runs" / "zzzzzz").exists()
+    assert used.is_dir() and young.is_dir() and (world.remote / "runs" / "screenshots").is_dir()
+    assert (world.host_registry.parent / owned).is_dir()
+    assert json.loads(world.cli("hosts", "clean", "box", "--json").stdout)["orphans"] == []

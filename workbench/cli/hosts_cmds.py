@@ -25,8 +25,9 @@ from workbench.launch.remote.hosts import (
     setup_host,
 )
 from workbench.launch.remote.pull import SyncLoop, remote_runs, sync_runs
+from workbench.launch.remote.runs import clean_host, host_orphans
 
-hosts_app = Typer(help="SSH hosts to train on: add, list, rm, check, setup.", no_args_is_help=True)
+hosts_app = Typer(help="SSH hosts to train on: add, list, rm, check, setup, clean.", no_args_is_help=True)
 app.add_typer(hosts_app, name="hosts")
 
 AcceptNewOption = typer.Option(
@@ -102,6 +103,47 @@ def hosts_setup(name: str = typer.Argument(...), accept_new: bool = AcceptNewOpt
     _print_report(report, False)
     if report.problems:
         raise typer.Exit(2)
+
+
+@hosts_app.command("clean")
+def hosts_clean(
+    name: str = typer.Argument(...),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Remove what is listed (without it, only list)."),
+    registry: Path | None = RegistryOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the host's orphaned run inputs and run directories (no run there owns them) with their
+    sizes; remove them only with --yes."""
+    host = get_host(registry_path(registry), name)
+    orphans = host_orphans(host)
+    removed = clean_host(host, orphans) if yes and orphans else []
+    if as_json:
+        print_json({"orphans": [asdict(orphan) for orphan in orphans], "removed": removed})
+        return
+    if not orphans:
+        err_console.print(f"nothing to clean on host {host.name}", highlight=False)
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("kind", "path", "size"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for orphan in orphans:
+        table.add_row(orphan.kind, orphan.path, _size(orphan.bytes))
+    console.print(table)
+    total = _size(sum(orphan.bytes for orphan in orphans))
+    if yes:
+        err_console.print(f"removed {len(removed)} of {len(orphans)} ({total} listed) on host {host.name}",
+                          highlight=False)
+    else:
+        err_console.print(f"{len(orphans)} orphans, {total}: remove them with "
+                          f"`workbench hosts clean {host.name} --yes`", highlight=False)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
 
 
 def _print_report(report: HostReport, as_json: bool) -> None:

@@ -32,6 +32,7 @@ from workbench.launch import (
     resume_foreground,
     run_foreground,
     settle_liveness,
+    staleness,
     stop,
     watch_snapshot,
 )
@@ -147,6 +148,10 @@ def logs_command(
     if not follow:
         sys.stdout.write(read_log(run, path))
         sys.stdout.flush()
+        stale = staleness(run, path)
+        if stale:
+            err_console.print(f"stale: {stale}; the log may be missing its newest lines", highlight=False,
+                              soft_wrap=True)
         return
     chunks = follow_log(run, path)
     try:

@@ -29,7 +29,7 @@ from workbench.cli.common import (
     visible,
 )
 from workbench.health import HEALTH_KEYS, load_thresholds, run_health
-from workbench.launch import settle_liveness
+from workbench.launch import is_remote_run, pull_if_remote, settle_liveness, staleness
 from workbench.presentation import TERMINAL_STYLES, format_duration, status_colour
 from workbench.registry import RecordNotFound, Registry, RegistryError, RegistryReader, RunInfo
 from workbench.registry.exchange import export_csv, export_jsonl, import_runs
@@ -152,8 +152,13 @@ def runs_command(
 
 @app.command("show")
 def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_json: bool = JsonOption) -> None:
-    """A run's status, recipe, last metrics and recent events."""
+    """A run's status, recipe, last metrics and recent events (a remote run's pulled from its host first)."""
     settle_liveness(registry_path(registry))
+    remote = is_remote_run(registry_path(registry), run)
+    stale = None
+    if remote:
+        pull_if_remote(run, registry_path(registry))
+        stale = staleness(run, registry_path(registry))
     with _open(registry) as handle:
         info = handle.get_run(run)
         last = handle.last_metrics(info.id)
@@ -166,6 +171,7 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
             "last_metrics": {key: {"step": step, "value": value} for key, (step, value) in last.items()},
             "events": [asdict(event) for event in events],
             "health": health.to_dict() | {"thresholds": asdict(thresholds)},
+            "remote": {"host": info.host, "unreachable": stale} if remote else None,
         })
         return
     facts = Table.grid(padding=(0, 2))
@@ -175,9 +181,9 @@ def show_command(run: str = RunArgument, registry: Path = RegistryOption, as_jso
     rows = [
         ("run", f"{info.id}  {shown(info.name)}"),
         ("variant", shown(info.variant)),
-        ("status", _status(info)),
+        ("status", (_status(info) + Text(f"  (as last synced: {stale})", style="yellow")) if stale else _status(info)),
         ("steps", _progress(info)),
-        ("host", shown(info.host) + (f"  pid {info.pid}" if info.pid else "")),
+        ("host", shown(info.host) + (f"  pid {info.pid}" + (" there" if remote else "") if info.pid else "")),
         ("created", _when(info.created_at)),
         ("started", _when(info.started_at)),
         ("ended", _when(info.ended_at)),

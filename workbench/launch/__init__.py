@@ -18,10 +18,12 @@ from workbench.launch.dispatch import (
     is_remote_run,
     kept_in_sync,
     launch,
+    pull_if_remote,
     read_log,
     resume,
     resume_foreground,
     run_foreground,
+    staleness,
     stop,
 )
 from workbench.launch.limits import (
@@ -68,6 +70,7 @@ __all__ = [
     "open_for_watch",
     "parse_gpus",
     "parse_max_runs",
+    "pull_if_remote",
     "read_log",
     "register_recipe",
     "register_run",
@@ -75,6 +78,7 @@ __all__ = [
     "resume_foreground",
     "run_foreground",
     "settle_liveness",
+    "staleness",
     "start_queued",
     "stop",
     "sync_runs",

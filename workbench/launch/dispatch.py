@@ -11,12 +11,12 @@ unnoticed is `crashed` before it is judged.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from workbench.contract import DEFAULT_REGISTRY
-from workbench.launch.limits import LaunchError
 from workbench.launch.local import foreground, logs
 from workbench.launch.local.liveness import settle_liveness
 from workbench.launch.local.runs import (
@@ -88,14 +88,18 @@ def resume(
                             max_runs=max_runs, steps=steps)
     from workbench.launch.remote.runs import resume_remote
 
-    return resume_remote(run, Path(registry_path).resolve())
+    return resume_remote(run, Path(registry_path).resolve(), name=name, gpus=gpus, num_processes=num_processes,
+                         steps=steps)
 
 
 def resume_foreground(run_id: str, registry_path: Path = DEFAULT_REGISTRY, steps: int | None = None) -> int:
-    """Continue a stopped run in this terminal (`workbench resume` without --detach); the exit code."""
+    """Continue a stopped run in this terminal (`workbench resume` without --detach); the exit code.
+    A remote run resumes on its host, with its log followed here (`resume_remote_foreground`)."""
     run, remote = _locate(registry_path, run_id, settle=True)
     if remote:
-        raise LaunchError(f"run {run.id} ran on host {run.host}: resume it there with `--detach`")
+        from workbench.launch.remote.runs import resume_remote_foreground
+
+        return resume_remote_foreground(run, Path(registry_path).resolve(), steps=steps)
     return foreground.resume_foreground(run.id, registry_path, steps=steps)
 
 
@@ -127,22 +131,49 @@ def delete(run_id: str, registry_path: Path = DEFAULT_REGISTRY, force: bool = Fa
     An active run is refused (RegistryError) unless `force`. Returns the run as it was."""
     run, remote = _locate(registry_path, run_id, settle=True)
     check_deletable(run, force)
-    if remote:
-        from workbench.launch.remote.runs import delete_remote
+    if not remote:
+        return delete_local(run.id, registry_path, force=force)
+    from workbench.launch.remote.pull import copy_lock
+    from workbench.launch.remote.runs import delete_remote
 
-        delete_remote(run, Path(registry_path).resolve(), force=force)
-    return delete_local(run.id, registry_path, force=force)
+    delete_remote(run, Path(registry_path).resolve(), force=force)
+    with RegistryReader.open(Path(registry_path)) as registry:
+        run_dir = registry.run_dir(run.id)
+    with copy_lock(run_dir, run.id):   # a pull in flight must not bring the copy back
+        return delete_local(run.id, registry_path, force=True)
 
 
 def read_log(run_id: str, registry_path: Path) -> str:
     """Everything the run's processes wrote so far ('' for a queued run that has not started); a remote
-    run's log is pulled from its host first."""
+    run's log is pulled from its host first (see `staleness` for whether that worked)."""
+    run = pull_if_remote(run_id, registry_path)
+    return logs.read_log(run.id, registry_path)
+
+
+def pull_if_remote(run_id: str, registry_path: Path) -> RunInfo:
+    """Bring a remote run's copy up to date from its host once (a local run needs nothing); returns the
+    run. A host that does not answer is recorded in the copy's sync state (`staleness`), never raised."""
     run, remote = _locate(registry_path, run_id)
     if remote:
         from workbench.launch.remote.pull import sync_runs
 
         sync_runs(registry_path, [run.id])
-    return logs.read_log(run.id, registry_path)
+    return run
+
+
+def staleness(run_id: str, registry_path: Path) -> str | None:
+    """Why a remote run's copy may be behind its host ('host box unreachable since 12:00:03; synced
+    at 11:59:58'), or None: a local run, or a copy whose last pull reached its host."""
+    with RegistryReader.open(Path(registry_path)) as registry:
+        state = read_sync_state(registry.run_dir(registry.get_run(run_id).id))
+    if state is None or state.unreachable_since is None:
+        return None
+    synced = f"; synced at {_clock(state.last_sync)}" if state.last_sync else ""
+    return f"host {state.host} unreachable since {_clock(state.unreachable_since)}{synced}"
+
+
+def _clock(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
 
 
 def follow_log(run_id: str, registry_path: Path, poll_s: float = logs.FOLLOW_POLL_S) -> Iterator[str]:

@@ -23,7 +23,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from workbench.registry.exchange import (
     group_export,
     import_jsonl,
 )
-from workbench.registry.records import TERMINAL_STATUSES
+from workbench.registry.records import TERMINAL_STATUSES, RunInfo
 from workbench.registry.store import Registry, RegistryReader
 
 
@@ -141,7 +141,27 @@ def import_since(registry: Registry, source: str, records: list[dict[str, Any]],
 
 def unreachable_label(run_dir: Path, status: str) -> str | None:
     """'unreachable since HH:MM:SS' for an active remote run whose host does not answer, else None."""
-    state = read_sync_state(run_dir)
+    return unreachable_text(read_sync_state(run_dir), status)
+
+
+def unreachable_text(state: SyncState | None, status: str) -> str | None:
+    """unreachable_label from a sync state already read."""
     if state is None or state.unreachable_since is None or status in TERMINAL_STATUSES:
         return None
     return "unreachable since " + time.strftime("%H:%M:%S", time.localtime(state.unreachable_since))
+
+
+def remote_copies(registry: RegistryReader, runs: Iterable[RunInfo]) -> dict[str, SyncState]:
+    """The sync state of each run among `runs` that is a copy of a remote one (run id -> state)."""
+    states = {}
+    for run in runs:
+        if run.host != "local":   # a run of this machine never has a sync state: no file to look for
+            state = read_sync_state(registry.run_dir(run.id))
+            if state is not None:
+                states[run.id] = state
+    return states
+
+
+def wants_sync(run: RunInfo, state: SyncState | None) -> bool:
+    """A remote run whose copy can still change: it has not ended, or its host did not answer last time."""
+    return state is not None and (run.status not in TERMINAL_STATUSES or state.unreachable_since is not None)

@@ -62,3 +62,13 @@ class OpenExperiment(Message):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__()
+
+
+class RemoteRunsPulled(Message):
+    """A pull brought new records of a remote run shown: the screen in front re-reads now rather than
+    at its next poll. The app forwards it to that screen; it never bubbles back."""
+
+    bubble = False
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RemoteRunsPulled)

@@ -1,16 +1,20 @@
 """The workbench Textual app: holds the registry path and the clock, opens on the Runs screen.
 
 Screens and panes read `app.registry_path` and open their own registry connections in thread workers,
-so nothing here touches SQLite. The app opens every screen (a screen asks with OpenRun, OpenCompare or
-OpenNewRun), so no screen imports another. Worker failures arrive as `WorkerFailed` and become notifications;
+so nothing here touches SQLite. Remote runs move because the app pulls them: a screen that shows some
+names them (`keep_synced`), and while it is the screen in front one puller per host (launch's SyncLoop,
+a thread of its own) brings their records and logs home; with none shown, nothing pulls. The app
+opens every screen (a screen asks with OpenRun, OpenCompare or OpenNewRun), so no screen imports another. Worker failures arrive as `WorkerFailed` and become notifications;
 problems a user must act on (a corrupt registry, a failed launch) open an `ErrorModal` with the cause.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +31,15 @@ from textual.worker import Worker, WorkerState
 
 from workbench.errors import UserError
 from workbench.registry import RegistryReader
-from workbench.tui import OpenCompare, OpenExperiment, OpenExperiments, OpenNewRun, OpenRun, WorkerFailed
+from workbench.tui import (
+    OpenCompare,
+    OpenExperiment,
+    OpenExperiments,
+    OpenNewRun,
+    OpenRun,
+    RemoteRunsPulled,
+    WorkerFailed,
+)
 from workbench.tui.modals import ErrorModal
 from workbench.tui.screens.runs import RunsScreen, read_run_list
 
@@ -103,6 +115,10 @@ class WorkbenchApp(App[None]):
         #: the first read of the run list, started before the first screen exists (RunsScreen takes it)
         self.first_run_list: Future[Message] | None = None
         self.own_process = own_process
+        #: the puller of the remote runs on screen (a launch.SyncLoop), None while none is shown
+        self.sync_loop = None
+        self._synced: weakref.WeakKeyDictionary[Screen, dict[str, str]] = weakref.WeakKeyDictionary()
+        self._sync_guard = threading.Lock()
 
     def on_load(self) -> None:
         # The run list is read while the app sets itself up, so the first paint can show it.
@@ -114,6 +130,43 @@ class WorkbenchApp(App[None]):
         self.push_screen(RunsScreen())
         if self.own_process:
             self.call_after_refresh(quiet_garbage_collector)
+        # Screens in front change without telling (a pushed form, a modal closed): check each poll.
+        self.set_interval(self.poll_interval, self.sync_shown)
+
+    def on_unmount(self) -> None:
+        with self._sync_guard:
+            self._synced.clear()
+        self.sync_shown()
+
+    def keep_synced(self, screen: Screen, runs: Mapping[str, str]) -> None:
+        """The remote runs `screen` shows whose copies can still change (run id -> host name): pulled
+        from their hosts while that screen is in front (callable from any thread; never connects here)."""
+        with self._sync_guard:
+            self._synced[screen] = dict(runs)
+        self.sync_shown()
+
+    def sync_shown(self) -> None:
+        """Point the puller at the remote runs of the screen in front, starting it when there are some and
+        stopping it (without waiting for a pull in flight) when there are none."""
+        with self._sync_guard:
+            front = self.front_screen()
+            wanted = self._synced.get(front, {}) if front is not None else {}
+            loop = self.sync_loop
+            if not wanted:
+                self.sync_loop = None
+            elif loop is None:
+                from workbench.launch import SyncLoop  # the launch layer loads only for remote runs
+
+                self.sync_loop = SyncLoop(self.registry_path, until_ended=False,
+                                          pulled=lambda _: self.post_message(RemoteRunsPulled())).start()
+            if self.sync_loop is not None:
+                self.sync_loop.want(wanted)
+        if not wanted and loop is not None:
+            loop.stop(timeout=0)
+
+    def front_screen(self) -> Screen | None:
+        """The screen the user looks at: the top of the stack, under any modal."""
+        return next((screen for screen in reversed(self.screen_stack) if not screen.is_modal), None)
 
     def open_registry(self) -> RegistryReader:
         """A new read-only connection to the registry (callable from any thread); RegistryError when
@@ -154,6 +207,12 @@ class WorkbenchApp(App[None]):
         """A modal naming what failed and why; for errors the user has to act on."""
         text = cause if isinstance(cause, str) else describe_error(cause)
         self.push_screen(ErrorModal(title, text))
+
+    @on(RemoteRunsPulled)
+    def forward_pulled(self) -> None:
+        front = self.front_screen()
+        if front is not None:
+            front.post_message(RemoteRunsPulled())
 
     # The other screens load on first use: the first paint never waits for them.
 

@@ -231,7 +231,37 @@ async def connect(host: Host, accept_new: bool = False, timeout: float = CONNECT
     except TimeoutError:
         raise HostError(f"{where}: no answer within {timeout:g} s") from None
     except (OSError, asyncssh.Error) as error:
+        await _judge_other_key_types(address, options, timeout, where)
         raise HostError(f"{where}: cannot connect ({error})") from None
+
+
+async def _judge_other_key_types(address: str, options: dict[str, Any], timeout: float, where: str) -> None:
+    """After a failed handshake: HostError naming a changed host key if the host now offers only key
+    types that known_hosts holds none of for it.
+
+    asyncssh asks a known host only for the key types known_hosts holds for it; a host whose key
+    changed type (ed25519 to RSA) then has nothing to offer and drops the connection, which says
+    nothing. Asked again for every type, it shows its key, which the judge refuses as changed.
+    """
+    import asyncssh
+
+    probe = _HostKeyJudge(Path(options["known_hosts"]), accept_new=False)
+
+    class Client(asyncssh.SSHClient):
+        def validate_host_public_key(self, host_name: str, addr: str, port_number: int, key) -> bool:
+            return probe.validate(host_name, port_number, key)
+
+    try:
+        conn = await asyncio.wait_for(
+            asyncssh.connect(address, **{**options, "client_factory": Client, "server_host_key_algs": "default"}),
+            timeout + 5)
+    except asyncssh.HostKeyNotVerifiable:
+        if probe.changed:
+            raise HostError(probe.refusal(where)) from None
+        return
+    except (OSError, asyncssh.Error):
+        return
+    conn.close()
 
 
 class _HostKeyJudge:
@@ -286,13 +316,24 @@ async def run_on(conn, host: Host, argv: Sequence[str], input: str | None = None
     return result
 
 
+def readd_command(host: Host) -> str:
+    """The `hosts add ... --replace` line that gives the host another python and keeps the rest."""
+    argv = ["workbench", "hosts", "add", host.name, host.dest, "--python", "PATH"]
+    if host.workdir != DEFAULT_WORKDIR:
+        argv += ["--workdir", host.workdir]
+    if host.key:
+        argv += ["--key", host.key]
+    if host.gpus is not None:
+        argv += ["--gpus", ",".join(map(str, host.gpus))]
+    return " ".join(shlex.quote(arg) if arg != "PATH" else arg for arg in argv) + " --replace"
+
+
 def _failure(host: Host, argv: Sequence[str], status: int | None, stderr: str) -> str:
     """One line naming why a command failed on the host."""
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else f"exit status {status}"
     if argv and argv[0] == host.python and (status == 127 or "No such file" in last and host.python in last):
-        return (f"host {host.name}: no python at {host.python!r} there; "
-                f"set one with `workbench hosts add {host.name} {host.dest} --python PATH`")
+        return f"host {host.name}: no python at {host.python!r} there; set one with `{readd_command(host)}`"
     if "No module named workbench" in stderr or "No module named 'workbench'" in stderr:
         return f"host {host.name}: workbench is not installed for {host.python}; run `workbench hosts setup {host.name}`"
     if last.startswith("error: "):

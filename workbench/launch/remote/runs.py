@@ -10,20 +10,24 @@ outlive the connection and this machine. The run then appears here as a copy, sy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import socket
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.contract import DEFAULT_REGISTRY, LOG_FILE
 from workbench.launch.limits import LaunchError
 from workbench.launch.local.logs import FOLLOW_POLL_S, tail
+from workbench.launch.local.runs import DEFAULT_GRACE_S
 from workbench.launch.local.spec import LaunchSpec
 from workbench.launch.remote.hosts import (
     Host,
+    HostError,
     agent_argv,
     connect,
     find_host,
@@ -128,17 +132,23 @@ async def _launch(host: Host, registry_path: Path, name: str, uploads: list[Uplo
     inputs = f"{host.workdir.rstrip('/')}/inputs/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     conn = await connect(host, accept_new=accept_new)
     async with conn:
-        async with sftp_client(conn, host) as sftp:
-            await sftp.makedirs(inputs, exist_ok=True)
-            for upload in uploads:
-                parent = str(Path(upload.remote).parent)
-                if parent != ".":
-                    await sftp.makedirs(f"{inputs}/{parent}", exist_ok=True)
-                await sftp.put(str(upload.local), f"{inputs}/{upload.remote}", recurse=upload.local.is_dir())
-        if request["spec"].get("accelerate_config"):
-            request["spec"]["accelerate_config"] = f"{inputs}/accelerate_config.yaml"
-        result = await run_on(conn, host, agent_argv(host, "launch", "--name", name, "--inputs", inputs),
-                              input=json.dumps(request))
+        try:
+            async with sftp_client(conn, host) as sftp:
+                await sftp.makedirs(inputs, exist_ok=True)
+                for upload in uploads:
+                    parent = str(Path(upload.remote).parent)
+                    if parent != ".":
+                        await sftp.makedirs(f"{inputs}/{parent}", exist_ok=True)
+                    await sftp.put(str(upload.local), f"{inputs}/{upload.remote}", recurse=upload.local.is_dir())
+            if request["spec"].get("accelerate_config"):
+                request["spec"]["accelerate_config"] = f"{inputs}/accelerate_config.yaml"
+            result = await run_on(conn, host, agent_argv(host, "launch", "--name", name, "--inputs", inputs),
+                                  input=json.dumps(request))
+        except HostError:
+            # No run was registered there: its copied inputs would be an orphan nobody deletes.
+            with contextlib.suppress(HostError):
+                await run_on(conn, host, ["rm", "-rf", "--", inputs], check=False)
+            raise
         run_id = json.loads(str(result.stdout).strip().splitlines()[-1])["run_id"]
         await _adopt(conn, host, registry_path, run_id)
     return run_id
@@ -167,18 +177,45 @@ def stop_remote(run: RunInfo, registry_path: Path, grace: float) -> tuple[str, s
     return run_sync(go())
 
 
-def resume_remote(run: RunInfo, registry_path: Path) -> str:
-    """Continue a stopped run on its host from the checkpoint there, as a new linked run; returns its id."""
+def resume_remote(run: RunInfo, registry_path: Path, name: str | None = None, gpus: Sequence[int] | None = None,
+                  num_processes: int | None = None, steps: int | None = None) -> str:
+    """Continue a stopped run on its host from the checkpoint there, as a new linked run; returns its id.
+    The arguments are `resume_local`'s, applied there."""
     host = host_of(registry_path, run)
+    options = []
+    for flag, value in (("--name", name), ("--num-processes", num_processes), ("--steps", steps),
+                        ("--gpus", ",".join(map(str, gpus)) if gpus is not None else None)):
+        if value is not None:
+            options += [flag, str(value)]
 
     async def go() -> str:
         async with await connect(host) as conn:
-            result = await run_on(conn, host, agent_argv(host, "resume", run.id))
+            result = await run_on(conn, host, agent_argv(host, "resume", run.id, *options))
             child = json.loads(str(result.stdout).strip().splitlines()[-1])["run_id"]
             await _adopt(conn, host, registry_path, child)
         return child
 
     return run_sync(go())
+
+
+def resume_remote_foreground(run: RunInfo, registry_path: Path, steps: int | None = None,
+                             write: Callable[[str], object] = sys.stdout.write) -> int:
+    """`workbench resume RUN` (not detached) for a remote run: the run resumes on its host, where its
+    checkpoint is, and its log is followed here until it ends; Ctrl-C stops it there with a checkpoint,
+    as it stops a trainer in this terminal. Exit code 0 finished or stopped, 1 otherwise."""
+    child = resume_remote(run, registry_path, steps=steps)
+    write(f"[workbench] run {run.id} resumes on host {run.host} as run {child}; Ctrl-C stops it there\n")
+    chunks = follow_remote_log(child, registry_path)
+    try:
+        for chunk in chunks:
+            write(chunk)
+    except KeyboardInterrupt:
+        chunks.close()
+        with RegistryReader.open(Path(registry_path)) as registry:
+            stop_remote(registry.get_run(child), registry_path, DEFAULT_GRACE_S)
+    with RegistryReader.open(Path(registry_path)) as registry:
+        status = registry.get_run(child).status
+    return 0 if status in ("finished", "stopped") else 1
 
 
 def delete_remote(run: RunInfo, registry_path: Path, force: bool = False) -> None:
@@ -202,3 +239,36 @@ def follow_remote_log(run_id: str, registry_path: Path, poll_s: float = FOLLOW_P
         path = registry.run_dir(registry.get_run(run_id).id) / LOG_FILE
     with SyncLoop(registry_path, [run_id]) as loop:
         yield from tail(path, loop.ended.is_set, poll_s)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A directory on a host that no run there owns: a run's copied inputs ('inputs') or a run
+    directory left without its rows ('run dir'), with its size in bytes."""
+
+    kind: str
+    path: str
+    bytes: int
+
+
+def host_orphans(host: Host) -> list[Orphan]:
+    """The orphaned inputs and run directories under the host's workdir (asked of its agent)."""
+
+    async def go() -> list[Orphan]:
+        async with await connect(host) as conn:
+            result = await run_on(conn, host, agent_argv(host, "orphans"))
+        return [Orphan(**json.loads(line)) for line in str(result.stdout).splitlines() if line.strip()]
+
+    return run_sync(go())
+
+
+def clean_host(host: Host, orphans: Sequence[Orphan]) -> list[str]:
+    """Remove those of `orphans` that are still orphans on the host (its agent looks again first);
+    returns the paths removed."""
+
+    async def go() -> list[str]:
+        async with await connect(host) as conn:
+            result = await run_on(conn, host, agent_argv(host, "clean", *(orphan.path for orphan in orphans)))
+        return json.loads(str(result.stdout).strip().splitlines()[-1])["removed"]
+
+    return run_sync(go())

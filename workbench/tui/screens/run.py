@@ -35,7 +35,8 @@ from workbench.presentation import (
     status_text,
 )
 from workbench.registry import RunInfo
-from workbench.tui import ReportsWorkerErrors
+from workbench.registry.remote_copy import read_sync_state, unreachable_text, wants_sync
+from workbench.tui import RemoteRunsPulled, ReportsWorkerErrors
 from workbench.tui.modals import HelpModal
 from workbench.tui.panes.config import ConfigPane
 from workbench.tui.panes.curves import CurvesPane
@@ -69,9 +70,11 @@ class RunRead(Message):
     """The run's registry row, re-read for the header (and its health, when its last step moved);
     bursts collapse to the newest."""
 
-    def __init__(self, run: RunInfo, health: tuple[Health, Thresholds, str | None] | None = None) -> None:
+    def __init__(self, run: RunInfo, health: tuple[Health, Thresholds, str | None] | None = None,
+                 unreachable: str | None = None) -> None:
         self.run = run
         self.health = health
+        self.unreachable = unreachable
         super().__init__()
 
     def can_replace(self, message: Message) -> bool:
@@ -101,15 +104,17 @@ def health_details(health: Health, thresholds: Thresholds, problem: str | None) 
     return rows, notes
 
 
-def header_lines(run: RunInfo, now: float) -> tuple[str, str]:
-    """Two header lines: who the run is, then where it stands (progress, reward, time, error)."""
+def header_lines(run: RunInfo, now: float, unreachable: str | None = None) -> tuple[str, str]:
+    """Two header lines: who the run is, then where it stands (progress, reward, time, error);
+    `unreachable`: a remote run's 'unreachable since ...', beside its last known status."""
     who = f"{run.name or run.id}  ·  {run.id}  ·  {run.variant or '-'}  ·  {run.host or '-'}"
     if run.tags:
         who += "  ·  " + " ".join(f"#{tag}" for tag in run.tags)
     if run.parent_id:
         who += f"  ·  from {run.parent_id}"
+    status = status_text(run, now) + (f" ({unreachable})" if unreachable else "")
     where = (
-        f"{status_text(run, now)}  ·  steps {progress_text(run)}  ·  reward {reward_text(run.last_reward)}"
+        f"{status}  ·  steps {progress_text(run)}  ·  reward {reward_text(run.last_reward)}"
         f"  ·  started {format_started(run.started_at)}"
         f"  ·  {format_duration(run_duration(run, now))}"
     )
@@ -153,6 +158,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
         self.refresh_header()
         self.set_interval(self.app.poll_interval, self.refresh_header)
 
+    @on(RemoteRunsPulled)
     def refresh_header(self) -> None:
         self.read_run()
 
@@ -161,6 +167,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
         self.app.settle_liveness()
         with self.app.open_registry() as registry:
             run = registry.get_run(self.run_id)
+            state = read_sync_state(registry.run_dir(run.id)) if run.host != "local" else None
             health = None
             if run.last_step != self._health_step:
                 self._health_step = run.last_step
@@ -170,12 +177,15 @@ class RunScreen(ReportsWorkerErrors, Screen):
                     thresholds, problem = Thresholds(), str(error)
                 series = {key: registry.series(self.run_id, key) for key in HEALTH_KEYS}
                 health = (run_health(series, thresholds), thresholds, problem)
-        self.post_message(RunRead(run, health))
+        keep_synced = getattr(self.app, "keep_synced", None)  # WorkbenchApp's; other hosts have none
+        if keep_synced is not None:
+            keep_synced(self, {run.id: run.host} if wants_sync(run, state) else {})
+        self.post_message(RunRead(run, health, unreachable_text(state, run.status)))
 
     @on(RunRead)
     def show_run(self, event: RunRead) -> None:
         self.run = event.run
-        who, where = header_lines(event.run, self.app.clock())
+        who, where = header_lines(event.run, self.app.clock(), event.unreachable)
         self.sub_title = event.run.name or event.run.id
         self.query_one("#run-who", Static).update(Content(who))
         colour = STATUS_COLOURS.get(event.run.status, "foreground")

@@ -40,7 +40,15 @@ from workbench.presentation import (
     steps_done,
 )
 from workbench.registry import STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
-from workbench.tui import OpenCompare, OpenExperiments, OpenNewRun, OpenRun, ReportsWorkerErrors
+from workbench.registry.remote_copy import SyncState, remote_copies, unreachable_text, wants_sync
+from workbench.tui import (
+    OpenCompare,
+    OpenExperiments,
+    OpenNewRun,
+    OpenRun,
+    RemoteRunsPulled,
+    ReportsWorkerErrors,
+)
 from workbench.tui.modals import ConfirmModal, HelpModal
 from workbench.tui.widgets.cells import Line
 
@@ -127,9 +135,11 @@ def health_cell(health: Health | None, colours: dict[str, str]) -> Cell:
 
 
 def run_cells(
-    run: RunInfo, now: float, selected: bool, colours: dict[str, str], health: Health | None = None
+    run: RunInfo, now: float, selected: bool, colours: dict[str, str], health: Health | None = None,
+    unreachable: str | None = None,
 ) -> dict[str, Cell]:
-    """The table row of one run, keyed by column; `colours` maps theme variable names to colours."""
+    """The table row of one run, keyed by column; `colours` maps theme variable names to colours;
+    `unreachable`: 'unreachable since ...' of a remote run whose host does not answer, shown as its status."""
     progress = steps_done(run) / run.total_steps if run.total_steps else None
     started = run.started_at if run.started_at is not None else run.created_at
     duration = run_duration(run, now)
@@ -141,8 +151,8 @@ def run_cells(
         "name": Cell(run.name or run.id, "bold", sort_value=_nullable((run.name or run.id).lower())),
         "variant": Cell(run.variant or "-", sort_value=_nullable(run.variant or None)),
         "status": Cell(
-            status_text(run, now),
-            status_colour(run.status, colours),
+            unreachable or status_text(run, now),
+            colours.get("warning", "") if unreachable else status_colour(run.status, colours),
             sort_value=_nullable(STATUSES.index(run.status) if run.status in STATUSES else len(STATUSES)),
         ),
         "host": Cell(run.host or "-", sort_value=_nullable(run.host or None)),
@@ -227,7 +237,7 @@ def read_run_list(
                     break
                 inline.append(run)
             health = judge_health(registry, inline, path) if inline else {}
-            return RunsLoaded(runs, health)
+            return RunsLoaded(runs, health, remote_copies(registry, runs))
     except RegistryError as error:
         return RegistryUnavailable(path, str(error), missing=False)
 
@@ -256,9 +266,12 @@ class RunsLoaded(Message):
     """A fresh read of every run, with the health of those judged in the same read; a burst collapses
     to the newest read (health judged in a replaced read is judged again by the next)."""
 
-    def __init__(self, runs: list[RunInfo], health: dict[str, tuple[int | None, Health]] | None = None) -> None:
+    def __init__(self, runs: list[RunInfo], health: dict[str, tuple[int | None, Health]] | None = None,
+                 remote: dict[str, SyncState] | None = None) -> None:
         self.runs = runs
         self.health = health or {}
+        #: run id -> sync state, for the runs that are copies of remote ones
+        self.remote = remote or {}
         super().__init__()
 
     def can_replace(self, message: Message) -> bool:
@@ -310,6 +323,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         Binding("c", "compare", "Compare"),
         Binding("s", "stop_run", "Stop"),
         Binding("d", "delete_run", "Delete"),
+        Binding("r", "resume_run", "Resume", show=False),
         Binding("l", "logs", "Logs"),
         Binding("e", "experiments", "Experiments", show=False),
         Binding("slash", "focus_filter", "Filter"),
@@ -338,6 +352,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self._poll_in_flight = False
         #: run id -> (the last step it was judged at, its health)
         self.health: dict[str, tuple[int | None, Health]] = {}
+        #: run id -> sync state of the remote runs' copies (as of the last read)
+        self.remote: dict[str, SyncState] = {}
         self._health_in_flight = False
 
     def compose(self) -> ComposeResult:
@@ -404,9 +420,20 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         try:
             self.app.settle_liveness()
             judged = {run_id: step for run_id, (step, _) in self.health.items()}
-            self.post_message(read_run_list(self.app.registry_path, self.app.open_registry, judged))
+            read = read_run_list(self.app.registry_path, self.app.open_registry, judged)
+            if isinstance(read, RunsLoaded):
+                self.sync_remote_runs(read)
+            self.post_message(read)
         finally:
             self._poll_in_flight = False
+
+    def sync_remote_runs(self, read: RunsLoaded) -> None:
+        """Have the app pull the remote runs the table shows while they can still change (worker)."""
+        keep_synced = getattr(self.app, "keep_synced", None)  # WorkbenchApp's; other hosts have none
+        if keep_synced is not None:
+            shown = self.run_filter
+            keep_synced(self, {run.id: run.host for run in read.runs
+                               if shown.matches(run) and wants_sync(run, read.remote.get(run.id))})
 
     def take_first_read(self, first: Future[Message]) -> None:
         """Show the run list the app started reading before this screen existed.
@@ -450,6 +477,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.registry_problem = None
         self.loaded = True
         self.health.update(event.health)
+        self.remote = event.remote
         self.apply_runs(event.runs)
 
     def refresh_health(self) -> None:
@@ -474,6 +502,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.apply_runs(list(self.runs.values()))
 
     @on(RunsChanged)
+    @on(RemoteRunsPulled)
     def runs_changed(self) -> None:
         self.refresh_runs()
 
@@ -488,7 +517,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.refresh_health()
         now, colours, flt = self.now, self.theme_colours(), self.run_filter
         every = {
-            run.id: run_cells(run, now, run.id in self.selected, colours, self.health.get(run.id, (None, None))[1])
+            run.id: run_cells(run, now, run.id in self.selected, colours, self.health.get(run.id, (None, None))[1],
+                              unreachable_text(self.remote.get(run.id), run.status))
             for run in runs
         }
         wanted = {run_id: cells for run_id, cells in every.items() if flt.matches(self.runs[run_id])}
@@ -725,6 +755,24 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         question = f"Delete run {run.name} ({run.id}) with its metrics, samples and files? This cannot be undone."
         self.confirm_then(question, "Delete", partial(self.delete_run, run.id))
 
+    def action_resume_run(self) -> None:
+        run = self.require_cursor_run()
+        if run is None:
+            return
+        if run.status not in ("stopped", "crashed"):
+            self.notify(f"Run {run.id} is {run.status}: only a stopped or crashed run resumes.", severity="warning")
+            return
+        question = f"Resume run {run.name} ({run.id}) from its last checkpoint, as a new run where it ran?"
+        self.confirm_then(question, "Resume", partial(self.resume_run, run.id))
+
+    @work(thread=True, exit_on_error=False, group="runs-write", name="resuming a run")
+    def resume_run(self, run_id: str) -> None:
+        from workbench.launch import resume  # on the run's host for a remote run, as `workbench resume` does
+
+        child = resume(run_id, registry_path=self.app.registry_path)
+        self.app.call_from_thread(self.notify, f"Run {run_id} resumes as run {child}.")
+        self.post_message(RunsChanged())
+
     def confirm_then(self, question: str, confirm_label: str, act: Callable[[], object]) -> None:
         """Ask `question` first; `act()` only on an explicit yes."""
 
@@ -736,8 +784,9 @@ class RunsScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="deleting a run")
     def delete_run(self, run_id: str) -> None:
-        with Registry.open(self.app.registry_path, clock=self.app.clock) as registry:
-            registry.delete_run(run_id)
+        from workbench.launch import delete  # a remote run is deleted on its host too, as `workbench rm` does
+
+        delete(run_id, registry_path=self.app.registry_path)
         self.app.call_from_thread(self.notify, f"Run {run_id} deleted.")
         self.post_message(RunsChanged())
 
@@ -751,6 +800,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
             ("c", "compare the selected runs (2-8)"),
             ("s", "stop the run (asks first)"),
             ("d", "delete the run (asks first)"),
+            ("r", "resume a stopped or crashed run from its checkpoint (asks first)"),
             ("/", "filter; esc clears"),
             ("o / O", "sort by the next column / reverse"),
             ("ctrl+t", "dark / light theme"),
