@@ -14,6 +14,7 @@ from textual.widgets import DataTable, OptionList, Static
 from tests.experiments.make_experiment import make_experiment, reward
 from workbench.experiments import stats
 from workbench.registry import Registry
+from workbench.registry.remote_copy import SyncState, read_sync_state, write_sync_state
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.experiment import ExperimentScreen, SeedsScreen
 from workbench.tui.screens.experiments import ExperimentsScreen
@@ -176,3 +177,22 @@ async def test_progress_follows_the_runs_live(registry):
         summary = stats.cell_stats(finals("grpo", [0, 1, 2, 3, 4]))
         await wait_for(pilot, lambda: cell(table, "preset=grpo", "mean") == stats.number(summary.mean, summary.ci),
                        "the new mean")
+
+
+async def test_the_app_pulls_the_experiments_remote_runs_while_the_screen_is_in_front(registry):
+    # grpo seed 4 becomes the copy of a run on host "gpu-box", which the host list does not know: the
+    # app's puller, once pointed at it, marks it unreachable with that cause.
+    with Registry.open(registry) as handle:
+        run = next(run for run in handle.list_runs() if run.name == "presets/grpo/s4")
+        handle.db.execute("UPDATE runs SET host = 'gpu-box' WHERE id = ?", [run.id])
+        run_dir = handle.run_dir(run.id)
+    write_sync_state(run_dir, SyncState(host="gpu-box"))
+    app = WorkbenchApp(registry, poll_interval=0.2)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await open_experiment(pilot, app)
+        await wait_for(pilot, lambda: (read_sync_state(run_dir).error or "").startswith("host 'gpu-box' is not"),
+                       "the app's puller to reach the run")
+        assert app.sync_loop is not None
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen) and app.sync_loop is None,
+                       "the puller to stop once no remote run is on screen")

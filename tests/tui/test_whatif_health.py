@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 
 from tests.tui.hosts import CurvesHost, GroupsHost, TokensHost
 from workbench import whatif
-from workbench.health import HEALTH_KEYS, load_thresholds, run_health
+from workbench.health import HEALTH_KEYS, INFO, Finding, Health, Thresholds, load_thresholds, run_health
 from workbench.insights import config_diff, smoothing_for_length
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import GroupRecord, Registry, ResponseRecord
@@ -24,7 +24,7 @@ from workbench.tui.panes.config import ConfigPane, keys_differ, shown_path
 from workbench.tui.panes.curves import SMOOTHING_LEVELS, CurvesPane
 from workbench.tui.panes.groups import GroupsPane
 from workbench.tui.panes.tokens import WHATIF_CYCLE, TokensPane, TokenView
-from workbench.tui.screens.run import RunScreen
+from workbench.tui.screens.run import RunScreen, health_details, health_line
 from workbench.tui.widgets.chart import (
     ChartSeries,
     MetricChart,
@@ -265,3 +265,16 @@ def test_tokens_what_if_snapshot(snap_compare, registry, run_of):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=rescored)
+
+
+def test_the_health_line_and_details_show_notes_apart_from_faults():
+    entropy = Finding("entropy_collapse", "entropy", 12, 0.4, 1.1, "entropy 0.4 < 1.1", severity=INFO)
+    length = Finding("length_runaway", "length", 30, 0.5, 0.2, "share 0.5 > 0.2")
+    noted = Health(findings=[], checked=["entropy_collapse"], notes=[entropy])
+    both = Health(findings=[length], checked=["entropy_collapse", "length_runaway"], notes=[entropy])
+    assert health_line(noted) == "health ok  ·  note: entropy collapse since step 12  ·  h: details"
+    assert health_line(both) == "⚠ length runaway since step 30  ·  note: entropy collapse since step 12  ·  h: details"
+    assert health_line(Health(findings=[], checked=["entropy_collapse"])) == "health ok"
+    rows, _ = health_details(both, Thresholds(), None)
+    assert rows == [("step 30 ·", "length runaway: share 0.5 > 0.2"),
+                    ("step 12 · note", "entropy collapse: entropy 0.4 < 1.1")]

@@ -249,7 +249,7 @@ def sync_experiment(name: str, registry_path: Path) -> list[str]:
     registry_path = Path(registry_path).resolve()
     with RegistryReader.open(registry_path) as registry:
         _, slots, _ = read_plan(registry, registry.experiments.get(name))
-        remote = remote_to_follow(registry, slots)
+        remote = list(remote_to_follow(registry, slots))
     if remote:
         sync_runs(registry_path, remote)
     return remote

@@ -104,17 +104,17 @@ def read_plan(registry: Registry, info: ExperimentInfo) -> tuple[SweepSpec, list
     return spec, slots, runs
 
 
-def remote_to_follow(registry: Registry, slots: Sequence[Slot]) -> list[str]:
-    """The ids of the experiment's runs that are copies of runs on SSH hosts and have not ended there
-    (or whose host did not answer the last pull): the runs a view pulls before showing them."""
-    found = []
+def remote_to_follow(registry: Registry, slots: Sequence[Slot]) -> dict[str, str]:
+    """The experiment's runs that are copies of runs on SSH hosts and have not ended there (or whose host
+    did not answer the last pull), run id -> host name: the runs a view pulls before showing them."""
+    found = {}
     for slot in slots:
         run = slot.run
         if run is None:
             continue
         state = read_sync_state(registry.run_dir(run.id))
         if state is not None and (run.status not in TERMINAL_STATUSES or state.unreachable_since is not None):
-            found.append(run.id)
+            found[run.id] = run.host
     return found
 
 

@@ -50,7 +50,7 @@ from workbench.experiments.view import (
     seed_value,
 )
 from workbench.health import Thresholds, load_thresholds
-from workbench.tui import OpenRun, ReportsWorkerErrors
+from workbench.tui import OpenRun, RemoteRunsPulled, ReportsWorkerErrors
 from workbench.tui.modals import HelpModal
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
 
@@ -155,8 +155,6 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
         self._in_flight = False
         self._thresholds: Thresholds | None = None
         self._quick_shown = threading.Event()
-        self._sync_loop = None
-        self._following: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -235,24 +233,16 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
         finally:
             self._in_flight = False
 
-    def _follow(self, run_ids: list[str]) -> None:
-        """Keep the experiment's active remote runs pulled from their hosts (launch.SyncLoop, a thread of
-        its own) while the screen is open; a new loop when that set of runs changes (from the worker)."""
-        if set(run_ids) == self._following:
-            return
-        if self._sync_loop is not None:
-            self._sync_loop.stop()
-            self._sync_loop = None
-        self._following = set(run_ids)
-        if run_ids:
-            from workbench.launch import SyncLoop  # the launch layer loads only for remote runs
+    def _follow(self, runs: dict[str, str]) -> None:
+        """Have the app pull the experiment's active remote runs (run id -> host) while this screen is in
+        front (from the worker)."""
+        keep_synced = getattr(self.app, "keep_synced", None)  # WorkbenchApp's; other hosts have none
+        if keep_synced is not None:
+            keep_synced(self, runs)
 
-            self._sync_loop = SyncLoop(self.app.registry_path, run_ids).start()
-
-    def on_unmount(self) -> None:
-        loop, self._sync_loop = self._sync_loop, None
-        if loop is not None:
-            threading.Thread(target=loop.stop, name="experiment-sync-stop", daemon=True).start()
+    @on(RemoteRunsPulled)
+    def runs_pulled(self) -> None:
+        self.refresh_experiment()
 
     @on(ExperimentRead)
     def take_read(self, event: ExperimentRead) -> None:

@@ -82,16 +82,21 @@ class RunRead(Message):
 
 
 def health_line(health: Health) -> str:
-    """The header's health line: "health ok", or the findings, earliest first, with their steps."""
+    """The header's health line: "health ok", or the faults, earliest first, with their steps; notes
+    (what learning looks like, e.g. entropy collapsing while the reward climbs) after them, marked."""
+    if not health.checked:
+        return "health: not enough steps logged to judge"
+    notes = "  ·  ".join(f"note: {finding_text(note)}" for note in health.notes)
     if not health.findings:
-        return "health ok" if health.checked else "health: not enough steps logged to judge"
+        return f"health ok  ·  {notes}  ·  h: details" if notes else "health ok"
     found = "  ·  ".join(finding_text(finding) for finding in health.findings)
-    return f"⚠ {found}  ·  h: details"
+    return f"⚠ {found}  ·  {notes + '  ·  ' if notes else ''}h: details"
 
 
 def health_details(health: Health, thresholds: Thresholds, problem: str | None) -> tuple[list[tuple[str, str]], str]:
     """The rows and notes of the health modal: each finding with what it measured, then the thresholds."""
     rows = [(f"step {finding.step} ·", f"{finding.check.replace('_', ' ')}: {finding.detail}") for finding in health.findings]
+    rows += [(f"step {note.step} · note", f"{note.check.replace('_', ' ')}: {note.detail}") for note in health.notes]
     if not rows:
         rows = [("ok", "no failure mode found" if health.checked else "not enough steps logged to judge")]
     unjudged = sorted(set(CHECK_NAMES) - set(health.checked))
