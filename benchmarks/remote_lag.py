@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import os
 import sqlite3
 import statistics
@@ -34,35 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import stamp  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 from tests.fixtures.recipes import tiny  # noqa: E402
-from tests.remote.conftest import SSHD, Sshd, _free_port, host_python, trust_host_key  # noqa: E402
+from tests.remote.conftest import SSHD, Sshd, host_python, start_sshd, trust_host_key  # noqa: E402
 
 TARGET_S = 2.0
 SAMPLE_S = 0.05
 
 
-def start_sshd(root: Path) -> Sshd:
-    """sshd on a free loopback port, a client HOME whose ssh config names it `wbhost`, its key trusted."""
-    root.mkdir(parents=True)
-    host_key, user_key = root / "host_ed25519", root / "user_ed25519"
-    for key in (host_key, user_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    (root / "authorized_keys").write_text(user_key.with_suffix(".pub").read_text())
-    port = _free_port()
-    config = root / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        f"PermitRootLogin yes\nPidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
-    )
-    home = root / "home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    (home / ".ssh" / "config").write_text(
-        f"Host wbhost\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n  IdentityFile {user_key}\n"
-    )
-    with contextlib.suppress(PermissionError):
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    server = Sshd(root, port, config, home, host_key, user_key)
-    server.start()
+def start_trusted_sshd(root: Path) -> Sshd:
+    """sshd on a free loopback port (as the tests start theirs), a client HOME whose ssh config names it
+    `wbhost`, its key trusted."""
+    server = start_sshd(root)
     trust_host_key(server)
     return server
 
@@ -156,7 +136,7 @@ def main() -> None:
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burners)]
     with tempfile.TemporaryDirectory(prefix="remote-lag-") as tmp:
         root = Path(tmp)
-        server = start_sshd(root / "sshd")
+        server = start_trusted_sshd(root / "sshd")
         local, remote = root / "here", root / "there"
         local.mkdir()
         remote.mkdir()

@@ -94,11 +94,12 @@ def _command(pid: int) -> str:
         return ""
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory) -> Sshd:
+def start_sshd(root: Path) -> Sshd:
+    """A real sshd on a free loopback port, its files under `root`, and a client HOME whose ssh config
+    names it `wbhost` (the tests' session server; benchmarks/remote_lag.py starts one the same way)."""
     if not Path(SSHD).exists():
-        pytest.fail(f"{SSHD} is missing: install openssh-server (.ci/run does)")
-    root = tmp_path_factory.mktemp("sshd")
+        raise RuntimeError(f"{SSHD} is missing: install openssh-server (.ci/run does)")
+    root.mkdir(parents=True, exist_ok=True)
     host_key, user_key = root / "host_ed25519", root / "user_ed25519"
     for key in (host_key, user_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -120,6 +121,14 @@ def sshd(tmp_path_factory) -> Sshd:
     )
     server = Sshd(root, port, config, home, host_key, user_key)
     server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory) -> Sshd:
+    if not Path(SSHD).exists():
+        pytest.fail(f"{SSHD} is missing: install openssh-server (.ci/run does)")
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
 
