@@ -64,30 +64,27 @@ ROLLOUT_RS_OPTIONS = (
 )  # fmt: skip
 
 
-def normalize_loss_type(value: str, argument: str = "loss_type") -> str:
-    """The canonical aggregation name for `value`, accepting TRL's aliases (grpo, dr_grpo, dapo, bnpo)."""
-    if value in LOSS_TYPES:
+def _canonical(value: str, argument: str, names, aliases: Mapping[str, str], whose: str) -> str:
+    """`value` if it is one of `names`, else what its alias stands for; else one error naming both lists."""
+    if value in names:
         return value
-    if value in LOSS_TYPE_ALIASES:
-        return LOSS_TYPE_ALIASES[value]
+    if value in aliases:
+        return aliases[value]
     raise AlgorithmArgumentError(
-        f"{argument}={value!r} is not allowed; allowed values: {allowed_text(LOSS_TYPES)} "
-        f"(or TRL's aliases {allowed_text(LOSS_TYPE_ALIASES)})",
+        f"{argument}={value!r} is not allowed; allowed values: {allowed_text(names)} "
+        f"(or {whose} {allowed_text(aliases)})",
         field=argument,
     )
+
+
+def normalize_loss_type(value: str, argument: str = "loss_type") -> str:
+    """The canonical aggregation name for `value`, accepting TRL's aliases (grpo, dr_grpo, dapo, bnpo)."""
+    return _canonical(value, argument, LOSS_TYPES, LOSS_TYPE_ALIASES, "TRL's aliases")
 
 
 def normalize_loss_mode(value: str, argument: str = "loss_mode") -> str:
     """The registered rule name for `value`, accepting verl's "vanilla" and the paper name "gmpo"."""
-    if value in LOSS_MODES:
-        return value
-    if value in LOSS_MODE_ALIASES:
-        return LOSS_MODE_ALIASES[value]
-    raise AlgorithmArgumentError(
-        f"{argument}={value!r} is not allowed; allowed values: {allowed_text(LOSS_MODES)} "
-        f"(or the aliases {allowed_text(LOSS_MODE_ALIASES)})",
-        field=argument,
-    )
+    return _canonical(value, argument, LOSS_MODES, LOSS_MODE_ALIASES, "the aliases")
 
 
 @dataclass(frozen=True)
