@@ -32,6 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import stamp  # noqa: E402  (benchmarks/machine.py, beside this script)
 
+from workbench.quiet import quiet_libraries  # noqa: E402
+
+quiet_libraries()  # before asyncssh loads: its deprecation warnings stay off the table's stderr
+
 from tests.fixtures.recipes import tiny  # noqa: E402
 from tests.remote.conftest import SSHD, Sshd, host_python, start_sshd, trust_host_key  # noqa: E402
 
