@@ -168,24 +168,31 @@ def test_gmpo_matches_the_geometric_mean_clipped_in_log_space(dtype, token_advan
 # ---- Clip-Cov ------------------------------------------------------------------------------------------------
 
 
+def token_covariances(logp, advantages, mask) -> dict[tuple[int, int], float]:
+    """cov_t = (A_t - mean A)(log pi_t - mean log pi) for every valid token (i, k), in row-major order;
+    the means over the valid tokens (Clip-Cov and KL-Cov, arXiv:2505.22617 eq. 11 and 13)."""
+    n, _ = mask.shape
+    cells = [(i, k) for i in range(n) for k in valid_tokens(mask, i)]
+    values = logp.detach()
+    mean_a = sum(float(advantages[c]) for c in cells) / len(cells)
+    mean_l = sum(float(values[c]) for c in cells) / len(cells)
+    return {c: (float(advantages[c]) - mean_a) * (float(values[c]) - mean_l) for c in cells}
+
+
 def paper_clip_cov(eps_low, eps_high, ratio_kept, lb, ub, seed):
     """Clip-Cov arXiv:2505.22617 eq. 11-12 as verl computes it: PPO clip; among valid tokens the clip leaves alone,
     candidates lb < cov < ub with cov_t = (A_t - mean A)(log pi_t - mean log pi); max(1, int(ratio * tokens))
     of them, the first of torch.randperm(len(candidates)) in row-major order, get loss 0."""
 
     def paper(logp, old_logp, sampler_logp, advantages, mask):
-        n, t = mask.shape
-        cells = [(i, k) for i in range(n) for k in valid_tokens(mask, i)]
-        mean_a = sum(float(advantages[i, k]) for i, k in cells) / len(cells)
-        values = logp.detach()
-        mean_l = sum(float(values[i, k]) for i, k in cells) / len(cells)
+        covariances = token_covariances(logp, advantages, mask)
+        cells = list(covariances)
         candidates = []
-        for i, k in cells:
-            ratio = math.exp(float(values[i, k]) - float(old_logp[i, k]))
+        for (i, k), cov in covariances.items():
+            ratio = math.exp(float(logp[i, k]) - float(old_logp[i, k]))
             a = float(advantages[i, k])
             clipped_ratio = min(max(ratio, 1 - eps_low), 1 + eps_high)
             clipped_by_surrogate = -a * clipped_ratio > -a * ratio
-            cov = (a - mean_a) * (float(values[i, k]) - mean_l)
             if not clipped_by_surrogate and lb < cov < ub:
                 candidates.append((i, k))
         count = max(int(ratio_kept * len(cells)), 1)
@@ -243,13 +250,9 @@ def paper_kl_cov(ratio_kept, coef, agg):
     valid tokens of largest cov_t = (A_t - mean A)(log pi_t - mean log pi). No clip."""
 
     def paper(logp, old_logp, sampler_logp, advantages, mask):
-        n, t = mask.shape
-        cells = [(i, k) for i in range(n) for k in valid_tokens(mask, i)]
-        mean_a = sum(float(advantages[i, k]) for i, k in cells) / len(cells)
-        values = logp.detach()
-        mean_l = sum(float(values[i, k]) for i, k in cells) / len(cells)
-        ranked = sorted(cells, key=lambda c: -(float(advantages[c]) - mean_a) * (float(values[c]) - mean_l))
-        penalized = set(ranked[: max(1, int(len(cells) * ratio_kept))])
+        covariances = token_covariances(logp, advantages, mask)
+        ranked = sorted(covariances, key=lambda c: -covariances[c])
+        penalized = set(ranked[: max(1, int(len(covariances) * ratio_kept))])
 
         def term(i, k):
             log_ratio = logp[i, k] - float(old_logp[i, k])
