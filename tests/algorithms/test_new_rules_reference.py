@@ -189,7 +189,7 @@ def paper_clip_cov(eps_low, eps_high, ratio_kept, lb, ub, seed):
         cells = list(covariances)
         candidates = []
         for (i, k), cov in covariances.items():
-            ratio = math.exp(float(logp[i, k]) - float(old_logp[i, k]))
+            ratio = math.exp(float(logp[i, k].detach()) - float(old_logp[i, k]))
             a = float(advantages[i, k])
             clipped_ratio = min(max(ratio, 1 - eps_low), 1 + eps_high)
             clipped_by_surrogate = -a * clipped_ratio > -a * ratio
