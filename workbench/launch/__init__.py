@@ -42,7 +42,6 @@ from workbench.launch.local.runs import DEFAULT_GRACE_S, StopOutcome, check_dele
 from workbench.launch.local.spec import LaunchSpec, trainer_argv
 from workbench.launch.remote.hosts import Host, HostError, add_host, list_hosts
 from workbench.launch.remote.pull import SyncLoop, SyncResult, sync_runs
-from workbench.launch.remote.runs import launch_remote
 from workbench.launch.watching import WatchSnapshot, open_for_watch, watch_snapshot
 
 __all__ = [
@@ -64,7 +63,6 @@ __all__ = [
     "is_remote_run",
     "kept_in_sync",
     "launch",
-    "launch_remote",
     "list_hosts",
     "max_concurrent_runs",
     "open_for_watch",

@@ -11,7 +11,6 @@ unnoticed is `crashed` before it is judged.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -30,8 +29,9 @@ from workbench.launch.local.runs import (
     resume_local,
     stop_local,
 )
+from workbench.launch.requests import LaunchRequest, ResumeRequest, device_ids
 from workbench.registry import TERMINAL_STATUSES, RegistryReader, RunInfo
-from workbench.registry.remote_copy import read_sync_state
+from workbench.registry.remote_copy import clock, read_sync_state
 
 
 def is_remote_run(registry_path: Path, run_id: str) -> bool:
@@ -61,14 +61,13 @@ def launch(
     machine's limit (a host keeps its own). The recipe is validated first: on a RecipeError nothing is
     registered.
     """
+    request = LaunchRequest(recipe, tuple(overrides), name, device_ids(gpus), num_processes, accelerate_config,
+                            tuple(tags), copy_model)
     if host is None:
-        return launch_local(recipe, overrides, name, registry_path, gpus=gpus, num_processes=num_processes,
-                            accelerate_config=accelerate_config, max_runs=max_runs, tags=tags)
+        return launch_local(request, registry_path, max_runs)
     from workbench.launch.remote.runs import launch_remote
 
-    return launch_remote(recipe, host, overrides, name=name, registry_path=registry_path, gpus=gpus,
-                         num_processes=num_processes, accelerate_config=accelerate_config, tags=tags,
-                         copy_model=copy_model)
+    return launch_remote(request, host, registry_path)
 
 
 def resume(
@@ -82,14 +81,13 @@ def resume(
 ) -> str:
     """Continue a stopped (or crashed) run from its last checkpoint as a new detached run linked to it
     (parent_id), where the parent ran; returns the new run's id. See `launch.local.runs.resume_local`."""
+    request = ResumeRequest(name, device_ids(gpus), num_processes, steps)
     run, remote = _locate(registry_path, run_id, settle=True)
     if not remote:
-        return resume_local(run.id, registry_path, name=name, gpus=gpus, num_processes=num_processes,
-                            max_runs=max_runs, steps=steps)
+        return resume_local(run.id, registry_path, request, max_runs)
     from workbench.launch.remote.runs import resume_remote
 
-    return resume_remote(run, Path(registry_path).resolve(), name=name, gpus=gpus, num_processes=num_processes,
-                         steps=steps)
+    return resume_remote(run, Path(registry_path).resolve(), request)
 
 
 def resume_foreground(run_id: str, registry_path: Path = DEFAULT_REGISTRY, steps: int | None = None) -> int:
@@ -168,12 +166,8 @@ def staleness(run_id: str, registry_path: Path) -> str | None:
         state = read_sync_state(registry.run_dir(registry.get_run(run_id).id))
     if state is None or state.unreachable_since is None:
         return None
-    synced = f"; synced at {_clock(state.last_sync)}" if state.last_sync else ""
-    return f"host {state.host} unreachable since {_clock(state.unreachable_since)}{synced}"
-
-
-def _clock(timestamp: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+    synced = f"; synced at {clock(state.last_sync)}" if state.last_sync else ""
+    return f"host {state.host} unreachable since {clock(state.unreachable_since)}{synced}"
 
 
 def follow_log(run_id: str, registry_path: Path, poll_s: float = logs.FOLLOW_POLL_S) -> Iterator[str]:

@@ -148,7 +148,12 @@ def unreachable_text(state: SyncState | None, status: str) -> str | None:
     """unreachable_label from a sync state already read."""
     if state is None or state.unreachable_since is None or status in TERMINAL_STATUSES:
         return None
-    return "unreachable since " + time.strftime("%H:%M:%S", time.localtime(state.unreachable_since))
+    return f"unreachable since {clock(state.unreachable_since)}"
+
+
+def clock(timestamp: float) -> str:
+    """A time of day as every sync message prints one: HH:MM:SS, local time."""
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
 
 
 def remote_copies(registry: RegistryReader, runs: Iterable[RunInfo]) -> dict[str, SyncState]:

@@ -19,6 +19,7 @@ from workbench.launch.local.processes import descendants, group_alive, pid_alive
 from workbench.launch.local.queue import is_local, queue_lock, start_queued
 from workbench.launch.local.registration import register, register_resumed, resolve_recipe, resumable
 from workbench.launch.local.spec import LaunchSpec, ProcessRecord, read_process_record, read_spec
+from workbench.launch.requests import LaunchRequest, ResumeRequest
 from workbench.registry import TERMINAL_STATUSES, Registry, RegistryBusy, RegistryError, RunInfo
 
 DEFAULT_GRACE_S = 30.0
@@ -39,59 +40,40 @@ class StopOutcome:
     message: str
 
 
-def launch_local(
-    recipe: str | Path,
-    overrides: Sequence[str],
-    name: str | None,
-    registry_path: Path,
-    gpus: Sequence[int] | None = None,
-    num_processes: int | None = None,
-    accelerate_config: str | Path | None = None,
-    max_runs: int | None = None,
-    tags: Sequence[str] = (),
-) -> str:
+def launch_local(request: LaunchRequest, registry_path: Path, max_runs: int | None = None) -> str:
     """Register a run `queued` and start it detached when a slot is free; returns the run id at once.
-
-    recipe: a path or a preset name; overrides: `section.key=value` strings (`--set`).
-    gpus: CUDA device ids (sets CUDA_VISIBLE_DEVICES); num_processes defaults to one per listed GPU.
-    The recipe is validated first: on a RecipeError nothing is registered.
-    """
-    spec = _launch_spec(gpus, num_processes, accelerate_config)
-    recipe_path, resolved = resolve_recipe(recipe, overrides, spec.workdir)
+    The recipe is validated first: on a RecipeError nothing is registered. max_runs: this machine's
+    limit (`limits.max_concurrent_runs`)."""
+    spec = _launch_spec(request.gpus, request.num_processes, request.accelerate_config)
+    recipe_path, resolved = resolve_recipe(request.recipe, request.overrides, spec.workdir)
     limit = checked_limit(max_runs)
     registry_path = Path(registry_path).resolve()
     with Registry.open(registry_path, create=True) as registry:
-        run_id = register(registry, resolved, name or recipe_path.stem, tags=tags, spec=spec,
+        run_id = register(registry, resolved, request.name or recipe_path.stem, tags=request.tags, spec=spec,
                           event=f"launched from {recipe_path}")
     start_queued(registry_path, limit)
     return run_id
 
 
-def resume_local(
-    run_id: str,
-    registry_path: Path,
-    name: str | None = None,
-    gpus: Sequence[int] | None = None,
-    num_processes: int | None = None,
-    max_runs: int | None = None,
-    steps: int | None = None,
-) -> str:
+def resume_local(run_id: str, registry_path: Path, request: ResumeRequest = ResumeRequest(),
+                 max_runs: int | None = None) -> str:
     """Continue a stopped (or crashed) run from its last checkpoint as a new detached run linked to it
-    (parent_id), on the parent's GPUs and processes unless given; returns the new run's id.
+    (parent_id), on the parent's GPUs and processes unless the request moves it; returns the new run's id.
 
-    steps: train this many steps past the checkpoint (run.max_steps becomes checkpoint step + steps);
-    required for a run whose checkpoint already reached its max_steps (a finished run).
+    request.steps: train this many steps past the checkpoint (run.max_steps becomes checkpoint step +
+    steps); required for a run whose checkpoint already reached its max_steps (a finished run).
     LaunchError when the run is still active, has no checkpoint, or has nothing left to train."""
     registry_path = Path(registry_path).resolve()
     limit = checked_limit(max_runs)
     with Registry.open(registry_path, create=False) as registry:
-        parent, checkpoint_step = resumable(registry, run_id, steps)
+        parent, checkpoint_step = resumable(registry, run_id, request.steps)
         # The parent's process layout, unless the caller moves the run to other GPUs.
         layout = read_spec(registry.run_dir(parent.id))
-        if gpus is not None or num_processes is not None:
-            layout = _launch_spec(gpus, num_processes, layout.accelerate_config)
+        if request.gpus is not None or request.num_processes is not None:
+            layout = _launch_spec(request.gpus, request.num_processes, layout.accelerate_config)
         spec = replace(layout, resume_from=parent.id, workdir=layout.workdir or str(Path.cwd()))
-        child_id = register_resumed(registry, parent, checkpoint_step, steps, name=name, spec=spec, event=True)
+        child_id = register_resumed(registry, parent, checkpoint_step, request.steps, name=request.name, spec=spec,
+                                    event=True)
     start_queued(registry_path, limit)
     return child_id
 

@@ -44,6 +44,7 @@ from workbench.launch.local.queue import start_queued
 from workbench.launch.local.registration import register
 from workbench.launch.local.runs import check_deletable, delete_local, resume_local, stop_local
 from workbench.launch.local.spec import LaunchSpec, read_process_record, read_spec
+from workbench.launch.requests import ResumeRequest
 from workbench.quiet import quiet_libraries
 from workbench.recipe import recipe_from_dict
 from workbench.registry import TERMINAL_STATUSES, Registry
@@ -215,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome = stop_local(args.run, registry_path, grace=args.grace)
             print(json.dumps({"status": outcome.status, "message": outcome.message}))
         elif args.command == "resume":
-            child = resume_local(args.run, registry_path, name=args.name, gpus=parse_gpus(args.gpus),
-                                 num_processes=args.num_processes, steps=args.steps)
+            request = ResumeRequest(name=args.name, gpus=parse_gpus(args.gpus),
+                                    num_processes=args.num_processes, steps=args.steps)
+            child = resume_local(args.run, registry_path, request)
             print(json.dumps({"run_id": child}))
         elif args.command == "rm":
             print(json.dumps(delete_here(registry_path, args.run, args.force)))

@@ -37,6 +37,7 @@ from workbench.launch.remote.hosts import (
     sftp_client,
 )
 from workbench.launch.remote.pull import SyncLoop, host_of, pull
+from workbench.launch.requests import LaunchRequest, ResumeRequest
 from workbench.recipe import find_recipe, load_recipe
 from workbench.registry import Registry, RegistryReader, RunInfo
 from workbench.registry.remote_copy import SyncState, write_sync_state
@@ -85,46 +86,36 @@ def plan_uploads(recipe: dict, workdir: Path, copy_model: bool) -> tuple[dict, l
     return recipe, uploads
 
 
-def launch_remote(
-    recipe: str | Path,
-    host: str,
-    overrides: Sequence[str] = (),
-    name: str | None = None,
-    registry_path: Path = DEFAULT_REGISTRY,
-    gpus: Sequence[int] | None = None,
-    num_processes: int | None = None,
-    accelerate_config: str | Path | None = None,
-    tags: Sequence[str] = (),
-    copy_model: bool = False,
-    accept_new: bool = False,
-) -> str:
+def launch_remote(request: LaunchRequest, host: str, registry_path: Path = DEFAULT_REGISTRY,
+                  accept_new: bool = False) -> str:
     """Start a run on an SSH host (detached there) and register its copy here; returns the run id.
 
-    Mirrors `launch`: recipe path or preset, `--set` overrides, gpus (default: the host's), processes
-    per GPU through `accelerate launch` on the host. RecipeError before anything is copied or started.
+    The request is `launch_local`'s: gpus default to the host's, processes per GPU run through
+    `accelerate launch` on the host. RecipeError before anything is copied or started.
     """
-    recipe_path = find_recipe(str(recipe))
-    resolved = load_recipe(recipe_path, list(overrides))
+    recipe_path = find_recipe(str(request.recipe))
+    resolved = load_recipe(recipe_path, list(request.overrides))
     registry_path = Path(registry_path).resolve()
     target = get_host(registry_path, host)
-    gpu_ids = tuple(gpus) if gpus is not None else target.gpus
-    processes = num_processes or (len(gpu_ids) if gpu_ids else 1)
+    gpu_ids = request.gpus if request.gpus is not None else target.gpus
+    processes = request.num_processes or (len(gpu_ids) if gpu_ids else 1)
     if processes < 1:
         raise LaunchError(f"--num-processes must be >= 1, got {processes}")
-    recipe_dict, uploads = plan_uploads(resolved.to_dict(), Path.cwd(), copy_model)
+    recipe_dict, uploads = plan_uploads(resolved.to_dict(), Path.cwd(), request.copy_model)
     spec = LaunchSpec(num_processes=processes, gpus=gpu_ids)
-    if accelerate_config is not None:
-        if not Path(accelerate_config).is_file():
-            raise LaunchError(f"accelerate config file not found: {accelerate_config}")
-        uploads.append(Upload(Path(accelerate_config).resolve(), "accelerate_config.yaml"))
+    if request.accelerate_config is not None:
+        if not Path(request.accelerate_config).is_file():
+            raise LaunchError(f"accelerate config file not found: {request.accelerate_config}")
+        uploads.append(Upload(Path(request.accelerate_config).resolve(), "accelerate_config.yaml"))
         spec = LaunchSpec(num_processes=processes, gpus=gpu_ids, accelerate_config="accelerate_config.yaml")
-    request = {
-        "recipe": recipe_dict, "tags": list(tags), "spec": spec.to_dict(),
+    agent_request = {
+        "recipe": recipe_dict, "tags": list(request.tags), "spec": spec.to_dict(),
         "source": f"{recipe_path.name} on {socket.gethostname()}",
     }  # fmt: skip
     with Registry.open(registry_path, create=True):
         pass
-    return run_sync(_launch(target, registry_path, name or recipe_path.stem, uploads, request, accept_new))
+    return run_sync(_launch(target, registry_path, request.name or recipe_path.stem, uploads, agent_request,
+                            accept_new))
 
 
 async def _launch(host: Host, registry_path: Path, name: str, uploads: list[Upload], request: dict,
@@ -177,16 +168,11 @@ def stop_remote(run: RunInfo, registry_path: Path, grace: float) -> tuple[str, s
     return run_sync(go())
 
 
-def resume_remote(run: RunInfo, registry_path: Path, name: str | None = None, gpus: Sequence[int] | None = None,
-                  num_processes: int | None = None, steps: int | None = None) -> str:
+def resume_remote(run: RunInfo, registry_path: Path, request: ResumeRequest = ResumeRequest()) -> str:
     """Continue a stopped run on its host from the checkpoint there, as a new linked run; returns its id.
-    The arguments are `resume_local`'s, applied there."""
+    The request is `resume_local`'s, applied there."""
     host = host_of(registry_path, run)
-    options = []
-    for flag, value in (("--name", name), ("--num-processes", num_processes), ("--steps", steps),
-                        ("--gpus", ",".join(map(str, gpus)) if gpus is not None else None)):
-        if value is not None:
-            options += [flag, str(value)]
+    options = request.agent_options()
 
     async def go() -> str:
         async with await connect(host) as conn:
@@ -203,7 +189,7 @@ def resume_remote_foreground(run: RunInfo, registry_path: Path, steps: int | Non
     """`workbench resume RUN` (not detached) for a remote run: the run resumes on its host, where its
     checkpoint is, and its log is followed here until it ends; Ctrl-C stops it there with a checkpoint,
     as it stops a trainer in this terminal. Exit code 0 finished or stopped, 1 otherwise."""
-    child = resume_remote(run, registry_path, steps=steps)
+    child = resume_remote(run, registry_path, ResumeRequest(steps=steps))
     write(f"[workbench] run {run.id} resumes on host {run.host} as run {child}; Ctrl-C stops it there\n")
     chunks = follow_remote_log(child, registry_path)
     try:
