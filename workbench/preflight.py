@@ -24,6 +24,7 @@ from pathlib import Path
 
 from workbench.catalog import packaged_model, require_packaged
 from workbench.errors import UserError
+from workbench.jsonlines import json_object
 from workbench.recipe import BUILTIN_REWARDS, Recipe
 
 BUILTIN_MODEL = "tiny"
@@ -185,12 +186,9 @@ def _first_row_columns(where: str, path: Path) -> list[str] | None:
     except OSError as exc:
         raise PreflightError(f"{where}: cannot read {path} ({exc.strerror})") from None
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise PreflightError(f"{where}: line {number} of {path} is not JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise PreflightError(f"{where}: line {number} of {path} is not a JSON object (one row per line)")
-    return list(row)
+        return list(json_object(line))
+    except ValueError as exc:
+        raise PreflightError(f"{where}: line {number} of {path} is {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------- rewards

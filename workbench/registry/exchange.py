@@ -38,6 +38,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, TextIO
 
+from workbench.jsonlines import json_object
 from workbench.registry.connection import RUN_ID_PATTERN
 from workbench.registry.errors import RegistryError
 from workbench.registry.groups import group_table_rows, insert_group_rows
@@ -346,11 +347,9 @@ def _apply_lines(importer: _Importer, source: Path | str, lines: TextIO) -> None
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise RegistryError(f"{source}:{line_number}: not JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise RegistryError(f"{source}:{line_number}: expected a JSON object")
+            record = json_object(line)
+        except ValueError as error:
+            raise RegistryError(f"{source}:{line_number}: {error}") from None
         try:
             importer.apply(line_number, record)
         except (KeyError, TypeError, ValueError) as error:
