@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from rich.text import Text
 
 from workbench.contract import DEFAULT_REGISTRY, REGISTRY_ENV, default_registry_path
+from workbench.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -87,3 +90,32 @@ def error_line(message: object) -> Text:
 def print_error(message: object) -> None:
     """Print `error_line(message)` on stderr, never wrapped: one error, one line."""
     err_console.print(error_line(message), soft_wrap=True, highlight=False)
+
+
+def print_rows(columns: Sequence[str], rows: Iterable[Sequence[str]], empty: str, right: Collection[str] = ()) -> bool:
+    """A listing as every command prints one: a plain table on stdout (bold headers, no box, the columns
+    named in `right` right-aligned), or the line `empty` on stderr when there is no row. True when there
+    were rows."""
+    rows = list(rows)
+    if not rows:
+        err_console.print(empty, highlight=False)
+        return False
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    return True
+
+
+def confirm_delete(what: str, question: str, yes: bool) -> None:
+    """Go on with deleting `what` only when the user says so: --yes, or `y` at `question` on a terminal.
+    Without a terminal (a script) a UserError asks for --yes; a `no` prints "kept" and exits 1."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"refusing to delete {what} without confirmation: pass --yes")
+    if not typer.confirm(question, err=True):
+        err_console.print("kept")
+        raise typer.Exit(1)

@@ -24,9 +24,11 @@ from workbench.cli.app import Typer, app
 from workbench.cli.common import (
     JsonOption,
     RegistryOption,
+    confirm_delete,
     console,
     err_console,
     print_json,
+    print_rows,
     registry_path,
     shown,
     visible,
@@ -146,20 +148,16 @@ def experiments_command(registry: Path | None = RegistryOption, as_json: bool = 
             for info, spec, slots in rows
         ])
         return
-    if not rows:
-        err_console.print("no experiments yet (start one with `workbench sweep`)")
-        return
-    table = Table(box=None, header_style="bold")
-    for column in ("name", "state", "cells", "seeds", "finished", "running", "queued", "to relaunch", "hosts", "created"):
-        table.add_column(column, justify="right" if column in ("cells", "seeds", "finished", "running", "queued",
-                                                               "to relaunch") else "left")
+    listing = []
     for info, spec, slots in rows:
         done = progress(slots)
-        table.add_row(shown(info.name), state(slots), str(len(spec.cells())), str(len(spec.seeds)),
-                      f"{done.finished}/{done.seeds}", str(done.running), str(done.queued),
-                      str(done.stopped + done.missing), shown(",".join(spec.hosts)),
-                      time.strftime("%m-%d %H:%M", time.localtime(info.created_at)))
-    console.print(table)
+        listing.append((shown(info.name), state(slots), str(len(spec.cells())), str(len(spec.seeds)),
+                        f"{done.finished}/{done.seeds}", str(done.running), str(done.queued),
+                        str(done.stopped + done.missing), shown(",".join(spec.hosts)),
+                        time.strftime("%m-%d %H:%M", time.localtime(info.created_at))))
+    print_rows(("name", "state", "cells", "seeds", "finished", "running", "queued", "to relaunch", "hosts", "created"),
+               listing, "no experiments yet (start one with `workbench sweep`)",
+               right={"cells", "seeds", "finished", "running", "queued", "to relaunch"})
 
 
 @experiment_app.command("show")
@@ -308,12 +306,7 @@ def rm_command(
             raise RegistryError(f"experiment {info.name} has {len(active)} active run(s) "
                                 f"({', '.join(run.id for run in active[:5])}): `workbench experiment stop {info.name}` first")
         what = f"experiment {visible(info.name)}" + ("" if keep_runs else f" and its {len(linked)} run(s) with their files")
-        if not yes:
-            if not sys.stdin.isatty():
-                raise RegistryError(f"refusing to delete {what} without confirmation: pass --yes")
-            if not typer.confirm(f"delete {what}?", err=True):
-                err_console.print("kept")
-                raise typer.Exit(1)
+        confirm_delete(what, f"delete {what}?", yes)
         remote = [] if keep_runs else [run for run in linked if read_sync_state(handle.run_dir(run.id)) is not None]
         if not keep_runs:
             for run in linked:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,7 +9,15 @@ import typer
 from rich.table import Table
 
 from workbench.cli.app import Typer, app
-from workbench.cli.common import JsonOption, RegistryOption, console, err_console, print_json, registry_path
+from workbench.cli.common import (
+    JsonOption,
+    RegistryOption,
+    console,
+    err_console,
+    print_json,
+    print_rows,
+    registry_path,
+)
 from workbench.launch import parse_gpus
 from workbench.launch.remote.hosts import (
     DEFAULT_PYTHON,
@@ -26,6 +33,7 @@ from workbench.launch.remote.hosts import (
 )
 from workbench.launch.remote.pull import SyncLoop, remote_runs, sync_runs
 from workbench.launch.remote.runs import clean_host, host_orphans
+from workbench.registry.remote_copy import clock
 
 hosts_app = Typer(help="SSH hosts to train on: add, list, rm, check, setup, clean.", no_args_is_help=True)
 app.add_typer(hosts_app, name="hosts")
@@ -59,16 +67,9 @@ def hosts_list(registry: Path | None = RegistryOption, as_json: bool = JsonOptio
     if as_json:
         print_json([host.to_dict() for host in hosts])
         return
-    if not hosts:
-        err_console.print("no hosts yet: workbench hosts add NAME DEST")
-        return
-    table = Table(box=None, header_style="bold")
-    for column in ("name", "dest", "python", "workdir", "gpus"):
-        table.add_column(column)
-    for host in hosts:
-        gpus = ",".join(map(str, host.gpus)) if host.gpus is not None else "-"
-        table.add_row(host.name, host.dest, host.python, host.workdir, gpus)
-    console.print(table)
+    rows = [(host.name, host.dest, host.python, host.workdir,
+             ",".join(map(str, host.gpus)) if host.gpus is not None else "-") for host in hosts]
+    print_rows(("name", "dest", "python", "workdir", "gpus"), rows, "no hosts yet: workbench hosts add NAME DEST")
 
 
 @hosts_app.command("rm")
@@ -120,15 +121,9 @@ def hosts_clean(
     if as_json:
         print_json({"orphans": [asdict(orphan) for orphan in orphans], "removed": removed})
         return
-    if not orphans:
-        err_console.print(f"nothing to clean on host {host.name}", highlight=False)
+    rows = [(orphan.kind, orphan.path, _size(orphan.bytes)) for orphan in orphans]
+    if not print_rows(("kind", "path", "size"), rows, f"nothing to clean on host {host.name}", right={"size"}):
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("kind", "path", "size"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for orphan in orphans:
-        table.add_row(orphan.kind, orphan.path, _size(orphan.bytes))
-    console.print(table)
     total = _size(sum(orphan.bytes for orphan in orphans))
     if yes:
         err_console.print(f"removed {len(removed)} of {len(orphans)} ({total} listed) on host {host.name}",
@@ -189,18 +184,11 @@ def sync_command(
     if as_json:
         print_json([asdict(result) for result in results])
         return
-    if not results:
-        err_console.print("no active remote runs here (name a run to sync it)")
-        return
-    table = Table(box=None, header_style="bold")
-    for column in ("id", "host", "status", "step", "sync"):
-        table.add_column(column)
-    for result in results:
-        since = time.strftime("%H:%M:%S", time.localtime(result.unreachable_since)) if result.unreachable_since else ""
-        table.add_row(result.run_id, result.host, result.status,
-                      str(result.last_step) if result.last_step is not None else "-",
-                      "ok" if result.reachable else f"unreachable since {since}")
-    console.print(table)
+    rows = [(result.run_id, result.host, result.status, str(result.last_step) if result.last_step is not None else "-",
+             "ok" if result.reachable else "unreachable" + (f" since {clock(result.unreachable_since)}"
+                                                           if result.unreachable_since else ""))
+            for result in results]
+    print_rows(("id", "host", "status", "step", "sync"), rows, "no active remote runs here (name a run to sync it)")
     for result in results:
         if result.error:
             err_console.print(f"{result.run_id}: {result.error}", highlight=False, soft_wrap=True)

@@ -21,6 +21,7 @@ from workbench.cli.app import app
 from workbench.cli.common import (
     JsonOption,
     RegistryOption,
+    confirm_delete,
     console,
     err_console,
     print_json,
@@ -398,12 +399,7 @@ def rm_command(
     with _open(registry) as handle:
         info = handle.get_run(run)
     check_deletable(info, force)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise RegistryError(f"refusing to delete run {info.id} without confirmation: pass --yes")
-        if not typer.confirm(f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", err=True):
-            err_console.print("kept")
-            raise typer.Exit(1)
+    confirm_delete(f"run {info.id}", f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", yes)
     delete(info.id, registry_path(registry), force=force)
     console.print(f"deleted run {info.id} ({shown(info.name)})", highlight=False, soft_wrap=True)
 
