@@ -63,12 +63,18 @@ def build_task(spec: TaskSpec, seed: int) -> TaskData:
              "countdown": lambda s: _sampled_pool(_countdown_puzzle, s, seed)}
     pool = pools[spec.name](spec)
     random.Random(seed).shuffle(pool)
-    held_out, train = pool[: spec.eval_size], pool[spec.eval_size :]
+    return _task_data(spec, pool[spec.eval_size :], pool[: spec.eval_size],
+                      f"task {spec.name!r} makes {len(pool)} distinct prompts, all held out by "
+                      f"task.eval_size = {spec.eval_size}; allowed: eval_size < {len(pool)}")
+
+
+def _task_data(spec: TaskSpec, train: list[Example], held_out: list[Example], none_left: str) -> TaskData:
+    """The task's prompts, training ones capped at task.num_prompts; TaskError(none_left) when no
+    training prompt is left."""
     if spec.num_prompts:
         train = train[: spec.num_prompts]
     if not train:
-        raise TaskError(f"task {spec.name!r} makes {len(pool)} distinct prompts, all held out by "
-                        f"task.eval_size = {spec.eval_size}; allowed: eval_size < {len(pool)}")
+        raise TaskError(none_left)
     return TaskData(train=train, eval=held_out)
 
 
@@ -163,12 +169,8 @@ def _dataset_task(spec: TaskSpec) -> TaskData:
     else:
         cut = max(len(rows) - spec.eval_size, 0)
         rows, eval_rows = rows[:cut], rows[cut:]
-    if spec.num_prompts:
-        rows = rows[: spec.num_prompts]
-    if not rows:
-        raise TaskError(f"task.path = {spec.path!r}: no training rows left after holding out "
-                        f"task.eval_size = {spec.eval_size}")
-    return TaskData(train=rows, eval=eval_rows)
+    return _task_data(spec, rows, eval_rows, f"task.path = {spec.path!r}: no training rows left after holding "
+                                             f"out task.eval_size = {spec.eval_size}")
 
 
 def _read_rows(path_text: str, split: str, spec: TaskSpec) -> list[Example]:
