@@ -246,18 +246,6 @@ def unpack_token_stats(blob: bytes) -> TokenStats:
                 ratio_e = reader.float32(count)
                 low_e = _unbits(reader.take(bit_bytes), count)
                 epochs.append(EpochTokens(ratio_e, low_e, _unbits(reader.take(bit_bytes), count)))
-    return TokenStats(
-        tokens=tokens,
-        logp_old=logp_old,
-        logp_new=logp_new,
-        ratio=ratio,
-        entropy=entropy,
-        clipped_low=clipped_low,
-        clipped_high=clipped_high,
-        ref_logp=ref_logp,
-        advantage=advantage,
-        logp_sampler=logp_sampler,
-        masked=masked,
-        penalized=penalized,
-        epochs=epochs,
-    )
+    return TokenStats(tokens=tokens, logp_old=logp_old, logp_new=logp_new, ratio=ratio, entropy=entropy,
+                      clipped_low=clipped_low, clipped_high=clipped_high, ref_logp=ref_logp, advantage=advantage,
+                      logp_sampler=logp_sampler, masked=masked, penalized=penalized, epochs=epochs)
