@@ -300,6 +300,12 @@ class _HostKeyJudge:
         return f"{where}: host key not verifiable"
 
 
+def answer(result) -> Any:
+    """What a command on the host answered: the JSON on the last line of its stdout (a login shell may
+    print lines before it)."""
+    return json.loads(str(result.stdout).strip().splitlines()[-1])
+
+
 async def run_on(conn, host: Host, argv: Sequence[str], input: str | None = None,
                  timeout: float = COMMAND_TIMEOUT_S, check: bool = True):
     """Run one command on the host (its arguments quoted); HostError when it cannot start or fails."""
@@ -415,7 +421,7 @@ async def _check(host: Host, accept_new: bool, timeout: float) -> HostReport:
     conn = await connect(host, accept_new=accept_new, timeout=timeout)
     async with conn:
         result = await run_on(conn, host, [host.python, "-c", CHECK_SCRIPT, host.workdir], timeout=timeout * 4)
-    found = json.loads(str(result.stdout).strip().splitlines()[-1])
+    found = answer(result)
     problems = []
     if found.get("torch_error"):
         problems.append(f"no torch for {host.python} ({found['torch_error']})")
@@ -476,7 +482,7 @@ async def _setup(host: Host, accept_new: bool, say) -> HostReport:
             say(f"installed it for {host.python} (no dependencies touched)")
             result = await run_on(conn, host, [host.python, "-c", MISSING_REQUIREMENTS_SCRIPT,
                                                ",".join(sorted(HOST_OWNED_PACKAGES))])
-            missing = json.loads(str(result.stdout).strip().splitlines()[-1])
+            missing = answer(result)
             if missing:
                 say("installing missing dependencies: " + ", ".join(missing))
                 await run_on(conn, host, [*pip, *missing], timeout=SETUP_TIMEOUT_S)

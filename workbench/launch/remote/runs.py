@@ -29,6 +29,7 @@ from workbench.launch.remote.hosts import (
     Host,
     HostError,
     agent_argv,
+    answer,
     connect,
     find_host,
     get_host,
@@ -140,7 +141,7 @@ async def _launch(host: Host, registry_path: Path, name: str, uploads: list[Uplo
             with contextlib.suppress(HostError):
                 await run_on(conn, host, ["rm", "-rf", "--", inputs], check=False)
             raise
-        run_id = json.loads(str(result.stdout).strip().splitlines()[-1])["run_id"]
+        run_id = answer(result)["run_id"]
         await _adopt(conn, host, registry_path, run_id)
     return run_id
 
@@ -162,7 +163,7 @@ def stop_remote(run: RunInfo, registry_path: Path, grace: float) -> tuple[str, s
             result = await run_on(conn, host, agent_argv(host, "stop", run.id, "--grace", f"{grace:g}"),
                                   timeout=grace + 120)
             await pull(conn, host, registry_path, run.id)
-        outcome = json.loads(str(result.stdout).strip().splitlines()[-1])
+        outcome = answer(result)
         return outcome["status"], f"{outcome['message']} (on host {host.name})"
 
     return run_sync(go())
@@ -177,7 +178,7 @@ def resume_remote(run: RunInfo, registry_path: Path, request: ResumeRequest = Re
     async def go() -> str:
         async with await connect(host) as conn:
             result = await run_on(conn, host, agent_argv(host, "resume", run.id, *options))
-            child = json.loads(str(result.stdout).strip().splitlines()[-1])["run_id"]
+            child = answer(result)["run_id"]
             await _adopt(conn, host, registry_path, child)
         return child
 
@@ -255,6 +256,6 @@ def clean_host(host: Host, orphans: Sequence[Orphan]) -> list[str]:
     async def go() -> list[str]:
         async with await connect(host) as conn:
             result = await run_on(conn, host, agent_argv(host, "clean", *(orphan.path for orphan in orphans)))
-        return json.loads(str(result.stdout).strip().splitlines()[-1])["removed"]
+        return answer(result)["removed"]
 
     return run_sync(go())
