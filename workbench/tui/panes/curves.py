@@ -173,20 +173,18 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         Binding("r", "reset_zoom", "Reset zoom", show=False),
     ]
 
+    @dataclass
     class MetricsLoaded(Message):
         """The run's full history up to `last_step` was read."""
 
-        def __init__(self, series: dict[str, Series], last_step: int | None) -> None:
-            self.series = series
-            self.last_step = last_step
-            super().__init__()
+        series: dict[str, Series]
+        last_step: int | None
 
+    @dataclass
     class MetricsAppended(Message):
         """Rows (step, key, value) recorded after the last step the pane had."""
 
-        def __init__(self, rows: list[tuple[int, str, float]]) -> None:
-            self.rows = rows
-            super().__init__()
+        rows: list[tuple[int, str, float]]
 
     smoothing_index: reactive[int] = reactive(DEFAULT_SMOOTHING_INDEX)
     x_axis: reactive[str] = reactive("step")

@@ -12,6 +12,7 @@ step of every run re-scored under one rule (w cycles the rules, p / n the steps 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -148,28 +149,25 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         Binding("q", "app.quit", "Quit"),
     ]
 
+    @dataclass
     class RunsRead(Message):
         """The compared runs, every metric key any of them logged, and the series needed up front."""
 
-        def __init__(self, runs: list[RunInfo], keys: list[str], series: dict[str, dict[str, Series]]) -> None:
-            self.runs = runs
-            self.keys = keys
-            self.series = series
-            super().__init__()
+        runs: list[RunInfo]
+        keys: list[str]
+        series: dict[str, dict[str, Series]]
 
+    @dataclass
     class WhatIfScored(Message):
         """Every compared run's step re-scored under one rule (None for a run that cannot be)."""
 
-        def __init__(self, key: tuple[str, int], results: list[WhatIf | str]) -> None:
-            self.key = key
-            self.results = results
-            super().__init__()
+        key: tuple[str, int]
+        results: list[WhatIf | str]
 
+    @dataclass
     class SeriesRead(Message):
-        def __init__(self, key: str, series: dict[str, Series]) -> None:
-            self.key = key
-            self.series = series
-            super().__init__()
+        key: str
+        series: dict[str, Series]
 
     smoothing_index: reactive[int] = reactive(2)
     x_axis: reactive[str] = reactive("step")

@@ -98,24 +98,22 @@ class Snapshot:
     metric: str
 
 
+@dataclass
 class ExperimentRead(Message):
     """A fresh read: the plan always; a snapshot when something was computed (first the quick report,
     then the complete one). A burst collapses to the newest, never dropping a snapshot for a plan."""
 
-    def __init__(self, data: ExperimentData, snapshot: Snapshot | None) -> None:
-        self.data = data
-        self.snapshot = snapshot
-        super().__init__()
+    data: ExperimentData
+    snapshot: Snapshot | None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ExperimentRead) and (self.snapshot is not None or message.snapshot is None)
 
 
+@dataclass
 class CurvesComputed(Message):
-    def __init__(self, key: tuple[ExperimentData, str, str], curves: list[CellCurve]) -> None:
-        self.key = key
-        self.curves = curves
-        super().__init__()
+    key: tuple[ExperimentData, str, str]
+    curves: list[CellCurve]
 
 
 class CellsTable(DataTable):
@@ -434,11 +432,10 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
         self.app.push_screen(HelpModal(f"Experiment {self.experiment}", keys, notes))
 
 
+@dataclass
 class SeedsRead(Message):
-    def __init__(self, rows: list[tuple[str, ...]], run_ids: list[str | None]) -> None:
-        self.rows = rows
-        self.run_ids = run_ids
-        super().__init__()
+    rows: list[tuple[str, ...]]
+    run_ids: list[str | None]
 
 
 class SeedsTable(DataTable):

@@ -8,6 +8,7 @@ table is rebuilt from it (experiments are few), keeping the cursor on the same e
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -42,11 +43,10 @@ def experiment_rows(registry) -> list[tuple[str, ...]]:
     return rows
 
 
+@dataclass
 class ExperimentsRead(Message):
-    def __init__(self, rows: list[tuple[str, ...]], problem: str | None = None) -> None:
-        self.rows = rows
-        self.problem = problem
-        super().__init__()
+    rows: list[tuple[str, ...]]
+    problem: str | None = None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ExperimentsRead)

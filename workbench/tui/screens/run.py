@@ -66,16 +66,14 @@ TABS = (
 )
 
 
+@dataclass
 class RunRead(Message):
     """The run's registry row, re-read for the header (and its health, when its last step moved);
     bursts collapse to the newest."""
 
-    def __init__(self, run: RunInfo, health: tuple[Health, Thresholds, str | None] | None = None,
-                 unreachable: str | None = None) -> None:
-        self.run = run
-        self.health = health
-        self.unreachable = unreachable
-        super().__init__()
+    run: RunInfo
+    health: tuple[Health, Thresholds, str | None] | None = None
+    unreachable: str | None = None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunRead) and (self.health is not None or message.health is None)

@@ -262,38 +262,34 @@ def judge_health(registry: Registry, runs: list[RunInfo], path: Path) -> dict[st
     return judged
 
 
+@dataclass
 class RunsLoaded(Message):
     """A fresh read of every run, with the health of those judged in the same read; a burst collapses
     to the newest read (health judged in a replaced read is judged again by the next)."""
 
-    def __init__(self, runs: list[RunInfo], health: dict[str, tuple[int | None, Health]] | None = None,
-                 remote: dict[str, SyncState] | None = None) -> None:
-        self.runs = runs
-        self.health = health or {}
-        #: run id -> sync state, for the runs that are copies of remote ones
-        self.remote = remote or {}
-        super().__init__()
+    runs: list[RunInfo]
+    health: dict[str, tuple[int | None, Health]] = field(default_factory=dict)
+    #: run id -> sync state, for the runs that are copies of remote ones
+    remote: dict[str, SyncState] = field(default_factory=dict)
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsLoaded)
 
 
+@dataclass
 class RegistryUnavailable(Message):
     """The registry could not be read: `missing` when the file does not exist yet."""
 
-    def __init__(self, path: Path, cause: str, missing: bool) -> None:
-        self.path = path
-        self.cause = cause
-        self.missing = missing
-        super().__init__()
+    path: Path
+    cause: str
+    missing: bool
 
 
+@dataclass
 class HealthRead(Message):
     """Fresh health of the runs whose last step changed, with the step each was judged at."""
 
-    def __init__(self, health: dict[str, tuple[int | None, Health]]) -> None:
-        self.health = health
-        super().__init__()
+    health: dict[str, tuple[int | None, Health]]
 
 
 class RunsChanged(Message):
