@@ -213,6 +213,9 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
                 yield MetricChart(id="curves-chart")
 
     def on_mount(self) -> None:
+        # what the chart shows and how: a change of any redraws it
+        for name in ("chart_id", "smoothing_index", "x_axis", "band"):
+            self.watch(self, name, self._draw, init=False)
         self.query_one("#curves-warning").display = False
         self.query_one("#curves-status", Static).update(Content("reading metrics…"))
         self.load_history(self.app.registry_path)
@@ -345,18 +348,6 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         event.stop()
         if event.option.id is not None:
             self.chart_id = event.option.id
-
-    def watch_chart_id(self) -> None:
-        self._draw()
-
-    def watch_smoothing_index(self) -> None:
-        self._draw()
-
-    def watch_x_axis(self) -> None:
-        self._draw()
-
-    def watch_band(self) -> None:
-        self._draw()
 
     def _draw(self) -> None:
         if not self.is_mounted or not self.loaded:

@@ -214,6 +214,10 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        for name in ("smoothing_index", "x_axis"):  # how the chart is drawn (a new metric is read first)
+            self.watch(self, name, self._draw, init=False)
+        for name in ("rule", "whatif_step"):  # what the What-if tab scores
+            self.watch(self, name, self._rescore, init=False)
         self.sub_title = "compare"
         self.read_runs(self.app.registry_path)
 
@@ -287,12 +291,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
     def watch_metric(self, key: str) -> None:
         if self.runs and key not in self.series:
             self.read_series(self.app.registry_path, key)
-        self._draw()
-
-    def watch_smoothing_index(self) -> None:
-        self._draw()
-
-    def watch_x_axis(self) -> None:
         self._draw()
 
     def _draw(self) -> None:
@@ -389,12 +387,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             return
         index = self.common_steps.index(self.whatif_step) + direction
         self.whatif_step = self.common_steps[max(0, min(len(self.common_steps) - 1, index))]
-
-    def watch_rule(self) -> None:
-        self._rescore()
-
-    def watch_whatif_step(self) -> None:
-        self._rescore()
 
     def _rescore(self) -> None:
         if not self.is_mounted or self.whatif_step is None:

@@ -362,6 +362,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        for name in ("sort_column", "sort_reverse"):
+            self.watch(self, name, self._resort, init=False)
         self.table.focus()
         self.layout_columns(self.app.size.width)
         first = getattr(self.app, "first_run_list", None)  # WorkbenchApp's; other hosts have none
@@ -624,12 +626,6 @@ class RunsScreen(ReportsWorkerErrors, Screen):
                 label = f"{label}{'↓' if self.sort_reverse else '↑'}"
             table.columns[ColumnKey(column.key)].label = Text(label)
         table.refresh()
-
-    def watch_sort_column(self) -> None:
-        self._resort()
-
-    def watch_sort_reverse(self) -> None:
-        self._resort()
 
     def _resort(self) -> None:
         if not self.is_mounted:
