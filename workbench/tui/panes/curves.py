@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from workbench.insights import EntropyCollapse, axis_positions, entropy_collapse, smoothing_for_length
 from workbench.registry import Registry
 from workbench.tui import ReportsWorkerErrors
+from workbench.tui.keys import ZOOM_BINDINGS, smoothing_bindings
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
 
 SMOOTHING_LEVELS: tuple[float, ...] = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99)
@@ -39,7 +40,6 @@ X_AXIS_KEYS: dict[str, str] = {"wall time": "time/elapsed_s", "tokens": "tokens/
 X_AXIS_LABELS: dict[str, str] = {"step": "step", "wall time": "wall time (s)", "tokens": "completion tokens"}
 BANDS: tuple[str, ...] = ("std", "min/max")
 POLL_SECONDS = 0.5
-SMOOTHING_KEYS = Binding.Group("Smoothing", compact=True)
 
 Series = tuple[list[int], list[float]]
 
@@ -162,15 +162,10 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
     """The Curves tab of one run."""
 
     BINDINGS = [
-        # one footer entry, "[ ] Smoothing"; the help lists each key with its own direction
-        Binding("left_square_bracket", "smoothing(-1)", "Smoothing down", group=SMOOTHING_KEYS),
-        Binding("right_square_bracket", "smoothing(1)", "Smoothing up", group=SMOOTHING_KEYS),
+        *smoothing_bindings(),
         Binding("x", "cycle_x_axis", "X axis"),
         Binding("b", "cycle_band", "Band"),
-        # zoom keys stay out of the footer (80 columns hold the rest); the Run screen's help lists them
-        Binding("plus", "zoom(True)", "Zoom in", key_display="+", show=False),
-        Binding("minus", "zoom(False)", "Zoom out", key_display="-", show=False),
-        Binding("r", "reset_zoom", "Reset zoom", show=False),
+        *ZOOM_BINDINGS,
     ]
 
     @dataclass

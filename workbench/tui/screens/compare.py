@@ -42,6 +42,7 @@ from workbench.insights import (
 from workbench.presentation import finding_text
 from workbench.registry import Registry, RunInfo
 from workbench.tui import ReportsWorkerErrors
+from workbench.tui.keys import BACK, QUIT, ZOOM_BINDINGS, smoothing_bindings, tab_bindings
 from workbench.tui.panes.curves import (
     SMOOTHING_LEVELS,
     X_AXES,
@@ -61,6 +62,9 @@ SUMMARY_KEYS = ("reward", "kl", "clip_ratio/region_mean", "clip_stats_trivial", 
 # what a clip fraction that is 0 by construction reads (see insights.clip_stats_trivial)
 TRIVIAL_CLIP_TEXT = "0 (ratio ≡ 1)"
 BEST_MARK = "★ "
+#: (id, title) of the tabs, in order: keys 1-4 show them
+TABS = (("compare-curves", "Curves"), ("compare-summary", "Summary"), ("compare-config", "Config"),
+        ("compare-whatif", "What-if"))
 
 
 class CompareError(UserError):
@@ -131,22 +135,16 @@ class CompareScreen(ReportsWorkerErrors, Screen):
     """2-8 runs overlaid, summarised and diffed."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", key_display="["),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", key_display="]"),
+        BACK,
+        *smoothing_bindings(),
         Binding("x", "cycle_x_axis", "X axis"),
         Binding("k", "cycle_last_k", "Last K"),
-        Binding("plus", "zoom(True)", "Zoom in", key_display="+", show=False),
-        Binding("minus", "zoom(False)", "Zoom out", key_display="-", show=False),
-        Binding("r", "reset_zoom", "Reset zoom", show=False),
-        Binding("1", "show_tab('compare-curves')", "Curves", show=False),
-        Binding("2", "show_tab('compare-summary')", "Summary", show=False),
-        Binding("3", "show_tab('compare-config')", "Config", show=False),
-        Binding("4", "show_tab('compare-whatif')", "What-if", show=False),
+        *ZOOM_BINDINGS,
+        *tab_bindings(TABS),
         Binding("w", "next_rule", "What-if rule", show=False),
         Binding("p", "whatif_step(-1)", "Prev step", show=False),
         Binding("n", "whatif_step(1)", "Next step", show=False),
-        Binding("q", "app.quit", "Quit"),
+        QUIT,
     ]
 
     @dataclass

@@ -22,6 +22,7 @@ from workbench.experiments.plan import plan, progress, state
 from workbench.experiments.view import stored_spec
 from workbench.registry import RegistryError
 from workbench.tui import OpenExperiment, ReportsWorkerErrors
+from workbench.tui.keys import BACK, QUIT
 
 COLUMNS = ("name", "state", "cells", "seeds", "finished", "running", "queued", "to relaunch", "hosts", "created")
 
@@ -59,7 +60,7 @@ class ExperimentsTable(DataTable):
 class ExperimentsScreen(ReportsWorkerErrors, Screen):
     """Every experiment of the registry."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
+    BINDINGS = [BACK, QUIT]
 
     def __init__(self) -> None:
         super().__init__()

@@ -49,6 +49,7 @@ from workbench.tui import (
     RemoteRunsPulled,
     ReportsWorkerErrors,
 )
+from workbench.tui.keys import HELP, QUIT
 from workbench.tui.modals import ConfirmModal, HelpModal
 from workbench.tui.widgets.cells import Line
 
@@ -327,8 +328,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         Binding("o", "cycle_sort(1)", "Sort", show=False),
         Binding("O", "reverse_sort", "Reverse sort", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "app.quit", "Quit"),
+        HELP,
+        QUIT,
     ]
 
     sort_column: reactive[str] = reactive("started")
