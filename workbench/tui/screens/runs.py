@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 from rich.cells import cell_len
@@ -39,7 +38,7 @@ from workbench.presentation import (
     status_text,
     steps_done,
 )
-from workbench.registry import STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
+from workbench.registry import STATUSES, TERMINAL_STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.remote_copy import SyncState, remote_copies, unreachable_text, wants_sync
 from workbench.tui import (
     OpenCompare,
@@ -720,14 +719,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.post_message(OpenCompare(chosen))
 
     def action_stop_run(self) -> None:
-        run = self.require_cursor_run()
-        if run is None:
-            return
-        if run.status not in ACTIVE_STATUSES:
-            self.notify(f"Run {run.id} is {run.status}: nothing to stop.", severity="warning")
-            return
-        question = f"Stop run {run.name} ({run.id})? The trainer saves a checkpoint and records 'stopped'."
-        self.confirm_then(question, "Stop", partial(self.stop_run, run.id))
+        question = "Stop run {run.name} ({run.id})? The trainer saves a checkpoint and records 'stopped'."
+        self.confirm_on_cursor_run(question, "Stop", self.stop_run, ACTIVE_STATUSES, "nothing to stop.")
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="stopping a run")
     def stop_run(self, run_id: str) -> None:
@@ -739,24 +732,16 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.post_message(RunsChanged())
 
     def action_delete_run(self) -> None:
-        run = self.require_cursor_run()
-        if run is None:
-            return
-        if run.status in ACTIVE_STATUSES:
-            self.notify(f"Run {run.id} is {run.status}: stop it first (s).", severity="warning")
-            return
-        question = f"Delete run {run.name} ({run.id}) with its metrics, samples and files? This cannot be undone."
-        self.confirm_then(question, "Delete", partial(self.delete_run, run.id))
+        question = ("Delete run {run.name} ({run.id}) with its metrics, samples and files? "
+                    "This cannot be undone.")
+        # every status but the active ones (the registry stores no other)
+        self.confirm_on_cursor_run(question, "Delete", self.delete_run, TERMINAL_STATUSES,
+                                   "stop it first (s).")
 
     def action_resume_run(self) -> None:
-        run = self.require_cursor_run()
-        if run is None:
-            return
-        if run.status not in ("stopped", "crashed"):
-            self.notify(f"Run {run.id} is {run.status}: only a stopped or crashed run resumes.", severity="warning")
-            return
-        question = f"Resume run {run.name} ({run.id}) from its last checkpoint, as a new run where it ran?"
-        self.confirm_then(question, "Resume", partial(self.resume_run, run.id))
+        question = "Resume run {run.name} ({run.id}) from its last checkpoint, as a new run where it ran?"
+        self.confirm_on_cursor_run(question, "Resume", self.resume_run, ("stopped", "crashed"),
+                                   "only a stopped or crashed run resumes.")
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="resuming a run")
     def resume_run(self, run_id: str) -> None:
@@ -766,14 +751,23 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.app.call_from_thread(self.notify, f"Run {run_id} resumes as run {child}.")
         self.post_message(RunsChanged())
 
-    def confirm_then(self, question: str, confirm_label: str, act: Callable[[], object]) -> None:
-        """Ask `question` first; `act()` only on an explicit yes."""
+    def confirm_on_cursor_run(self, question: str, confirm_label: str, act: Callable[[str], object],
+                              allowed: Collection[str], refusal: str) -> None:
+        """`act(run id)` on the run under the cursor after an explicit yes to `question`, a template of
+        `run` ("Stop run {run.name}?"); a run whose status is not among `allowed` is refused with a
+        warning ("Run 1a2b is running: `refusal`"), and so is no run at all."""
+        run = self.require_cursor_run()
+        if run is None:
+            return
+        if run.status not in allowed:
+            self.notify(f"Run {run.id} is {run.status}: {refusal}", severity="warning")
+            return
 
         def answered(answer: bool | None) -> None:
             if answer:
-                act()
+                act(run.id)
 
-        self.app.push_screen(ConfirmModal(question, confirm_label), answered)
+        self.app.push_screen(ConfirmModal(question.format(run=run), confirm_label), answered)
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="deleting a run")
     def delete_run(self, run_id: str) -> None:
