@@ -158,7 +158,32 @@ def metric_labels(specs: Iterable[ChartSpec]) -> dict[str, str]:
     return labels
 
 
-class CurvesPane(ReportsWorkerErrors, Vertical):
+class ChartKeys:
+    """Mixin: the chart keys the Curves pane and the Compare screen share, for a widget or screen with
+    one MetricChart and the reactives `smoothing_index` (into SMOOTHING_LEVELS) and `x_axis` (one of
+    X_AXES). `[` `]` step the smoothing, `x` cycles the x axis, `+` `-` `r` zoom the chart."""
+
+    smoothing_index: int
+    x_axis: str
+
+    @property
+    def smoothing(self) -> float:
+        return SMOOTHING_LEVELS[self.smoothing_index]
+
+    def action_smoothing(self, direction: int) -> None:
+        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
+
+    def action_cycle_x_axis(self) -> None:
+        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+
+    def action_zoom(self, zoom_in: bool) -> None:
+        self.query_one(MetricChart).zoom(zoom_in)  # type: ignore[attr-defined]
+
+    def action_reset_zoom(self) -> None:
+        self.query_one(MetricChart).reset_zoom()  # type: ignore[attr-defined]
+
+
+class CurvesPane(ReportsWorkerErrors, ChartKeys, Vertical):
     """The Curves tab of one run."""
 
     BINDINGS = [
@@ -215,10 +240,6 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         self.query_one("#curves-status", Static).update(Content("reading metrics…"))
         self.load_history(self.app.registry_path)
         self.set_interval(POLL_SECONDS, self.poll)
-
-    @property
-    def smoothing(self) -> float:
-        return SMOOTHING_LEVELS[self.smoothing_index]
 
     @property
     def spec(self) -> ChartSpec | None:
@@ -369,17 +390,8 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
     # ---------------------------------------------------------------- keys
 
     def action_smoothing(self, direction: int) -> None:
-        self.auto_smoothing = False
-        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
-
-    def action_cycle_x_axis(self) -> None:
-        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+        self.auto_smoothing = False  # picked by hand from now on
+        super().action_smoothing(direction)
 
     def action_cycle_band(self) -> None:
         self.band = BANDS[(BANDS.index(self.band) + 1) % len(BANDS)]
-
-    def action_zoom(self, zoom_in: bool) -> None:
-        self.query_one("#curves-chart", MetricChart).zoom(zoom_in)
-
-    def action_reset_zoom(self) -> None:
-        self.query_one("#curves-chart", MetricChart).reset_zoom()

@@ -44,10 +44,9 @@ from workbench.registry import Registry, RunInfo
 from workbench.tui import ReportsWorkerErrors
 from workbench.tui.keys import BACK, QUIT, ZOOM_BINDINGS, smoothing_bindings, tab_bindings
 from workbench.tui.panes.curves import (
-    SMOOTHING_LEVELS,
-    X_AXES,
     X_AXIS_KEYS,
     X_AXIS_LABELS,
+    ChartKeys,
     chart_specs,
     metric_labels,
 )
@@ -131,7 +130,7 @@ def summary_cells(summaries: list[RunSummary], row_field: str, better: str) -> l
     return cells
 
 
-class CompareScreen(ReportsWorkerErrors, Screen):
+class CompareScreen(ReportsWorkerErrors, ChartKeys, Screen):
     """2-8 runs overlaid, summarised and diffed."""
 
     BINDINGS = [
@@ -218,10 +217,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             self.watch(self, name, self._rescore, init=False)
         self.sub_title = "compare"
         self.read_runs(self.app.registry_path)
-
-    @property
-    def smoothing(self) -> float:
-        return SMOOTHING_LEVELS[self.smoothing_index]
 
     # ---------------------------------------------------------------- reading
 
@@ -311,18 +306,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         chart = self.query_one("#compare-chart", MetricChart)
         chart.draw(chart_title(self.metric, self.labels), lines, smoothing=self.smoothing,
                    x_label=X_AXIS_LABELS[self.x_axis])
-
-    def action_smoothing(self, direction: int) -> None:
-        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
-
-    def action_cycle_x_axis(self) -> None:
-        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
-
-    def action_zoom(self, zoom_in: bool) -> None:
-        self.query_one("#compare-chart", MetricChart).zoom(zoom_in)
-
-    def action_reset_zoom(self) -> None:
-        self.query_one("#compare-chart", MetricChart).reset_zoom()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#compare-tabs", TabbedContent).active = tab
