@@ -10,16 +10,17 @@ Screens never import one another: a screen that wants another shown posts `OpenR
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 
+@dataclass
 class WorkerFailed(Message):
     """A worker raised: the app shows the cause as a notification."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        super().__init__()
+    worker: Worker
 
 
 class ReportsWorkerErrors:
@@ -30,22 +31,20 @@ class ReportsWorkerErrors:
             self.app.post_message(WorkerFailed(event.worker))  # type: ignore[attr-defined]
 
 
+@dataclass
 class OpenRun(Message):
     """Show one run on the Run screen, at `tab`; `replace`: in place of the screen that asks."""
 
-    def __init__(self, run_id: str, tab: str = "curves", replace: bool = False) -> None:
-        self.run_id = run_id
-        self.tab = tab
-        self.replace = replace
-        super().__init__()
+    run_id: str
+    tab: str = "curves"
+    replace: bool = False
 
 
+@dataclass
 class OpenCompare(Message):
     """Compare these runs (2 to 8) side by side."""
 
-    def __init__(self, run_ids: list[str]) -> None:
-        self.run_ids = run_ids
-        super().__init__()
+    run_ids: list[str]
 
 
 class OpenNewRun(Message):
@@ -56,12 +55,11 @@ class OpenExperiments(Message):
     """Open the list of experiments."""
 
 
+@dataclass
 class OpenExperiment(Message):
     """Show one experiment (sweep of variants x seeds) on the Experiment screen."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__()
+    name: str
 
 
 class RemoteRunsPulled(Message):

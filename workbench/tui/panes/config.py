@@ -192,10 +192,9 @@ def diff_rows(view: ConfigView) -> list[tuple[str, str, str]]:
     ]
 
 
+@dataclass
 class ConfigRead(Message):
-    def __init__(self, view: ConfigView) -> None:
-        self.view = view
-        super().__init__()
+    view: ConfigView
 
 
 class ConfigPane(ReportsWorkerErrors, VerticalScroll):

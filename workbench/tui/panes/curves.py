@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from workbench.insights import EntropyCollapse, axis_positions, entropy_collapse, smoothing_for_length
 from workbench.registry import Registry
 from workbench.tui import ReportsWorkerErrors
+from workbench.tui.keys import ZOOM_BINDINGS, smoothing_bindings
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
 
 SMOOTHING_LEVELS: tuple[float, ...] = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99)
@@ -39,7 +40,6 @@ X_AXIS_KEYS: dict[str, str] = {"wall time": "time/elapsed_s", "tokens": "tokens/
 X_AXIS_LABELS: dict[str, str] = {"step": "step", "wall time": "wall time (s)", "tokens": "completion tokens"}
 BANDS: tuple[str, ...] = ("std", "min/max")
 POLL_SECONDS = 0.5
-SMOOTHING_KEYS = Binding.Group("Smoothing", compact=True)
 
 Series = tuple[list[int], list[float]]
 
@@ -158,35 +158,53 @@ def metric_labels(specs: Iterable[ChartSpec]) -> dict[str, str]:
     return labels
 
 
-class CurvesPane(ReportsWorkerErrors, Vertical):
+class ChartKeys:
+    """Mixin: the chart keys the Curves pane and the Compare screen share, for a widget or screen with
+    one MetricChart and the reactives `smoothing_index` (into SMOOTHING_LEVELS) and `x_axis` (one of
+    X_AXES). `[` `]` step the smoothing, `x` cycles the x axis, `+` `-` `r` zoom the chart."""
+
+    smoothing_index: int
+    x_axis: str
+
+    @property
+    def smoothing(self) -> float:
+        return SMOOTHING_LEVELS[self.smoothing_index]
+
+    def action_smoothing(self, direction: int) -> None:
+        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
+
+    def action_cycle_x_axis(self) -> None:
+        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+
+    def action_zoom(self, zoom_in: bool) -> None:
+        self.query_one(MetricChart).zoom(zoom_in)  # type: ignore[attr-defined]
+
+    def action_reset_zoom(self) -> None:
+        self.query_one(MetricChart).reset_zoom()  # type: ignore[attr-defined]
+
+
+class CurvesPane(ReportsWorkerErrors, ChartKeys, Vertical):
     """The Curves tab of one run."""
 
     BINDINGS = [
-        # one footer entry, "[ ] Smoothing"; the help lists each key with its own direction
-        Binding("left_square_bracket", "smoothing(-1)", "Smoothing down", group=SMOOTHING_KEYS),
-        Binding("right_square_bracket", "smoothing(1)", "Smoothing up", group=SMOOTHING_KEYS),
+        *smoothing_bindings(),
         Binding("x", "cycle_x_axis", "X axis"),
         Binding("b", "cycle_band", "Band"),
-        # zoom keys stay out of the footer (80 columns hold the rest); the Run screen's help lists them
-        Binding("plus", "zoom(True)", "Zoom in", key_display="+", show=False),
-        Binding("minus", "zoom(False)", "Zoom out", key_display="-", show=False),
-        Binding("r", "reset_zoom", "Reset zoom", show=False),
+        *ZOOM_BINDINGS,
     ]
 
+    @dataclass
     class MetricsLoaded(Message):
         """The run's full history up to `last_step` was read."""
 
-        def __init__(self, series: dict[str, Series], last_step: int | None) -> None:
-            self.series = series
-            self.last_step = last_step
-            super().__init__()
+        series: dict[str, Series]
+        last_step: int | None
 
+    @dataclass
     class MetricsAppended(Message):
         """Rows (step, key, value) recorded after the last step the pane had."""
 
-        def __init__(self, rows: list[tuple[int, str, float]]) -> None:
-            self.rows = rows
-            super().__init__()
+        rows: list[tuple[int, str, float]]
 
     smoothing_index: reactive[int] = reactive(DEFAULT_SMOOTHING_INDEX)
     x_axis: reactive[str] = reactive("step")
@@ -215,14 +233,13 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
                 yield MetricChart(id="curves-chart")
 
     def on_mount(self) -> None:
+        # what the chart shows and how: a change of any redraws it
+        for name in ("chart_id", "smoothing_index", "x_axis", "band"):
+            self.watch(self, name, self._draw, init=False)
         self.query_one("#curves-warning").display = False
         self.query_one("#curves-status", Static).update(Content("reading metrics…"))
         self.load_history(self.app.registry_path)
         self.set_interval(POLL_SECONDS, self.poll)
-
-    @property
-    def smoothing(self) -> float:
-        return SMOOTHING_LEVELS[self.smoothing_index]
 
     @property
     def spec(self) -> ChartSpec | None:
@@ -348,18 +365,6 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
         if event.option.id is not None:
             self.chart_id = event.option.id
 
-    def watch_chart_id(self) -> None:
-        self._draw()
-
-    def watch_smoothing_index(self) -> None:
-        self._draw()
-
-    def watch_x_axis(self) -> None:
-        self._draw()
-
-    def watch_band(self) -> None:
-        self._draw()
-
     def _draw(self) -> None:
         if not self.is_mounted or not self.loaded:
             return
@@ -385,17 +390,8 @@ class CurvesPane(ReportsWorkerErrors, Vertical):
     # ---------------------------------------------------------------- keys
 
     def action_smoothing(self, direction: int) -> None:
-        self.auto_smoothing = False
-        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
-
-    def action_cycle_x_axis(self) -> None:
-        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+        self.auto_smoothing = False  # picked by hand from now on
+        super().action_smoothing(direction)
 
     def action_cycle_band(self) -> None:
         self.band = BANDS[(BANDS.index(self.band) + 1) % len(BANDS)]
-
-    def action_zoom(self, zoom_in: bool) -> None:
-        self.query_one("#curves-chart", MetricChart).zoom(zoom_in)
-
-    def action_reset_zoom(self) -> None:
-        self.query_one("#curves-chart", MetricChart).reset_zoom()

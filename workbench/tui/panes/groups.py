@@ -21,7 +21,7 @@ as it arrives, until the user moves to another step.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.text import Text
@@ -160,33 +160,30 @@ class GroupsPane(ReportsWorkerErrors, Horizontal):
         Binding("f", "toggle_follow", "Follow"),
     ]
 
+    @dataclass
     class ResponseOpened(Message):
         """The user opened one response to read its tokens; kind: "train" or "eval" groups."""
 
-        def __init__(self, step: int, group_index: int, response_index: int, kind: str = "train") -> None:
-            self.step = step
-            self.group_index = group_index
-            self.response_index = response_index
-            self.kind = kind
-            super().__init__()
+        step: int
+        group_index: int
+        response_index: int
+        kind: str = "train"
 
+    @dataclass
     class StepsRead(Message):
         """The steps that have logged groups of one kind."""
 
-        def __init__(self, kind: str, steps: list[int]) -> None:
-            self.kind = kind
-            self.steps = steps
-            super().__init__()
+        kind: str
+        steps: list[int]
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, GroupsPane.StepsRead)
 
+    @dataclass
     class GroupsRead(Message):
-        def __init__(self, kind: str, step: int, groups: list[GroupRecord]) -> None:
-            self.kind = kind
-            self.step = step
-            self.groups = groups
-            super().__init__()
+        kind: str
+        step: int
+        groups: list[GroupRecord]
 
     step: reactive[int | None] = reactive(None)
     #: which groups are shown: "train" (the groups trained on) or "eval" (held-out prompts)

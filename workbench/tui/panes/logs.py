@@ -73,16 +73,15 @@ def log_expected(run_dir: Path) -> bool:
     return (run_dir / LAUNCHED_FILE).exists() or read_sync_state(run_dir) is not None
 
 
+@dataclass
 class LogsRead(Message):
     """New output lines and events of the run shown."""
 
-    def __init__(self, chunk: LogChunk, events: list[EventRecord], log_path: Path, log_expected: bool = True) -> None:
-        self.chunk = chunk
-        self.events = events
-        self.log_path = log_path
-        #: False for a run whose output never goes to a file (started in the foreground, or imported)
-        self.log_expected = log_expected
-        super().__init__()
+    chunk: LogChunk
+    events: list[EventRecord]
+    log_path: Path
+    #: False for a run whose output never goes to a file (started in the foreground, or imported)
+    log_expected: bool = True
 
 
 class LogsPane(ReportsWorkerErrors, Vertical):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -330,10 +330,9 @@ class TokenView(Static, can_focus=True):
 
     cursor: reactive[int] = reactive(0)
 
+    @dataclass
     class CursorMoved(Message):
-        def __init__(self, index: int) -> None:
-            self.index = index
-            super().__init__()
+        index: int
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -385,44 +384,46 @@ class TokensPane(ReportsWorkerErrors, Vertical):
         Binding("m", "toggle_layer", "Ratio/mismatch"),
     ]
 
+    @dataclass
     class ResponseRead(Message):
         """One response's token stats (None when none were recorded for it), the step's groups of
         its kind (with tokens) and the step's clip flag."""
 
-        def __init__(
-            self, opened: tuple[str, int, int, int], stats: TokenStats | None,
-            groups: list[GroupRecord], flag: float | None,
-        ) -> None:
-            self.opened = opened
-            self.kind, self.step, self.group_index, self.response_index = opened
-            self.stats = stats
-            self.groups = groups
-            self.flag = flag
-            super().__init__()
+        opened: tuple[str, int, int, int]
+        stats: TokenStats | None
+        groups: list[GroupRecord]
+        flag: float | None
+        #: the parts of `opened`, (kind, step, group index, response index)
+        kind: str = field(init=False)
+        step: int = field(init=False)
+        group_index: int = field(init=False)
+        response_index: int = field(init=False)
 
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            self.kind, self.step, self.group_index, self.response_index = self.opened
+
+    @dataclass
     class RunAggregatesRead(Message):
-        def __init__(self, aggregates: Aggregates) -> None:
-            self.aggregates = aggregates
-            super().__init__()
+        aggregates: Aggregates
 
+    @dataclass
     class RunAggregatesProgress(Message):
         """How many of the run's recent logged steps the aggregate worker has read."""
 
-        def __init__(self, done: int, total: int) -> None:
-            self.done, self.total = done, total
-            super().__init__()
+        done: int
+        total: int
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, TokensPane.RunAggregatesProgress)
 
+    @dataclass
     class WhatIfScored(Message):
         """The opened step re-scored under a rule (result None and error set when it could not be)."""
 
-        def __init__(self, key: tuple[Any, ...], result: WhatIf | None, error: str | None = None) -> None:
-            self.key = key
-            self.result = result
-            self.error = error
-            super().__init__()
+        key: tuple[Any, ...]
+        result: WhatIf | None
+        error: str | None = None
 
     scope: reactive[str] = reactive("step")
     #: how tokens are laid out (TOKEN_LAYOUTS); None until a response is shown or key b chooses

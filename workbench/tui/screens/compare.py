@@ -12,6 +12,7 @@ step of every run re-scored under one rule (w cycles the rules, p / n the steps 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -41,11 +42,11 @@ from workbench.insights import (
 from workbench.presentation import finding_text
 from workbench.registry import Registry, RunInfo
 from workbench.tui import ReportsWorkerErrors
+from workbench.tui.keys import BACK, QUIT, ZOOM_BINDINGS, smoothing_bindings, tab_bindings
 from workbench.tui.panes.curves import (
-    SMOOTHING_LEVELS,
-    X_AXES,
     X_AXIS_KEYS,
     X_AXIS_LABELS,
+    ChartKeys,
     chart_specs,
     metric_labels,
 )
@@ -60,6 +61,9 @@ SUMMARY_KEYS = ("reward", "kl", "clip_ratio/region_mean", "clip_stats_trivial", 
 # what a clip fraction that is 0 by construction reads (see insights.clip_stats_trivial)
 TRIVIAL_CLIP_TEXT = "0 (ratio ≡ 1)"
 BEST_MARK = "★ "
+#: (id, title) of the tabs, in order: keys 1-4 show them
+TABS = (("compare-curves", "Curves"), ("compare-summary", "Summary"), ("compare-config", "Config"),
+        ("compare-whatif", "What-if"))
 
 
 class CompareError(UserError):
@@ -126,50 +130,41 @@ def summary_cells(summaries: list[RunSummary], row_field: str, better: str) -> l
     return cells
 
 
-class CompareScreen(ReportsWorkerErrors, Screen):
+class CompareScreen(ReportsWorkerErrors, ChartKeys, Screen):
     """2-8 runs overlaid, summarised and diffed."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", key_display="["),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", key_display="]"),
+        BACK,
+        *smoothing_bindings(),
         Binding("x", "cycle_x_axis", "X axis"),
         Binding("k", "cycle_last_k", "Last K"),
-        Binding("plus", "zoom(True)", "Zoom in", key_display="+", show=False),
-        Binding("minus", "zoom(False)", "Zoom out", key_display="-", show=False),
-        Binding("r", "reset_zoom", "Reset zoom", show=False),
-        Binding("1", "show_tab('compare-curves')", "Curves", show=False),
-        Binding("2", "show_tab('compare-summary')", "Summary", show=False),
-        Binding("3", "show_tab('compare-config')", "Config", show=False),
-        Binding("4", "show_tab('compare-whatif')", "What-if", show=False),
+        *ZOOM_BINDINGS,
+        *tab_bindings(TABS),
         Binding("w", "next_rule", "What-if rule", show=False),
         Binding("p", "whatif_step(-1)", "Prev step", show=False),
         Binding("n", "whatif_step(1)", "Next step", show=False),
-        Binding("q", "app.quit", "Quit"),
+        QUIT,
     ]
 
+    @dataclass
     class RunsRead(Message):
         """The compared runs, every metric key any of them logged, and the series needed up front."""
 
-        def __init__(self, runs: list[RunInfo], keys: list[str], series: dict[str, dict[str, Series]]) -> None:
-            self.runs = runs
-            self.keys = keys
-            self.series = series
-            super().__init__()
+        runs: list[RunInfo]
+        keys: list[str]
+        series: dict[str, dict[str, Series]]
 
+    @dataclass
     class WhatIfScored(Message):
         """Every compared run's step re-scored under one rule (None for a run that cannot be)."""
 
-        def __init__(self, key: tuple[str, int], results: list[WhatIf | str]) -> None:
-            self.key = key
-            self.results = results
-            super().__init__()
+        key: tuple[str, int]
+        results: list[WhatIf | str]
 
+    @dataclass
     class SeriesRead(Message):
-        def __init__(self, key: str, series: dict[str, Series]) -> None:
-            self.key = key
-            self.series = series
-            super().__init__()
+        key: str
+        series: dict[str, Series]
 
     smoothing_index: reactive[int] = reactive(2)
     x_axis: reactive[str] = reactive("step")
@@ -216,12 +211,12 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        for name in ("smoothing_index", "x_axis"):  # how the chart is drawn (a new metric is read first)
+            self.watch(self, name, self._draw, init=False)
+        for name in ("rule", "whatif_step"):  # what the What-if tab scores
+            self.watch(self, name, self._rescore, init=False)
         self.sub_title = "compare"
         self.read_runs(self.app.registry_path)
-
-    @property
-    def smoothing(self) -> float:
-        return SMOOTHING_LEVELS[self.smoothing_index]
 
     # ---------------------------------------------------------------- reading
 
@@ -291,12 +286,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             self.read_series(self.app.registry_path, key)
         self._draw()
 
-    def watch_smoothing_index(self) -> None:
-        self._draw()
-
-    def watch_x_axis(self) -> None:
-        self._draw()
-
     def _draw(self) -> None:
         if not self.is_mounted or not self.runs:
             return
@@ -317,18 +306,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
         chart = self.query_one("#compare-chart", MetricChart)
         chart.draw(chart_title(self.metric, self.labels), lines, smoothing=self.smoothing,
                    x_label=X_AXIS_LABELS[self.x_axis])
-
-    def action_smoothing(self, direction: int) -> None:
-        self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + direction))
-
-    def action_cycle_x_axis(self) -> None:
-        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
-
-    def action_zoom(self, zoom_in: bool) -> None:
-        self.query_one("#compare-chart", MetricChart).zoom(zoom_in)
-
-    def action_reset_zoom(self) -> None:
-        self.query_one("#compare-chart", MetricChart).reset_zoom()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#compare-tabs", TabbedContent).active = tab
@@ -391,12 +368,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
             return
         index = self.common_steps.index(self.whatif_step) + direction
         self.whatif_step = self.common_steps[max(0, min(len(self.common_steps) - 1, index))]
-
-    def watch_rule(self) -> None:
-        self._rescore()
-
-    def watch_whatif_step(self) -> None:
-        self._rescore()
 
     def _rescore(self) -> None:
         if not self.is_mounted or self.whatif_step is None:

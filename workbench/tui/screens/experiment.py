@@ -51,6 +51,7 @@ from workbench.experiments.view import (
 )
 from workbench.health import Thresholds, load_thresholds
 from workbench.tui import OpenRun, RemoteRunsPulled, ReportsWorkerErrors
+from workbench.tui.keys import BACK, HELP, QUIT, smoothing_bindings, tab_bindings
 from workbench.tui.modals import HelpModal
 from workbench.tui.widgets.chart import SERIES_COLOURS, ChartSeries, MetricChart
 
@@ -63,6 +64,8 @@ SMOOTHING_LEVELS = (0.0, 0.6, 0.9)
 FIRST_METRICS = ("reward", "eval/accuracy", "kl", "entropy", "completions/mean_length", "clip_ratio/region_mean")
 CELL_COLUMNS = ("cell", "finished", "running", "queued", "relaunch", "n", "mean", "95% CI", "median", "IQM")
 DIRECTION_WORDS = {stats.UP: "higher is better", stats.DOWN: "lower is better"}
+#: (id, title) of the tabs, in order: keys 1-3 show them
+TABS = (("experiment-cells", "Cells"), ("experiment-curves", "Curves"), ("experiment-pairs", "Pairs"))
 
 
 def fingerprint(slots: list[Slot]) -> tuple[tuple, tuple]:
@@ -98,24 +101,22 @@ class Snapshot:
     metric: str
 
 
+@dataclass
 class ExperimentRead(Message):
     """A fresh read: the plan always; a snapshot when something was computed (first the quick report,
     then the complete one). A burst collapses to the newest, never dropping a snapshot for a plan."""
 
-    def __init__(self, data: ExperimentData, snapshot: Snapshot | None) -> None:
-        self.data = data
-        self.snapshot = snapshot
-        super().__init__()
+    data: ExperimentData
+    snapshot: Snapshot | None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ExperimentRead) and (self.snapshot is not None or message.snapshot is None)
 
 
+@dataclass
 class CurvesComputed(Message):
-    def __init__(self, key: tuple[ExperimentData, str, str], curves: list[CellCurve]) -> None:
-        self.key = key
-        self.curves = curves
-        super().__init__()
+    key: tuple[ExperimentData, str, str]
+    curves: list[CellCurve]
 
 
 class CellsTable(DataTable):
@@ -126,16 +127,13 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
     """One experiment: cells, curves and pairs of the metric picked on the left."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("1", "show_tab('experiment-cells')", "Cells", show=False),
-        Binding("2", "show_tab('experiment-curves')", "Curves", show=False),
-        Binding("3", "show_tab('experiment-pairs')", "Pairs", show=False),
+        BACK,
+        *tab_bindings(TABS),
         Binding("m", "focus_picker", "Metric"),
         Binding("x", "cycle_x_axis", "X axis"),
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", key_display="[", show=False),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", key_display="]", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "app.quit", "Quit"),
+        *smoothing_bindings(show=False),
+        HELP,
+        QUIT,
     ]
 
     metric: reactive[str] = reactive("", init=False)
@@ -434,11 +432,10 @@ class ExperimentScreen(ReportsWorkerErrors, Screen):
         self.app.push_screen(HelpModal(f"Experiment {self.experiment}", keys, notes))
 
 
+@dataclass
 class SeedsRead(Message):
-    def __init__(self, rows: list[tuple[str, ...]], run_ids: list[str | None]) -> None:
-        self.rows = rows
-        self.run_ids = run_ids
-        super().__init__()
+    rows: list[tuple[str, ...]]
+    run_ids: list[str | None]
 
 
 class SeedsTable(DataTable):
@@ -448,7 +445,7 @@ class SeedsTable(DataTable):
 class SeedsScreen(ReportsWorkerErrors, Screen):
     """The seeds of one cell: each seed's run, status, host, step and its value of the metric."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
+    BINDINGS = [BACK, QUIT]
 
     def __init__(self, experiment: str, cell: str, metric: str) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ table is rebuilt from it (experiments are few), keeping the cursor on the same e
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,6 +22,7 @@ from workbench.experiments.plan import plan, progress, state
 from workbench.experiments.view import stored_spec
 from workbench.registry import RegistryError
 from workbench.tui import OpenExperiment, ReportsWorkerErrors
+from workbench.tui.keys import BACK, QUIT
 
 COLUMNS = ("name", "state", "cells", "seeds", "finished", "running", "queued", "to relaunch", "hosts", "created")
 
@@ -42,11 +44,10 @@ def experiment_rows(registry) -> list[tuple[str, ...]]:
     return rows
 
 
+@dataclass
 class ExperimentsRead(Message):
-    def __init__(self, rows: list[tuple[str, ...]], problem: str | None = None) -> None:
-        self.rows = rows
-        self.problem = problem
-        super().__init__()
+    rows: list[tuple[str, ...]]
+    problem: str | None = None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ExperimentsRead)
@@ -59,7 +60,7 @@ class ExperimentsTable(DataTable):
 class ExperimentsScreen(ReportsWorkerErrors, Screen):
     """Every experiment of the registry."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
+    BINDINGS = [BACK, QUIT]
 
     def __init__(self) -> None:
         super().__init__()

@@ -133,48 +133,43 @@ def validate(preset_path: Path, overrides: tuple[str, ...], preset_recipe: dict)
     return Validation(overrides, field_errors, None, config_diff(preset_recipe, resolved))
 
 
+@dataclass
 class PresetLoaded(Message):
     """The chosen preset recipe, resolved: the form's starting values and the diff's left side."""
 
-    def __init__(self, name: str, path: Path, recipe: dict) -> None:
-        self.name = name
-        self.path = path
-        self.recipe = recipe
-        super().__init__()
+    name: str
+    path: Path
+    recipe: dict
 
 
+@dataclass
 class PresetFailed(Message):
     """The chosen recipe file does not load: the loader's message."""
 
-    def __init__(self, name: str, message: str) -> None:
-        self.name = name
-        self.message = message
-        super().__init__()
+    name: str
+    message: str
 
 
+@dataclass
 class FormValidated(Message):
     """A validation of the form's current values; a burst of edits collapses to the newest."""
 
-    def __init__(self, validation: Validation) -> None:
-        self.validation = validation
-        super().__init__()
+    validation: Validation
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, FormValidated)
 
 
+@dataclass
 class HostsLoaded(Message):
     """The SSH hosts a run can target (`workbench hosts add`), as (label, name) options."""
 
-    def __init__(self, options: list[tuple[str, str]]) -> None:
-        super().__init__()
-        self.options = options
+    options: list[tuple[str, str]]
 
 
+@dataclass
 class RunLaunched(Message):
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__()
+    run_id: str
 
 
 class FieldRow(Widget):

@@ -37,6 +37,7 @@ from workbench.presentation import (
 from workbench.registry import RunInfo
 from workbench.registry.remote_copy import read_sync_state, unreachable_text, wants_sync
 from workbench.tui import RemoteRunsPulled, ReportsWorkerErrors
+from workbench.tui.keys import BACK, HELP, QUIT, tab_bindings
 from workbench.tui.modals import HelpModal
 from workbench.tui.panes.config import ConfigPane
 from workbench.tui.panes.curves import CurvesPane
@@ -66,16 +67,14 @@ TABS = (
 )
 
 
+@dataclass
 class RunRead(Message):
     """The run's registry row, re-read for the header (and its health, when its last step moved);
     bursts collapse to the newest."""
 
-    def __init__(self, run: RunInfo, health: tuple[Health, Thresholds, str | None] | None = None,
-                 unreachable: str | None = None) -> None:
-        self.run = run
-        self.health = health
-        self.unreachable = unreachable
-        super().__init__()
+    run: RunInfo
+    health: tuple[Health, Thresholds, str | None] | None = None
+    unreachable: str | None = None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunRead) and (self.health is not None or message.health is None)
@@ -132,12 +131,11 @@ class RunScreen(ReportsWorkerErrors, Screen):
     """One run: header plus Curves, Groups, Tokens, Config and Logs tabs."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("1", "show_tab('curves')", "Tabs", key_display="1-5"),
-        *(Binding(str(number), f"show_tab('{tab.id}')", tab.title, show=False) for number, tab in enumerate(TABS, 1)),
+        BACK,
+        *tab_bindings(((tab.id, tab.title) for tab in TABS), footer="Tabs"),
         Binding("h", "health", "Health"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "app.quit", "Quit"),
+        HELP,
+        QUIT,
     ]
 
     def __init__(self, run_id: str, *, tab: str = "curves") -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 from rich.cells import cell_len
@@ -39,7 +38,7 @@ from workbench.presentation import (
     status_text,
     steps_done,
 )
-from workbench.registry import STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
+from workbench.registry import STATUSES, TERMINAL_STATUSES, RecordNotFound, Registry, RegistryError, RunInfo
 from workbench.registry.remote_copy import SyncState, remote_copies, unreachable_text, wants_sync
 from workbench.tui import (
     OpenCompare,
@@ -49,6 +48,7 @@ from workbench.tui import (
     RemoteRunsPulled,
     ReportsWorkerErrors,
 )
+from workbench.tui.keys import HELP, QUIT
 from workbench.tui.modals import ConfirmModal, HelpModal
 from workbench.tui.widgets.cells import Line
 
@@ -262,38 +262,34 @@ def judge_health(registry: Registry, runs: list[RunInfo], path: Path) -> dict[st
     return judged
 
 
+@dataclass
 class RunsLoaded(Message):
     """A fresh read of every run, with the health of those judged in the same read; a burst collapses
     to the newest read (health judged in a replaced read is judged again by the next)."""
 
-    def __init__(self, runs: list[RunInfo], health: dict[str, tuple[int | None, Health]] | None = None,
-                 remote: dict[str, SyncState] | None = None) -> None:
-        self.runs = runs
-        self.health = health or {}
-        #: run id -> sync state, for the runs that are copies of remote ones
-        self.remote = remote or {}
-        super().__init__()
+    runs: list[RunInfo]
+    health: dict[str, tuple[int | None, Health]] = field(default_factory=dict)
+    #: run id -> sync state, for the runs that are copies of remote ones
+    remote: dict[str, SyncState] = field(default_factory=dict)
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsLoaded)
 
 
+@dataclass
 class RegistryUnavailable(Message):
     """The registry could not be read: `missing` when the file does not exist yet."""
 
-    def __init__(self, path: Path, cause: str, missing: bool) -> None:
-        self.path = path
-        self.cause = cause
-        self.missing = missing
-        super().__init__()
+    path: Path
+    cause: str
+    missing: bool
 
 
+@dataclass
 class HealthRead(Message):
     """Fresh health of the runs whose last step changed, with the step each was judged at."""
 
-    def __init__(self, health: dict[str, tuple[int | None, Health]]) -> None:
-        self.health = health
-        super().__init__()
+    health: dict[str, tuple[int | None, Health]]
 
 
 class RunsChanged(Message):
@@ -331,8 +327,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         Binding("o", "cycle_sort(1)", "Sort", show=False),
         Binding("O", "reverse_sort", "Reverse sort", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "app.quit", "Quit"),
+        HELP,
+        QUIT,
     ]
 
     sort_column: reactive[str] = reactive("started")
@@ -366,6 +362,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        for name in ("sort_column", "sort_reverse"):
+            self.watch(self, name, self._resort, init=False)
         self.table.focus()
         self.layout_columns(self.app.size.width)
         first = getattr(self.app, "first_run_list", None)  # WorkbenchApp's; other hosts have none
@@ -629,12 +627,6 @@ class RunsScreen(ReportsWorkerErrors, Screen):
             table.columns[ColumnKey(column.key)].label = Text(label)
         table.refresh()
 
-    def watch_sort_column(self) -> None:
-        self._resort()
-
-    def watch_sort_reverse(self) -> None:
-        self._resort()
-
     def _resort(self) -> None:
         if not self.is_mounted:
             return
@@ -727,14 +719,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.post_message(OpenCompare(chosen))
 
     def action_stop_run(self) -> None:
-        run = self.require_cursor_run()
-        if run is None:
-            return
-        if run.status not in ACTIVE_STATUSES:
-            self.notify(f"Run {run.id} is {run.status}: nothing to stop.", severity="warning")
-            return
-        question = f"Stop run {run.name} ({run.id})? The trainer saves a checkpoint and records 'stopped'."
-        self.confirm_then(question, "Stop", partial(self.stop_run, run.id))
+        question = "Stop run {run.name} ({run.id})? The trainer saves a checkpoint and records 'stopped'."
+        self.confirm_on_cursor_run(question, "Stop", self.stop_run, ACTIVE_STATUSES, "nothing to stop.")
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="stopping a run")
     def stop_run(self, run_id: str) -> None:
@@ -746,24 +732,16 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.post_message(RunsChanged())
 
     def action_delete_run(self) -> None:
-        run = self.require_cursor_run()
-        if run is None:
-            return
-        if run.status in ACTIVE_STATUSES:
-            self.notify(f"Run {run.id} is {run.status}: stop it first (s).", severity="warning")
-            return
-        question = f"Delete run {run.name} ({run.id}) with its metrics, samples and files? This cannot be undone."
-        self.confirm_then(question, "Delete", partial(self.delete_run, run.id))
+        question = ("Delete run {run.name} ({run.id}) with its metrics, samples and files? "
+                    "This cannot be undone.")
+        # every status but the active ones (the registry stores no other)
+        self.confirm_on_cursor_run(question, "Delete", self.delete_run, TERMINAL_STATUSES,
+                                   "stop it first (s).")
 
     def action_resume_run(self) -> None:
-        run = self.require_cursor_run()
-        if run is None:
-            return
-        if run.status not in ("stopped", "crashed"):
-            self.notify(f"Run {run.id} is {run.status}: only a stopped or crashed run resumes.", severity="warning")
-            return
-        question = f"Resume run {run.name} ({run.id}) from its last checkpoint, as a new run where it ran?"
-        self.confirm_then(question, "Resume", partial(self.resume_run, run.id))
+        question = "Resume run {run.name} ({run.id}) from its last checkpoint, as a new run where it ran?"
+        self.confirm_on_cursor_run(question, "Resume", self.resume_run, ("stopped", "crashed"),
+                                   "only a stopped or crashed run resumes.")
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="resuming a run")
     def resume_run(self, run_id: str) -> None:
@@ -773,14 +751,23 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         self.app.call_from_thread(self.notify, f"Run {run_id} resumes as run {child}.")
         self.post_message(RunsChanged())
 
-    def confirm_then(self, question: str, confirm_label: str, act: Callable[[], object]) -> None:
-        """Ask `question` first; `act()` only on an explicit yes."""
+    def confirm_on_cursor_run(self, question: str, confirm_label: str, act: Callable[[str], object],
+                              allowed: Collection[str], refusal: str) -> None:
+        """`act(run id)` on the run under the cursor after an explicit yes to `question`, a template of
+        `run` ("Stop run {run.name}?"); a run whose status is not among `allowed` is refused with a
+        warning ("Run 1a2b is running: `refusal`"), and so is no run at all."""
+        run = self.require_cursor_run()
+        if run is None:
+            return
+        if run.status not in allowed:
+            self.notify(f"Run {run.id} is {run.status}: {refusal}", severity="warning")
+            return
 
         def answered(answer: bool | None) -> None:
             if answer:
-                act()
+                act(run.id)
 
-        self.app.push_screen(ConfirmModal(question, confirm_label), answered)
+        self.app.push_screen(ConfirmModal(question.format(run=run), confirm_label), answered)
 
     @work(thread=True, exit_on_error=False, group="runs-write", name="deleting a run")
     def delete_run(self, run_id: str) -> None:
