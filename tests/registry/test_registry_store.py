@@ -269,3 +269,26 @@ def test_bulk_is_all_or_nothing(registry):
         for step in range(3):
             registry.record_step(run_id, step, {"reward": float(step)})
     assert registry.series(run_id, "reward") == ([0, 1, 2], [0.0, 1.0, 2.0])
+
+
+def test_a_run_whose_directory_cannot_be_removed_stays_listed(registry, monkeypatch):
+    """The directory goes before the rows: a failed removal leaves the run to delete again, not files that
+    no run lists (and whoever no longer sees the run finds no files of it)."""
+    run_id = registry.create_run(name="stuck", variant="grpo")
+    registry.record_step(run_id, 0, {"reward": 1.0})
+    registry.run_dir(run_id).mkdir()
+    (registry.run_dir(run_id) / "output.log").write_text("log")
+
+    def refuse(path, *args, **kwargs):
+        raise OSError(16, "Device or resource busy", str(path))
+
+    monkeypatch.setattr("workbench.registry.runs.shutil.rmtree", refuse)
+    with pytest.raises(OSError):
+        registry.delete_run(run_id)
+    assert registry.get_run(run_id).name == "stuck"
+    assert registry.series(run_id, "reward") == ([0], [1.0])
+    monkeypatch.undo()
+    registry.delete_run(run_id)
+    assert not registry.run_dir(run_id).exists()
+    with pytest.raises(RunNotFound):
+        registry.get_run(run_id)

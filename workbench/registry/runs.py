@@ -255,18 +255,20 @@ class RunsWriter(WriterConnection):
             thread.join()
 
     def delete_run(self, run_id: str) -> None:
-        """Delete the run's rows and its artifact directory."""
+        """Delete the run's artifact directory, then its rows, in one write: whoever no longer sees the run
+        no longer finds its files either, and a directory that cannot be removed leaves the run listed
+        (delete it again) rather than files that no run lists."""
 
         def delete(connection: sqlite3.Connection) -> None:
             self._require(connection, run_id)
+            directory = self.run_dir(run_id)
+            if directory.is_dir():
+                shutil.rmtree(directory)
             for table in ("token_stats", "responses", "groups", "metrics", "steps", "events", "runs"):
                 column = "id" if table == "runs" else "run_id"
                 self.db[table].delete_where(f"{column} = ?", [run_id])
 
         self._write(delete)
-        directory = self.run_dir(run_id)
-        if directory.is_dir():
-            shutil.rmtree(directory)
 
 
 def revive(connection: sqlite3.Connection, run_id: str, now: float) -> None:
