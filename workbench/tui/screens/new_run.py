@@ -38,7 +38,7 @@ from textual.widgets import (
 from workbench import recipe
 from workbench.errors import UserError
 from workbench.insights import config_diff
-from workbench.recipe import SCHEMA, SECTIONS, RecipeError, find_recipe, load_recipe
+from workbench.recipe import SCHEMA, SECTIONS, Key, RecipeError, find_recipe, load_recipe
 from workbench.tui import OpenRun, ReportsWorkerErrors
 from workbench.tui.modals import HelpModal, PromptModal
 from workbench.tui.panes.config import recipe_toml, value_text
@@ -51,14 +51,21 @@ DIFF_LABELS = ("key", "preset", "new")
 
 @dataclass(frozen=True)
 class FormField:
-    """One knob of the form: `section.key`, how it is edited and what it means."""
+    """One knob of the form: a recipe key as the recipe's SCHEMA describes it (type, allowed values, help),
+    in its section, and how the form edits it."""
 
     section: str
-    key: str
-    kind: str
-    help: str
-    allowed: tuple[str, ...] | None = None
-    optional: bool = False
+    spec: Key
+
+    @property
+    def help(self) -> str:
+        """The key's help; a list key's allowed values after it (a list is typed, not picked)."""
+        listed = self.allowed and self.spec.type.startswith("list")
+        return self.spec.help + (f" (one of: {', '.join(self.allowed)})" if listed else "")
+
+    @property
+    def key(self) -> str:
+        return self.spec.name
 
     @property
     def dotted(self) -> str:
@@ -69,24 +76,22 @@ class FormField:
         return "field-" + self.dotted.replace(".", "-").replace("/", "-")
 
     @property
+    def allowed(self) -> tuple[str, ...] | None:
+        return tuple(str(value) for value in self.spec.allowed) if self.spec.allowed else None
+
+    @property
     def choices(self) -> tuple[str, ...] | None:
         """The values a picker offers, or None for a free text input (numbers, text, lists)."""
-        if self.kind == "bool":
+        if self.spec.type == "bool":
             return BOOL_TEXT
-        if self.kind == "choice" and self.allowed:
-            return (*self.allowed, *(["off"] if self.optional else []))
+        if self.spec.type == "choice" and self.allowed:
+            return (*self.allowed, *(["off"] if self.spec.optional else []))
         return None
 
 
 def form_fields() -> list[FormField]:
     """Every recipe key the form edits, in SCHEMA order within the six sections."""
-    fields = []
-    for section in SECTIONS:
-        for key, spec in SCHEMA[section].items():
-            allowed = tuple(str(value) for value in spec.allowed) if spec.allowed else None
-            help_text = spec.help + (f" (one of: {', '.join(allowed)})" if allowed and spec.type.startswith("list") else "")
-            fields.append(FormField(section, key, spec.type, help_text, allowed, spec.optional))
-    return fields
+    return [FormField(section, spec) for section in SECTIONS for spec in SCHEMA[section].values()]
 
 
 def preset_names(directory: Path | None = None) -> list[str]:
