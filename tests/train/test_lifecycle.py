@@ -185,3 +185,29 @@ def test_two_processes_train_one_recorded_run(registry_path):
         assert last["groups/generated"] == 2 * per_process
         assert len(registry.groups(run.id, 1)) == run.recipe["run"]["log_groups_per_step"]
         assert (registry.run_dir(run.id) / "checkpoints" / "step-2" / "model.safetensors").exists()
+
+
+def test_a_resumed_run_outlives_the_run_it_came_from(registry_path):
+    """A resumed run loads the built-in initial model (tokenizer, reference) from a copy in its own
+    directory: deleting the run it came from strands neither it nor the runs resumed from it."""
+    code, parent = train(registry_path, "grpo", "run.save_steps=2")
+    assert code == 0
+    code, child = train(registry_path, "grpo", "run.max_steps=3", "run.save_steps=3", resume=parent)
+    assert code == 0
+    with Registry.open(registry_path) as registry:
+        child_dir = registry.run_dir(child)
+        assert read_state(child_dir / "checkpoints" / "step-3")["initial_model"] == str(child_dir / "model")
+        registry.delete_run(parent)
+    code, grandchild = train(registry_path, "grpo", "run.max_steps=4", resume=child)
+    assert code == 0
+    with Registry.open(registry_path) as registry:
+        run = registry.get_run(grandchild)
+        assert (run.status, run.last_step) == ("finished", 4)
+    # With the copy gone too, the resume fails in one line that names what is missing.
+    shutil.rmtree(child_dir / "model")
+    code, orphan = train(registry_path, "grpo", "run.max_steps=4", resume=child)
+    assert code == 2
+    with Registry.open(registry_path) as registry:
+        run = registry.get_run(orphan)
+    assert run.status == "failed"
+    assert run.error.startswith(f"the initial model {child_dir / 'model'}, made by run {child}, is gone: ")
