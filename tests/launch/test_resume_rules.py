@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from tests.launch.helpers import CLI
-from workbench.launch import LaunchError, resume, stop
+from workbench.launch import LaunchError, delete, resume, stop
 from workbench.recipe import find_recipe, load_recipe
-from workbench.registry import Registry
+from workbench.registry import Registry, RegistryError
 
 
 def parent_run(registry_path, status: str, steps: int, checkpoints: tuple[int, ...], max_steps: int) -> str:
@@ -119,4 +119,33 @@ def test_resume_detach_says_which_checkpoint_it_resumes_from(tmp_path):
     assert lines[0] == (f"resumes run {parent} from its checkpoint at step 3 (the parent committed steps up to 6; "
                         "steps 4-6 are trained again); trains to step 100")
     assert lines[1].startswith(f"queued run {child} (parent~1) at position 1")
+    stop(child, registry_path=registry_path)
+
+
+def test_a_run_is_kept_while_a_run_resumed_from_it_has_not_loaded_its_checkpoint(tmp_path):
+    """Deleting the parent of a queued child would take the checkpoint the child is about to load."""
+    registry_path = tmp_path / "registry.db"
+    parent = parent_run(registry_path, "stopped", steps=4, checkpoints=(4,), max_steps=10)
+    child = resume(parent, registry_path=registry_path, max_runs=1)
+    with pytest.raises(RegistryError) as refused:
+        delete(parent, registry_path=registry_path)
+    assert str(refused.value) == (f"run {parent} (parent) is being resumed by run {child}, which has not loaded its "
+                                  "checkpoint yet: wait for its first step, stop it, or pass --force")
+    with Registry.open(registry_path) as registry:
+        assert (registry.run_dir(parent) / "checkpoints" / "step-4").is_dir()
+        # Once the child has a step of its own, it no longer reads the parent's files.
+        registry.set_status(child, "running")
+        registry.record_step(child, 5, {"reward": 0.5})
+        registry.set_status(child, "stopped")
+    assert delete(parent, registry_path=registry_path).id == parent
+    with Registry.open(registry_path) as registry:
+        assert registry.get_run(child).parent_id == parent
+        assert not registry.run_dir(parent).exists()
+
+
+def test_force_deletes_a_run_whose_resumed_run_is_still_queued(tmp_path):
+    registry_path = tmp_path / "registry.db"
+    parent = parent_run(registry_path, "stopped", steps=4, checkpoints=(4,), max_steps=10)
+    child = resume(parent, registry_path=registry_path, max_runs=1)
+    assert delete(parent, registry_path=registry_path, force=True).id == parent
     stop(child, registry_path=registry_path)

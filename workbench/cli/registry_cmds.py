@@ -398,7 +398,7 @@ def rm_command(
 
     with _open(registry) as handle:
         info = handle.get_run(run)
-    check_deletable(info, force)
+        check_deletable(handle, info, force)
     confirm_delete(f"run {info.id}", f"delete run {info.id} ({visible(info.name)}, {info.status}) and its files?", yes)
     delete(info.id, registry_path(registry), force=force)
     console.print(f"deleted run {info.id} ({shown(info.name)})", highlight=False, soft_wrap=True)

@@ -128,7 +128,8 @@ def delete(run_id: str, registry_path: Path = DEFAULT_REGISTRY, force: bool = Fa
     """Delete a run: its rows and files here, and for a remote run its rows and files on its host first.
     An active run is refused (RegistryError) unless `force`. Returns the run as it was."""
     run, remote = _locate(registry_path, run_id, settle=True)
-    check_deletable(run, force)
+    with RegistryReader.open(Path(registry_path)) as registry:
+        check_deletable(registry, run, force)
     if not remote:
         return delete_local(run.id, registry_path, force=force)
     from workbench.launch.remote.pull import copy_lock

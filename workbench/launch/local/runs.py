@@ -20,7 +20,14 @@ from workbench.launch.local.queue import is_local, queue_lock, start_queued
 from workbench.launch.local.registration import register, register_resumed, resolve_recipe, resumable
 from workbench.launch.local.spec import LaunchSpec, ProcessRecord, read_process_record, read_spec
 from workbench.launch.requests import LaunchRequest, ResumeRequest
-from workbench.registry import TERMINAL_STATUSES, Registry, RegistryBusy, RegistryError, RunInfo
+from workbench.registry import (
+    TERMINAL_STATUSES,
+    Registry,
+    RegistryBusy,
+    RegistryError,
+    RegistryReader,
+    RunInfo,
+)
 
 DEFAULT_GRACE_S = 30.0
 STOP_POLL_S = 0.2
@@ -141,17 +148,25 @@ def stop_local(run_id: str, registry_path: Path, grace: float = DEFAULT_GRACE_S)
     return outcome(run, True, killed, f"{verb} run {run.id} {where}: {run.status}")
 
 
-def check_deletable(run: RunInfo, force: bool) -> None:
-    """RegistryError for a run whose process is (or may be) alive, unless `force`."""
-    if run.status in ("running", "unresponsive") and not force:
+def check_deletable(registry: RegistryReader, run: RunInfo, force: bool) -> None:
+    """RegistryError, unless `force`, for a run whose process is (or may be) alive, or whose checkpoint a
+    run resumed from it has yet to load (queued, or started without a step of its own)."""
+    if force:
+        return
+    if run.status in ("running", "unresponsive"):
         raise RegistryError(f"run {run.id} ({run.name}) is {run.status}: stop it first, or pass --force")
+    loading = [child.id for child in registry.list_runs() if child.parent_id == run.id and child.last_step is None
+               and child.status in ("queued", "running", "unresponsive")]
+    if loading:
+        raise RegistryError(f"run {run.id} ({run.name}) is being resumed by run {', '.join(loading)}, which has not "
+                            "loaded its checkpoint yet: wait for its first step, stop it, or pass --force")
 
 
 def delete_local(run_id: str, registry_path: Path, force: bool = False) -> RunInfo:
     """Delete a run's rows and its directory here (see `check_deletable`); returns the run as it was."""
     with Registry.open(registry_path, create=False) as registry:
         run = registry.get_run(run_id)
-        check_deletable(run, force)
+        check_deletable(registry, run, force)
         registry.delete_run(run.id)
     return run
 

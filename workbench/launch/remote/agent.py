@@ -113,7 +113,7 @@ def delete_here(registry_path: Path, run_id: str, force: bool) -> dict:
     outlive its rows), then its rows and files, then its inputs directory unless another run uses it."""
     with Registry.open(registry_path, create=False) as registry:
         run = registry.get_run(run_id)
-        check_deletable(run, force)
+        check_deletable(registry, run, force)
         workdir = read_spec(registry.run_dir(run.id)).workdir
     if run.status in ("running", "unresponsive", "queued"):
         stop_local(run.id, registry_path, grace=FORCED_STOP_GRACE_S)
