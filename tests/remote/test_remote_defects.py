@@ -136,3 +136,39 @@ def test_remote_resume_steps_plain_resume_rm_and_a_host_that_is_down(world, sshd
     world.cli("rm", doomed, "--force", "--yes")
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert _host_ids(world) == set() and not doomed_inputs.exists()
+
+
+def test_a_launch_refused_by_the_host_registers_nothing_there_and_leaves_no_inputs(world):
+    """A bad $WORKBENCH_MAX_RUNS on the host used to fail the launch after its run was registered there,
+    and the clean-up then took the inputs of that queued run."""
+    recipe = world.local / "short.toml"
+    recipe.write_text(tiny())
+    limited = world.local / "limited-python"
+    limited.write_text(f"#!/bin/sh\nexport WORKBENCH_MAX_RUNS=many\nexec '{world.python}' \"$@\"\n")
+    limited.chmod(0o755)
+    world.cli("hosts", "add", "limited", ALIAS, "--python", str(limited), "--workdir", str(world.remote))
+    line = _one_error_line(world.cli("launch", str(recipe), "--host", "limited", check=False))
+    assert line == "error: host limited: $WORKBENCH_MAX_RUNS must be a whole number of runs >= 1, got 'many'"
+    assert not world.host_registry.exists() or _host_ids(world) == set()
+    assert list((world.remote / "inputs").iterdir()) == []
+
+
+def test_discard_keeps_inputs_that_a_run_uses(tmp_path):
+    """The clean-up of a failed launch goes through the host's agent, which keeps what a run uses."""
+    from workbench.launch.local.registration import register
+    from workbench.launch.local.spec import LaunchSpec
+    from workbench.launch.remote.agent import discard
+    from workbench.recipe import find_recipe, load_recipe
+
+    registry_path = tmp_path / "work" / "runs" / "registry.db"
+    used, unused = tmp_path / "work" / "inputs" / "used", tmp_path / "work" / "inputs" / "unused"
+    for directory in (used, unused):
+        directory.mkdir(parents=True)
+        (directory / "data.jsonl").write_text("{}\n")
+    with Registry.open(registry_path, create=True) as registry:
+        register(registry, load_recipe(find_recipe("quickstart")), "queued-run", spec=LaunchSpec(workdir=str(used)))
+    assert discard(registry_path, used) is False and (used / "data.jsonl").is_file()
+    assert discard(registry_path, unused) is True and not unused.exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert discard(registry_path, elsewhere) is False and elsewhere.is_dir()   # only launch inputs, never others

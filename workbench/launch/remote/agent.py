@@ -37,7 +37,7 @@ from pathlib import Path
 
 from workbench.contract import LOG_FILE
 from workbench.errors import UserError
-from workbench.launch.limits import parse_gpus
+from workbench.launch.limits import max_concurrent_runs, parse_gpus
 from workbench.launch.local.liveness import settle_liveness
 from workbench.launch.local.processes import pid_alive
 from workbench.launch.local.queue import start_queued
@@ -64,6 +64,7 @@ def launch_here(registry_path: Path, name: str, inputs: Path, request: dict) -> 
     resolved on the launching machine; it is rebuilt from its stored form, not parsed again."""
     spec = LaunchSpec.from_dict({**request.get("spec", {}), "workdir": str(inputs.resolve())})
     recipe = recipe_from_dict(request["recipe"], source=f"the launch request for {name!r}")
+    max_concurrent_runs()   # a bad $WORKBENCH_MAX_RUNS here fails the launch before a run is registered
     with Registry.open(registry_path, create=True) as registry:
         run_id = register(registry, recipe, name, tags=request.get("tags", ()), spec=spec,
                           event=f"launched from {request.get('source', 'a remote machine')}")
@@ -127,6 +128,20 @@ def delete_here(registry_path: Path, run_id: str, force: bool) -> dict:
     return {"deleted": run.id, "inputs": removed}
 
 
+def discard(registry_path: Path, inputs: Path) -> bool:
+    """After a launch that failed: remove its copied inputs unless a run here uses them (the launch may
+    have registered one before it failed, which must not lose its files). True when removed."""
+    inputs = inputs.resolve()
+    if inputs.parent != inputs_root(registry_path).resolve() or not inputs.is_dir():
+        return False
+    if registry_path.exists():
+        with Registry.open(registry_path, create=False) as registry:
+            if inputs in inputs_in_use(registry):
+                return False
+    shutil.rmtree(inputs, ignore_errors=True)
+    return True
+
+
 def orphans(registry_path: Path, now: float | None = None) -> list[dict]:
     """Inputs directories no run uses and run directories no run owns, with their sizes in bytes.
 
@@ -181,12 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     parser = argparse.ArgumentParser(prog="python -m workbench.launch.remote.agent")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("launch", "pull", "stop", "resume", "rm", "orphans", "clean"):
+    for name in ("launch", "pull", "stop", "resume", "rm", "orphans", "clean", "discard"):
         command = commands.add_parser(name)
         command.add_argument("--registry", required=True, type=Path)
         if name == "launch":
             command.add_argument("--name", required=True)
             command.add_argument("--inputs", required=True, type=Path)
+        elif name == "discard":
+            command.add_argument("inputs", type=Path)
         elif name == "clean":
             command.add_argument("paths", nargs="*")
         elif name != "orphans":
@@ -202,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.choices["resume"].add_argument("--num-processes", type=int)
     args = parser.parse_args(argv)
     registry_path = args.registry.expanduser().resolve()
-    if args.command not in ("launch", "orphans", "clean"):
+    if args.command not in ("launch", "orphans", "clean", "discard"):
         # This host judges its own runs: a run whose supervisor died with it is crashed before it is
         # pulled, stopped, resumed or deleted (a launch starts the queue, which does the same).
         settle_liveness(registry_path)
@@ -222,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"run_id": child}))
         elif args.command == "rm":
             print(json.dumps(delete_here(registry_path, args.run, args.force)))
+        elif args.command == "discard":
+            print(json.dumps({"removed": discard(registry_path, args.inputs)}))
         elif args.command == "orphans":
             for entry in orphans(registry_path):
                 print(json.dumps(entry))

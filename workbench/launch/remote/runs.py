@@ -137,13 +137,21 @@ async def _launch(host: Host, registry_path: Path, name: str, uploads: list[Uplo
             result = await run_on(conn, host, agent_argv(host, "launch", "--name", name, "--inputs", inputs),
                                   input=json.dumps(request))
         except HostError:
-            # No run was registered there: its copied inputs would be an orphan nobody deletes.
             with contextlib.suppress(HostError):
-                await run_on(conn, host, ["rm", "-rf", "--", inputs], check=False)
+                await _discard_inputs(conn, host, inputs)
             raise
         run_id = answer(result)["run_id"]
         await _adopt(conn, host, registry_path, run_id)
     return run_id
+
+
+async def _discard_inputs(conn, host: Host, inputs: str) -> None:
+    """After a failed launch, leave no copied inputs that nobody deletes, and take none from a run: the
+    host's agent removes them unless a run there uses them (the launch may have registered one before it
+    failed). Where the agent cannot start at all (no python, no workbench), no run was registered."""
+    result = await run_on(conn, host, agent_argv(host, "discard", inputs), check=False)
+    if result.exit_status == 127 or "No module named" in str(result.stderr or ""):
+        await run_on(conn, host, ["rm", "-rf", "--", inputs], check=False)
 
 
 async def _adopt(conn, host: Host, registry_path: Path, run_id: str) -> None:
