@@ -67,14 +67,15 @@ class Sshd:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self) -> None:
-        """Stop sshd and every connection it serves (by pid: the master and its children)."""
+        """Stop sshd and drop every connection it serves, as a host that goes off the network does. Only
+        sshd's own processes are killed: a command a session started finishes by itself, so a login
+        shell killed half way never leaves behind a lock its start-up files take (the next logins of
+        this machine's user would wait on it)."""
         pid = self.master_pid()
         if pid is None:
             return
-        children = descendants(pid)
+        self.drop_connections()
         signal_pid(pid, signal.SIGTERM)
-        for child in children:
-            signal_pid(child, signal.SIGKILL)
         wait_for(lambda: not pid_alive(pid), 20, what="sshd to exit")
 
     def drop_connections(self) -> int:
