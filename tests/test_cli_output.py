@@ -66,6 +66,20 @@ def test_root_help_lists_version_without_a_type():
     assert "<bool>" not in line and "Print the version." in line
 
 
+@pytest.mark.parametrize("group, command, summary", [
+    ((), "sweep", "Launch an experiment: every cell of a grid x seeds through the queue on the hosts named. "
+                  "Again: fills in only what is missing or failed. The experiment's name is the last line printed."),
+    (("hosts",), "clean", "List the host's orphaned run inputs and run directories (no run there owns them) with "
+                          "their sizes; remove them only with --yes."),
+])
+def test_a_command_list_shows_each_summary_as_one_sentence_not_the_docstring_lines(group, command, summary):
+    """A docstring's first paragraph spans source lines; the list reflows it instead of breaking where the
+    source did."""
+    result = run_cli(*group, "--help", columns=400)
+    line = next(line for line in result.stdout.splitlines() if line.strip("│ ").startswith(command + " "))
+    assert line.strip("│ ")[len(command):].strip() == summary
+
+
 # --- runs on a narrow terminal ----------------------------------------------------------------------
 
 def test_runs_at_80_columns_keeps_the_name_whole_and_leaves_out_an_empty_tags_column(tmp_path):

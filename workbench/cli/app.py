@@ -7,6 +7,7 @@ flag (`--json`, `--tokens`) shows no value type, since it takes none. Command mo
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import click
@@ -53,7 +54,18 @@ class Typer(typer.Typer):
         super().__init__(cls=Group, **options)
 
     def command(self, *args: Any, cls: type[TyperCommand] | None = None, **options: Any) -> Any:
-        return super().command(*args, cls=cls or Command, **options)
+        decorator = super().command(*args, cls=cls or Command, **options)
+
+        def register(function: Any) -> Any:
+            registered = decorator(function)
+            info = self.registered_commands[-1]
+            if info.short_help is None and function.__doc__:
+                # A command list shows the docstring's first paragraph as it is, line breaks and all: the
+                # paragraph on one line reads as a sentence, whatever the source's line length.
+                info.short_help = " ".join(inspect.cleandoc(function.__doc__).split("\n\n")[0].split())
+            return registered
+
+        return register
 
 
 app = Typer(
