@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,6 +153,40 @@ def test_a_launch_refused_by_the_host_registers_nothing_there_and_leaves_no_inpu
     assert line == "error: host limited: $WORKBENCH_MAX_RUNS must be a whole number of runs >= 1, got 'many'"
     assert not world.host_registry.exists() or _host_ids(world) == set()
     assert list((world.remote / "inputs").iterdir()) == []
+
+
+def _waits_for_a_lock(pid: int) -> bool:
+    """The process is blocked on a file lock (a `->` line of /proc/locks names it)."""
+    lines = Path("/proc/locks").read_text().splitlines()
+    return any(fields[1:2] == ["->"] and fields[5:6] == [str(pid)] for fields in map(str.split, lines))
+
+
+def test_discard_waits_for_a_launch_still_registering_its_run(tmp_path):
+    """A launcher that gave up (its command timed out) cleans up while the host may still be registering
+    the run: the clean-up waits for the launch's lock on the inputs, then sees the run and keeps them."""
+    from workbench.launch.local.registration import register
+    from workbench.launch.local.spec import LaunchSpec
+    from workbench.launch.remote.agent import inputs_lock
+    from workbench.recipe import find_recipe, load_recipe
+
+    registry_path = tmp_path / "work" / "runs" / "registry.db"
+    inputs = tmp_path / "work" / "inputs" / "slow"
+    inputs.mkdir(parents=True)
+    (inputs / "data.jsonl").write_text("{}\n")
+    Registry.open(registry_path, create=True).close()
+    with inputs_lock(inputs):   # the launch, between its lock and its run's row
+        discarding = subprocess.Popen(
+            [sys.executable, "-m", "workbench.launch.remote.agent", "discard", "--registry", str(registry_path),
+             str(inputs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: _waits_for_a_lock(discarding.pid) or discarding.poll() is not None, 60,
+                 what="the clean-up to wait for the launch (or to end)")
+        assert discarding.poll() is None, "the clean-up judged the inputs while the launch held them"
+        with Registry.open(registry_path) as registry:
+            register(registry, load_recipe(find_recipe("quickstart")), "slow-run", spec=LaunchSpec(workdir=str(inputs)))
+    out, err = discarding.communicate(timeout=60)
+    assert discarding.returncode == 0, err
+    assert json.loads(out.splitlines()[-1]) == {"removed": False}
+    assert (inputs / "data.jsonl").is_file()
 
 
 def test_discard_keeps_inputs_that_a_run_uses(tmp_path):

@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import fcntl
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.contract import LOG_FILE
@@ -53,6 +56,7 @@ from workbench.registry.runs import RUN_ID_ALPHABET, RUN_ID_LENGTH
 
 LOG_CHUNK_BYTES = 1 << 20
 INPUTS_DIR = "inputs"
+INPUTS_LOCK_FILE = ".launch.lock"   # in a launch's inputs directory: see inputs_lock
 #: how long a forced delete waits for a running run to checkpoint before killing it
 FORCED_STOP_GRACE_S = 10.0
 #: an inputs or run directory counts as an orphan only once untouched this long (a launch may be copying)
@@ -65,11 +69,22 @@ def launch_here(registry_path: Path, name: str, inputs: Path, request: dict) -> 
     spec = LaunchSpec.from_dict({**request.get("spec", {}), "workdir": str(inputs.resolve())})
     recipe = recipe_from_dict(request["recipe"], source=f"the launch request for {name!r}")
     max_concurrent_runs()   # a bad $WORKBENCH_MAX_RUNS here fails the launch before a run is registered
-    with Registry.open(registry_path, create=True) as registry:
-        run_id = register(registry, recipe, name, tags=request.get("tags", ()), spec=spec,
-                          event=f"launched from {request.get('source', 'a remote machine')}")
-    start_queued(registry_path)
+    with inputs_lock(inputs):
+        with Registry.open(registry_path, create=True) as registry:
+            run_id = register(registry, recipe, name, tags=request.get("tags", ()), spec=spec,
+                              event=f"launched from {request.get('source', 'a remote machine')}")
+        start_queued(registry_path)
     return run_id
+
+
+@contextlib.contextmanager
+def inputs_lock(inputs: Path) -> Iterator[None]:
+    """An exclusive lock on a launch's inputs, held by the launch while it registers and starts its run
+    and by `discard` while it judges them: a discard that follows a launch which timed out on the other
+    side waits for it, then sees its run, instead of taking the files of a run about to start."""
+    with open(inputs / INPUTS_LOCK_FILE, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 def pull(registry_path: Path, run_id: str, after_step: int, after_seq: int, log_offset: int) -> None:
@@ -134,11 +149,12 @@ def discard(registry_path: Path, inputs: Path) -> bool:
     inputs = inputs.resolve()
     if inputs.parent != inputs_root(registry_path).resolve() or not inputs.is_dir():
         return False
-    if registry_path.exists():
-        with Registry.open(registry_path, create=False) as registry:
-            if inputs in inputs_in_use(registry):
-                return False
-    shutil.rmtree(inputs, ignore_errors=True)
+    with inputs_lock(inputs):
+        if registry_path.exists():
+            with Registry.open(registry_path, create=False) as registry:
+                if inputs in inputs_in_use(registry):
+                    return False
+        shutil.rmtree(inputs, ignore_errors=True)
     return True
 
 
