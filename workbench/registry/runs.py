@@ -78,8 +78,10 @@ class RunsReader(RegistryConnection):
         variant: str | None = None,
         name: str | None = None,
         tag: str | None = None,
+        parent: str | None = None,
     ) -> list[RunInfo]:
-        """Runs, newest first. `name` matches a case-insensitive substring; the others match exactly."""
+        """Runs, newest first. `name` matches a case-insensitive substring; the others match exactly
+        (`parent`: the runs resumed from that run id)."""
         if status is not None:
             check_status(status)
         filters = [
@@ -89,6 +91,7 @@ class RunsReader(RegistryConnection):
                 ("runs.variant = ?", variant),
                 ("instr(lower(runs.name), lower(?)) > 0", name),
                 ("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE json_each.value = ?)", tag),
+                ("runs.parent_id = ?", parent),
             )
             if value is not None
         ]

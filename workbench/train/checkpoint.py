@@ -88,28 +88,25 @@ def restore_checkpoint(engine: Engine, directory: Path, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
 
-def initial_model_to_load(initial_model: Path, run_dir: Path) -> Path:
+def own_initial_model(initial_model: Path, run_dir: Path, copy: bool) -> Path:
     """Where a resumed run loads its initial model (tokenizer, reference, critic init) from.
 
-    A model that a run made (the built-in one, in `<runs>/<that run>/model/`) is copied into this run's
-    directory by `adopt_initial_model` and loaded from there, so deleting the run it came from never strands
-    this run nor the runs resumed from it; a packaged, local or hub model is loaded where it is.
-    CheckpointError when neither that model nor a copy of it here exists (its run was deleted first)."""
+    A model that a run made (the built-in one, in `<runs>/<that run>/model/`) is loaded from a copy in
+    this run's directory, so deleting the run it came from never strands this run nor the runs resumed
+    from it; `copy`: this process makes the copy (the main one; the others wait for it). A packaged,
+    local or hub model is loaded where it is. CheckpointError when neither that model nor a copy of it
+    here exists (its run was deleted first)."""
     if initial_model.name != MODEL_DIR or initial_model.resolve().parent.parent != run_dir.resolve().parent:
         return initial_model
-    if not initial_model.is_dir() and not (run_dir / MODEL_DIR).is_dir():
+    own = run_dir / MODEL_DIR
+    if own.is_dir():
+        return own
+    if not initial_model.is_dir():
         raise CheckpointError(f"the initial model {initial_model}, made by run {initial_model.parent.name}, is gone: "
                               "nothing to load the tokenizer and reference model from")
-    return run_dir / MODEL_DIR
-
-
-def adopt_initial_model(initial_model: Path, run_dir: Path) -> None:
-    """Copy a run-made initial model into this run's directory (main process, once; through a temporary
-    directory and a rename, so a crash never leaves half a model)."""
-    target = initial_model_to_load(initial_model, run_dir)
-    if target == initial_model or target.is_dir():
-        return
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(initial_model, staging)
-    staging.rename(target)
+    if copy:   # through a temporary directory and a rename: a crash never leaves half a model
+        staging = own.with_name(own.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(initial_model, staging)
+        staging.rename(own)
+    return own

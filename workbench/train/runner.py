@@ -255,13 +255,7 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
     from accelerate.utils import set_seed
     from transformers.utils import logging as hf_logging
 
-    from workbench.train.checkpoint import (
-        adopt_initial_model,
-        initial_model_to_load,
-        read_state,
-        restore_checkpoint,
-        save_checkpoint,
-    )
+    from workbench.train.checkpoint import own_initial_model, read_state, restore_checkpoint, save_checkpoint
     from workbench.train.engine import build_engine, combine_metrics, share_object
     from workbench.train.evaluate import evaluate, should_evaluate
     from workbench.train.loop import train_step
@@ -274,9 +268,7 @@ def train(registry: Registry | None, run_id: str, plan: Plan, accelerator, stop:
     set_seed(recipe.run.seed, device_specific=True)   # each process samples its own completions
     if resume_from is not None:
         state = read_state(resume_from)
-        initial_model = initial_model_to_load(Path(state["initial_model"]), run_dir)
-        if accelerator.is_main_process:
-            adopt_initial_model(Path(state["initial_model"]), run_dir)
+        initial_model = own_initial_model(Path(state["initial_model"]), run_dir, copy=accelerator.is_main_process)
         accelerator.wait_for_everyone()
         engine = build_engine(recipe, initial_model, accelerator, weights=resume_from)
         restore_checkpoint(engine, resume_from, state)

@@ -4,8 +4,9 @@ Screens and panes read `app.registry_path` and open their own registry connectio
 so nothing here touches SQLite. Remote runs move because the app pulls them: a screen that shows some
 names them (`keep_synced`), and while it is the screen in front one puller per host (launch's SyncLoop,
 a thread of its own) brings their records and logs home; with none shown, nothing pulls. The app
-opens every screen (a screen asks with OpenRun, OpenCompare or OpenNewRun), so no screen imports another. Worker failures arrive as `WorkerFailed` and become notifications;
-problems a user must act on (a corrupt registry, a failed launch) open an `ErrorModal` with the cause.
+opens every screen (a screen asks with OpenRun, OpenCompare or OpenNewRun), so no screen imports
+another. Worker failures arrive as `WorkerFailed` and become notifications; problems a user must act on
+(a corrupt registry, a failed launch) open an `ErrorModal` with the cause.
 """
 
 from __future__ import annotations

@@ -155,8 +155,8 @@ def check_deletable(registry: RegistryReader, run: RunInfo, force: bool) -> None
         return
     if run.status in ("running", "unresponsive"):
         raise RegistryError(f"run {run.id} ({run.name}) is {run.status}: stop it first, or pass --force")
-    loading = [child.id for child in registry.list_runs() if child.parent_id == run.id and child.last_step is None
-               and child.status in ("queued", "running", "unresponsive")]
+    loading = [child.id for child in registry.list_runs(parent=run.id)
+               if child.last_step is None and child.status in ("queued", "running", "unresponsive")]
     if loading:
         raise RegistryError(f"run {run.id} ({run.name}) is being resumed by run {', '.join(loading)}, which has not "
                             "loaded its checkpoint yet: wait for its first step, stop it, or pass --force")
