@@ -1,4 +1,5 @@
-"""Facts about this machine that several layers ask for: process liveness and this checkout's commit.
+"""Facts about this machine that several layers ask for: process identity and liveness, and this checkout's
+commit.
 
 Standard library only, so the registry, the launcher and the trainer can share it without
 importing each other.
@@ -10,11 +11,36 @@ import os
 import subprocess
 from pathlib import Path
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
-def pid_alive(pid: int | None) -> bool:
-    """True while `pid` exists on this machine and is not a zombie (a zombie has exited; only its exit code is left)."""
+
+def process_start(pid: int | None) -> str | None:
+    """What tells a process apart from any later one the system gives the same pid: '<boot id>:<start
+    tick>' (its start time in clock ticks since boot, /proc/<pid>/stat field 22; a pid is reused as soon
+    as it is free, and pid_max is 32768 on many machines). None when the process is gone or a zombie, or
+    on a system without /proc."""
+    if not pid or pid <= 0:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = BOOT_ID.read_text().strip()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()   # after the command name, which may hold spaces: state first
+    if fields[0] in ("Z", "X"):
+        return None
+    return f"{boot}:{fields[19]}"
+
+
+def pid_alive(pid: int | None, start: str | None = None) -> bool:
+    """True while `pid` exists on this machine and is not a zombie (a zombie has exited; only its exit code
+    is left). With `start` (its `process_start` when the pid was recorded), only while the pid still names
+    that process: a later process given the same pid is not it. A pid recorded without a start (by an
+    older workbench) is judged by the pid alone."""
     if not pid or pid <= 0:
         return False
+    if start is not None and Path("/proc/self").exists():
+        return process_start(pid) == start
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

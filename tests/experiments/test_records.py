@@ -25,7 +25,7 @@ def test_a_version_3_registry_gains_the_experiment_tables_in_place_keeping_its_r
     old["runs"].insert({"id": "old111", "name": "legacy", "variant": "grpo", "status": "finished", "created_at": 5.0})
     old.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 4
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
 
     with Registry.open(path) as registry:
         assert registry.get_run("old111").name == "legacy"
@@ -34,7 +34,7 @@ def test_a_version_3_registry_gains_the_experiment_tables_in_place_keeping_its_r
         registry.experiments.link("e1", "preset=grpo", 0, "old111", "local")
         assert [link.run_id for link in registry.experiments.links("e1")] == ["old111"]
     connection = sqlite3.connect(path)
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "experiment_runs", "runs", "metrics"} <= tables
 

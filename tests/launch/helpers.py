@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.launch.local.processes import descendants, pid_alive, signal_group, signal_pid
+from workbench.launch.local.processes import kill_tree
 from workbench.launch.local.spec import read_process_record
 from workbench.registry import Registry, RunInfo
 
@@ -59,19 +58,16 @@ def run_cli(*args: str, timeout: float = RUN_DEADLINE_S) -> subprocess.Completed
 
 
 def kill_run_processes(runs_dir: Path) -> None:
-    """SIGKILL the processes of the runs under `runs_dir` that are still alive (by their recorded pids, so
-    only what a test started: never by name)."""
+    """SIGKILL the processes of the runs under `runs_dir` that are still alive (by their recorded pids and
+    starts, so only what a test started: never by name, and never a later process the system gave a
+    recorded pid to, such as another test's sshd)."""
     if not runs_dir.is_dir():
         return
     for run_dir in runs_dir.iterdir():
         record = read_process_record(run_dir) if run_dir.is_dir() else None
         if record is None:
             continue
-        pids = [record.supervisor_pid, *([record.trainer_pid] if record.trainer_pid else [])]
-        for pid in list(pids):
-            pids += descendants(pid)
-        if record.trainer_pgid:
-            signal_group(record.trainer_pgid, signal.SIGKILL)
-        for pid in pids:
-            if pid_alive(pid):
-                signal_pid(pid, signal.SIGKILL)
+        roots = {record.supervisor_pid: record.supervisor_start}
+        if record.trainer_pid:
+            roots[record.trainer_pid] = record.trainer_start
+        kill_tree(roots, record.trainer_pgid, record.trainer_start)

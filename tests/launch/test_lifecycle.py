@@ -18,7 +18,7 @@ from tests.launch.helpers import get_run, run_cli, wait_for, wait_for_status, wa
 from workbench.launch import follow_log, launch, read_log, resume, stop
 from workbench.launch.local.spec import ProcessRecord, read_process_record, write_process_record
 from workbench.registry import Registry, RegistryBusy
-from workbench.system import pid_alive
+from workbench.system import pid_alive, process_start
 
 ENDED = {"finished", "failed", "crashed", "stopped"}
 
@@ -115,6 +115,12 @@ def test_sigkill_of_the_trainer_is_recorded_as_crashed_with_its_last_step(regist
     run_id = launch(tiny_recipe, ["run.max_steps=400"], registry_path=registry_path)
     wait_for_step(registry_path, run_id, 1)
     record = wait_for(lambda: read_process_record(registry_path.parent / run_id), what="the process record")
+    # The run's processes are recorded with their starts (a pid alone may later name another process).
+    assert record.trainer_pgid == record.trainer_pid
+    assert (record.supervisor_start, record.trainer_start) == (process_start(record.supervisor_pid),
+                                                               process_start(record.trainer_pid))
+    run = get_run(registry_path, run_id)
+    assert (run.pid, run.pid_start) == (record.trainer_pid, record.trainer_start) and run.pid_start is not None
     os.kill(record.trainer_pid, signal.SIGKILL)
 
     run = wait_for_status(registry_path, run_id, ENDED)

@@ -52,14 +52,14 @@ class LivenessWriter(WriterConnection):
 
         def suspects(connection: sqlite3.Connection) -> list[tuple[str, str, str, Any]]:
             rows = connection.execute(
-                "SELECT id, host, pid, heartbeat, started_at, created_at, status FROM runs "
+                "SELECT id, host, pid, pid_start, heartbeat, started_at, created_at, status FROM runs "
                 "WHERE status IN ('running', 'unresponsive')"
             ).fetchall()
             found = []
-            for run_id, host, pid, heartbeat, started_at, created_at, status in rows:
+            for run_id, host, pid, pid_start, heartbeat, started_at, created_at, status in rows:
                 if (self.path.parent / run_id / SYNC_STATE_FILE).exists():
                     continue
-                verdict = self._liveness(host, pid, heartbeat or started_at or created_at, now)
+                verdict = self._liveness(host, pid, pid_start, heartbeat or started_at or created_at, now)
                 if verdict is not None and (verdict[0] == "crashed" or status == "running"):
                     found.append((run_id, *verdict, heartbeat))
             return found
@@ -76,10 +76,12 @@ class LivenessWriter(WriterConnection):
             except RegistryBusy:
                 return []
 
-    def _liveness(self, host: str, pid: int | None, last_seen: float, now: float) -> tuple[str, str] | None:
-        """(new status, reason) for a running run that is not healthy, None for a healthy one."""
+    def _liveness(self, host: str, pid: int | None, pid_start: str | None, last_seen: float,
+                  now: float) -> tuple[str, str] | None:
+        """(new status, reason) for a running run that is not healthy, None for a healthy one. Its process is
+        gone when its pid is, or names a process started later (pid_start: the system reuses pids)."""
         local = host == "local"
-        if local and pid is not None and not pid_alive(pid):
+        if local and pid is not None and not pid_alive(pid, pid_start):
             return "crashed", f"its process {pid} is gone"
         if now - last_seen > self.stale_after:
             if local and pid is not None:

@@ -146,6 +146,8 @@ class RunInfo:
     tags: list[str] = field(default_factory=list)
     parent_id: str | None = None
     total_steps: int | None = None
+    #: when the process `pid` started (workbench.system.process_start): together they name one process
+    pid_start: str | None = None
     last_step: int | None = None
     last_reward: float | None = None
     queue_position: int | None = None

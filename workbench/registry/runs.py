@@ -24,12 +24,13 @@ from workbench.registry.records import STATUSES, TERMINAL_STATUSES, RunInfo
 RUN_ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: ids are read aloud and typed
 RUN_ID_LENGTH = 6
 UPDATABLE_FIELDS = frozenset(
-    {"name", "variant", "recipe", "host", "pid", "heartbeat", "total_steps", "tags", "parent_id", "git_rev", "seed", "error"}
+    {"name", "variant", "recipe", "host", "pid", "pid_start", "heartbeat", "total_steps", "tags", "parent_id", "git_rev",
+     "seed", "error"}
 )
 # RunInfo's fields: the runs table's columns (what an export carries), then those derived on read.
 STORED_FIELDS = (
     "id", "name", "variant", "recipe", "host", "status", "pid", "heartbeat", "created_at", "started_at",
-    "ended_at", "git_rev", "seed", "error", "tags", "parent_id", "total_steps",
+    "ended_at", "git_rev", "seed", "error", "tags", "parent_id", "total_steps", "pid_start",
 )  # fmt: skip
 DERIVED_FIELDS = ("last_step", "last_reward", "queue_position")
 
@@ -170,11 +171,14 @@ class RunsWriter(WriterConnection):
 
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set any of UPDATABLE_FIELDS (pid, host, total_steps, tags, name ...); status has set_status."""
+        """Set any of UPDATABLE_FIELDS (pid, host, total_steps, tags, name ...); status has set_status. A pid
+        set without its pid_start (workbench.system.process_start) is judged by the pid alone."""
         unknown = sorted(set(fields) - UPDATABLE_FIELDS)
         if unknown:
             raise RegistryError(f"cannot update run field(s) {unknown}; updatable: {sorted(UPDATABLE_FIELDS)}")
         values = dict(fields)
+        if "pid" in values:   # a pid and its start go together: a new pid without one has none
+            values.setdefault("pid_start", None)
         if "recipe" in values:
             values["recipe"] = json.dumps(values["recipe"] or {}, sort_keys=True)
         if "tags" in values:

@@ -164,8 +164,14 @@ def _add_experiments(db: Database) -> None:
             db.conn.execute(statement)
 
 
+def _add_pid_start(db: Database) -> None:
+    """Version 5: when the run's recorded process started (workbench.system.process_start), so a pid the
+    system has since given to another process is never taken for the run's; NULL for older rows."""
+    db["runs"].add_column("pid_start", str)
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_v1, _add_token_stats_and_planned_length,
-                                                      _add_rendered_prompt, _add_experiments)
+                                                      _add_rendered_prompt, _add_experiments, _add_pid_start)
 SCHEMA_VERSION = len(MIGRATIONS)
 REGISTRY_TABLES = frozenset({"runs", "metric_keys", "steps", "metrics", "groups", "responses", "events"})
 

@@ -40,6 +40,7 @@ from workbench.contract import (
 from workbench.errors import UserError
 from workbench.recipe import Recipe, recipe_from_dict
 from workbench.registry import Registry, RunInfo, RunNotFound
+from workbench.system import process_start
 
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_S = 1.0
@@ -153,7 +154,7 @@ def main(request: Request) -> int:
     print(f"run: {run.id}", flush=True)
     with registry:
         try:
-            registry.update_run(run.id, pid=os.getpid())
+            registry.update_run(run.id, pid=os.getpid(), pid_start=process_start(os.getpid()))
             registry.set_status(run.id, "running")
             if plan.parent is not None:
                 registry.add_event(run.id, "resumed", f"resuming run {plan.parent.id} from its checkpoint at step "

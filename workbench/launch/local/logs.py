@@ -10,7 +10,6 @@ from pathlib import Path
 from workbench.contract import LOG_FILE
 from workbench.launch.limits import LaunchError
 from workbench.launch.local.liveness import settle_liveness
-from workbench.launch.local.processes import pid_alive
 from workbench.launch.local.spec import read_process_record
 from workbench.registry import TERMINAL_STATUSES, RegistryReader, RunInfo
 
@@ -78,7 +77,7 @@ def _has_ended(registry: RegistryReader, run_id: str) -> bool:
     if registry.get_run(run_id).status not in TERMINAL_STATUSES:
         return False
     record = read_process_record(registry.run_dir(run_id))
-    return record is None or not pid_alive(record.supervisor_pid)
+    return record is None or not record.supervisor_alive()
 
 
 def _read_from(path: Path, offset: int) -> tuple[bytes, int]:

@@ -1,6 +1,10 @@
 """Operating-system process control: start detached, check liveness, signal a process tree.
 
 Linux only (it reads /proc), like the rest of local launching. Nothing here knows about runs.
+
+A recorded process is its pid and its start (`workbench.system.process_start`): a pid is given to a new
+process as soon as it is free, so a pid alone, read back later, may name somebody else's process. Every
+check and signal here that takes a `start` leaves such a later process alone.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from workbench.system import pid_alive
+from workbench.system import pid_alive, process_start
 
 PROC = Path("/proc")
 
@@ -51,9 +55,18 @@ def _popen_detached(argv: Sequence[str], log_path: Path, env: Mapping[str, str],
         )
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any live (non-zombie) process belongs to process group `pgid`."""
+def group_alive(pgid: int, leader_start: str | None = None) -> bool:
+    """True while any live (non-zombie) process belongs to process group `pgid`. With `leader_start` (the
+    start of the process that led the group), False once the pid `pgid` names a later process: the
+    system never reuses a pid that still names a group, so the group had ended by then."""
+    if _group_taken(pgid, leader_start):
+        return False
     return any(_pgid(pid) == pgid and pid_alive(pid) for pid in _all_pids())
+
+
+def _group_taken(pgid: int, leader_start: str | None) -> bool:
+    started = process_start(pgid) if leader_start is not None else None
+    return started is not None and started != leader_start
 
 
 def descendants(pid: int) -> list[int]:
@@ -72,14 +85,49 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def signal_group(pgid: int, sig: signal.Signals) -> bool:
-    """Send `sig` to process group `pgid`; False when the group no longer exists."""
+def kill_tree(roots: Mapping[int, str | None], group: int | None = None,
+              leader_start: str | None = None) -> dict[int, str | None]:
+    """SIGKILL each root (pid -> start) that is still that process, every process below it, and process
+    group `group` (led by a process that started at `leader_start`); returns what was signalled."""
+    victims = {pid: start for pid, start in roots.items() if pid_alive(pid, start)}
+    for root in list(victims):
+        victims.update((pid, process_start(pid)) for pid in descendants(root))
+    if group:
+        signal_group(group, signal.SIGKILL, leader_start)
+    for pid, start in victims.items():
+        signal_pid(pid, signal.SIGKILL, start)
+    return victims
+
+
+def signal_group(pgid: int, sig: signal.Signals, leader_start: str | None = None) -> bool:
+    """Send `sig` to process group `pgid`; False when the group no longer exists (or, with `leader_start`,
+    when its id now names a later process's group: see `group_alive`)."""
+    if _group_taken(pgid, leader_start):
+        return False
     return _delivered(os.killpg, pgid, sig)
 
 
-def signal_pid(pid: int, sig: signal.Signals) -> bool:
-    """Send `sig` to one process; False when it no longer exists."""
-    return _delivered(os.kill, pid, sig)
+def signal_pid(pid: int, sig: signal.Signals, start: str | None = None) -> bool:
+    """Send `sig` to one process; False when it no longer exists. With `start` (its `process_start` when
+    recorded), only to that very process: through a pidfd opened before the check, so the process
+    checked is the one signalled even if it exits meanwhile and its pid is given to another."""
+    if start is None:
+        return _delivered(os.kill, pid, sig)
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):   # no pidfds here (kernel older than 5.3, or refused): check, then signal
+        return pid_alive(pid, start) and _delivered(os.kill, pid, sig)
+    try:
+        if process_start(pid) != start:
+            return False
+        signal.pidfd_send_signal(handle, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(handle)
 
 
 def _delivered(send: Callable[[int, int], None], target: int, sig: signal.Signals) -> bool:

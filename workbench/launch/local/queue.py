@@ -25,6 +25,7 @@ from workbench.launch.limits import MAX_RUNS_ENV, max_concurrent_runs
 from workbench.launch.local.processes import start_detached
 from workbench.launch.local.spec import read_spec
 from workbench.registry import Registry, RunInfo
+from workbench.system import process_start
 
 SUPERVISOR_MODULE = "workbench.launch.local.supervise"
 LOCK_SUFFIX = ".launch.lock"
@@ -110,7 +111,7 @@ def start_supervisor(registry: Registry, registry_path: Path, run_id: str, max_r
     supervisor = start_detached(argv, run_dir / LOG_FILE, env, cwd=workdir, held_signals=frozenset({signal.SIGTERM}))
     # A long-lived caller (the TUI) reaps the supervisor when it ends, so no zombie looks alive.
     threading.Thread(target=supervisor.wait, name=f"reap-{run_id}", daemon=True).start()
-    registry.update_run(run_id, pid=supervisor.pid)
+    registry.update_run(run_id, pid=supervisor.pid, pid_start=process_start(supervisor.pid))
     registry.set_status(run_id, "running")
     registry.heartbeat(run_id)
     return supervisor.pid

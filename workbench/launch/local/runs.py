@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.launch.limits import LaunchError, max_concurrent_runs, parse_max_runs
-from workbench.launch.local.processes import descendants, group_alive, pid_alive, signal_group, signal_pid
+from workbench.launch.local.processes import kill_tree, pid_alive, signal_group, signal_pid
 from workbench.launch.local.queue import is_local, queue_lock, start_queued
 from workbench.launch.local.registration import register, register_resumed, resolve_recipe, resumable
 from workbench.launch.local.spec import LaunchSpec, ProcessRecord, read_process_record, read_spec
@@ -111,10 +111,10 @@ def stop_local(run_id: str, registry_path: Path, grace: float = DEFAULT_GRACE_S)
             # Read afresh each time: a supervisor that was still starting the trainer records it now.
             record = read_process_record(run_dir)
             if record is None:
-                return pid_alive(run.pid)
+                return pid_alive(run.pid, run.pid_start)
             if record.trainer_pgid is None:
-                return pid_alive(record.supervisor_pid)
-            return group_alive(record.trainer_pgid) or (run.pid != record.supervisor_pid and pid_alive(run.pid))
+                return record.supervisor_alive()
+            return record.trainer_group_alive() or (run.pid != record.supervisor_pid and pid_alive(run.pid, run.pid_start))
 
         killed = not _wait_until(lambda: not trainer_alive(), grace)
         if killed:
@@ -136,7 +136,7 @@ def stop_local(run_id: str, registry_path: Path, grace: float = DEFAULT_GRACE_S)
                 registry.mark_crashed(run.id, error, last_step)
         record = read_process_record(run_dir)
         if record is not None:
-            _wait_until(lambda: not pid_alive(record.supervisor_pid), SUPERVISOR_SETTLE_S)
+            _wait_until(lambda: not record.supervisor_alive(), SUPERVISOR_SETTLE_S)
         run = registry.get_run(run.id)
         if run.status not in TERMINAL_STATUSES:
             error = "the trainer exited on SIGTERM without recording a final status"
@@ -179,12 +179,12 @@ def check_grace(grace: float) -> None:
 def _send_sigterm(run: RunInfo, record: ProcessRecord | None) -> None:
     """SIGTERM to the trainer's process group (the trainer, or the `accelerate launch` agent, which passes
     it on to its workers); to the supervisor when the trainer has not started; else to the recorded pid."""
-    if record is not None and record.trainer_pgid and group_alive(record.trainer_pgid):
-        signal_group(record.trainer_pgid, signal.SIGTERM)
+    if record is not None and record.trainer_group_alive():
+        signal_group(record.trainer_pgid, signal.SIGTERM, record.trainer_start)
     elif record is not None:
-        signal_pid(record.supervisor_pid, signal.SIGTERM)
+        signal_pid(record.supervisor_pid, signal.SIGTERM, record.supervisor_start)
     elif run.pid:
-        signal_pid(run.pid, signal.SIGTERM)
+        signal_pid(run.pid, signal.SIGTERM, run.pid_start)
     else:
         raise LaunchError(f"run {run.id} is {run.status} but no process is recorded for it")
 
@@ -200,18 +200,15 @@ def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 def _kill_tree(run: RunInfo, record: ProcessRecord | None) -> None:
-    """SIGKILL the trainer, its group and every descendant (torchrun workers live in sessions of their own)."""
-    roots = [pid for pid in (run.pid, record.trainer_pid if record else None) if pid]
-    if record is not None and run.pid == record.supervisor_pid:
-        roots = [pid for pid in roots if pid != record.supervisor_pid]
-    victims = set(roots)
-    for root in roots:
-        victims.update(descendants(root))
-    if record is not None and record.trainer_pgid:
-        signal_group(record.trainer_pgid, signal.SIGKILL)
-    for pid in victims:
-        signal_pid(pid, signal.SIGKILL)
-    _wait_until(lambda: not any(pid_alive(pid) for pid in victims), SUPERVISOR_SETTLE_S)
+    """SIGKILL the trainer, its group and every descendant (torchrun workers live in sessions of their own).
+    Only processes that are still the run's: a recorded pid now naming a later process is left alone."""
+    roots = {run.pid: run.pid_start} if run.pid else {}
+    if record is not None:
+        roots.pop(record.supervisor_pid, None)
+        if record.trainer_pid:
+            roots[record.trainer_pid] = record.trainer_start
+    victims = kill_tree(roots, *((record.trainer_pgid, record.trainer_start) if record else ()))
+    _wait_until(lambda: not any(pid_alive(pid, start) for pid, start in victims.items()), SUPERVISOR_SETTLE_S)
 
 
 def _dequeue(registry_path: Path, run_id: str) -> StopOutcome | None:

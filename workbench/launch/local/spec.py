@@ -1,8 +1,8 @@
 """What to start for a run, kept next to its artifacts so whoever frees a slot can start it later.
 
 `<run dir>/launch.json` holds the LaunchSpec (written when the run is registered);
-`<run dir>/process.json` holds the pids of the started processes (written by the supervisor), which
-`stop` signals.
+`<run dir>/process.json` holds the started processes, each a pid and its start (written by the
+supervisor), which `stop` signals and liveness checks.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workbench.contract import PROCESS_FILE, SPEC_FILE, TRAINER_MODULE, trainer_args
+from workbench.launch.local.processes import group_alive
+from workbench.system import pid_alive, process_start
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,26 @@ class LaunchSpec:
 @dataclass(frozen=True)
 class ProcessRecord:
     """The processes of a detached run. trainer_pgid is the group `stop` signals (the trainer, or the
-    `accelerate launch` agent that forwards the signal to its workers)."""
+    `accelerate launch` agent that forwards the signal to its workers); the trainer leads it. Each
+    `*_start` is that process's `process_start`, so a pid the system has since given to another
+    process is never taken for the run's (None in a record written by an older workbench)."""
 
     supervisor_pid: int
     trainer_pid: int | None = None
     trainer_pgid: int | None = None
+    supervisor_start: str | None = None
+    trainer_start: str | None = None
+
+    @classmethod
+    def started(cls, supervisor_pid: int, trainer_pid: int | None = None) -> ProcessRecord:
+        """The record of live processes, their starts read now; the trainer leads its own group."""
+        return cls(supervisor_pid, trainer_pid, trainer_pid, process_start(supervisor_pid), process_start(trainer_pid))
+
+    def supervisor_alive(self) -> bool:
+        return pid_alive(self.supervisor_pid, self.supervisor_start)
+
+    def trainer_group_alive(self) -> bool:
+        return self.trainer_pgid is not None and group_alive(self.trainer_pgid, self.trainer_start)
 
 
 def trainer_argv(spec: LaunchSpec, registry_path: Path, run_id: str, python: str = sys.executable) -> list[str]:

@@ -54,7 +54,7 @@ class Supervisor:
             pass
         with Registry.open(self.registry_path) as registry:
             run_dir = registry.run_dir(self.run_id)
-            write_process_record(run_dir, ProcessRecord(supervisor_pid=os.getpid()))
+            write_process_record(run_dir, ProcessRecord.started(os.getpid()))
             spec = read_spec(run_dir)
             if self.stop_requested:
                 message = "stopped before the trainer started"
@@ -70,10 +70,7 @@ class Supervisor:
             )
             if self.stop_requested:
                 signal_group(self.trainer.pid, signal.SIGTERM)
-            write_process_record(
-                run_dir,
-                ProcessRecord(supervisor_pid=os.getpid(), trainer_pid=self.trainer.pid, trainer_pgid=self.trainer.pid),
-            )
+            write_process_record(run_dir, ProcessRecord.started(os.getpid(), self.trainer.pid))
             returncode = self.wait_heartbeating(registry)
             self.settle(registry, returncode)
         return 0

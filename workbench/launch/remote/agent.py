@@ -42,7 +42,6 @@ from workbench.contract import LOG_FILE
 from workbench.errors import UserError
 from workbench.launch.limits import max_concurrent_runs, parse_gpus
 from workbench.launch.local.liveness import settle_liveness
-from workbench.launch.local.processes import pid_alive
 from workbench.launch.local.queue import start_queued
 from workbench.launch.local.registration import register
 from workbench.launch.local.runs import check_deletable, delete_local, resume_local, stop_local
@@ -96,7 +95,7 @@ def pull(registry_path: Path, run_id: str, after_step: int, after_seq: int, log_
         run_dir = registry.run_dir(run.id)
     # Judged before the log is read: what the supervisor wrote before exiting is in the bytes read.
     record = read_process_record(run_dir)
-    ended = run.status in TERMINAL_STATUSES and (record is None or not pid_alive(record.supervisor_pid))
+    ended = run.status in TERMINAL_STATUSES and (record is None or not record.supervisor_alive())
     data = b""
     log_path = run_dir / LOG_FILE
     if log_path.exists():
