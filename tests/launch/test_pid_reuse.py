@@ -1,10 +1,11 @@
 """A run's processes are named by pid and start, never by pid alone: the system gives a freed pid to the
-next process that asks (pid_max is 32768 here), so a crashed run's recorded pid may, later, name an
-unrelated process. Nothing may take that process for the run's: liveness calls the run crashed, and
+next process that asks (pid_max is 32768 here; after a reboot pids start again from 1), so the recorded
+pid of a run that died unseen may, later, name an unrelated process. Nothing may take that process for the run's: liveness calls the run crashed, and
 `stop`, the kill of a process tree and the tests' own clean-up leave it alone.
 
 "The pid now names another process" is set up for real: a live `sleep` of the test's own, recorded with
-the start of an earlier process (the one that had the pid before), as a reused pid reads back.
+the start of an earlier process (the one that had the pid before, in this boot or the last), as a reused
+pid reads back.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def earlier_start(pid: int) -> str:
     return f"{boot}:{int(tick) - 1}"
 
 
+def before_a_reboot(pid: int) -> str:
+    """A run left `running` when the machine went down: pids start again from 1 at boot, so its pid
+    may name a process of the new boot, started at the very same tick."""
+    _, tick = process_start(pid).rsplit(":", 1)
+    return f"00000000-0000-4000-8000-000000000000:{tick}"
+
+
 def test_a_process_start_names_one_process_for_as_long_as_it_lives():
     own = process_start(os.getpid())
     assert own is not None and own == process_start(os.getpid())
@@ -63,10 +71,11 @@ def test_signals_reach_the_recorded_process_and_never_a_later_one_with_its_pid(s
     assert stranger.poll() is None
 
     # The record of the process itself reaches it.
-    assert signal_pid(pid, signal.SIGSTOP, process_start(pid))
+    own = process_start(pid)
+    assert signal_pid(pid, signal.SIGSTOP, own)
     wait_for(lambda: open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T", what="the stop")
-    assert signal_group(pid, signal.SIGCONT, process_start(pid))
-    assert kill_tree({pid: process_start(pid)}) == {pid: process_start(pid)}
+    assert signal_group(pid, signal.SIGCONT, own)
+    assert kill_tree({pid: own}) == {pid: own}
     assert stranger.wait(timeout=30) == -signal.SIGKILL
 
 
@@ -81,9 +90,10 @@ def _running_run(registry_path, pid: int, start: str) -> str:
     return run_id
 
 
+@pytest.mark.parametrize("recorded", [earlier_start, before_a_reboot], ids=["reused", "rebooted"])
 def test_a_run_whose_pid_names_another_process_is_crashed_and_stop_leaves_that_process_alone(
-        registry_path, stranger):
-    run_id = _running_run(registry_path, stranger.pid, earlier_start(stranger.pid))
+        registry_path, stranger, recorded):
+    run_id = _running_run(registry_path, stranger.pid, recorded(stranger.pid))
     record = read_process_record(registry_path.parent / run_id)
     assert not record.supervisor_alive() and not record.trainer_group_alive()
 
@@ -93,7 +103,7 @@ def test_a_run_whose_pid_names_another_process_is_crashed_and_stop_leaves_that_p
     assert stranger.poll() is None
 
     # Liveness: the run's process is gone, although its pid lives.
-    second = _running_run(registry_path, stranger.pid, earlier_start(stranger.pid))
+    second = _running_run(registry_path, stranger.pid, recorded(stranger.pid))
     with Registry.open(registry_path) as registry:
         assert registry.reconcile() == [second]
         assert "its process" in registry.get_run(second).error and "is gone" in registry.get_run(second).error

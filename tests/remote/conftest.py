@@ -59,8 +59,9 @@ class Sshd:
         return pid if pid_alive(pid) else None
 
     def start(self) -> None:
+        """Start the server; return once it listens and has written its pid (after it listens)."""
         subprocess.run([SSHD, "-f", str(self.config), "-E", str(self.root / "sshd.log")], check=True)
-        wait_for(self._listening, 20, what="sshd to listen")
+        wait_for(lambda: self._listening() and self.master_pid(), 20, what="sshd to listen")
 
     def _listening(self) -> bool:
         with socket.socket() as sock:
@@ -77,6 +78,12 @@ class Sshd:
         self.drop_connections()
         signal_pid(pid, signal.SIGTERM)
         wait_for(lambda: not pid_alive(pid), 20, what="sshd to exit")
+
+    def described(self) -> str:
+        """Whether the server lives, and the end of its log: for an assertion's message."""
+        log = self.root / "sshd.log"
+        tail = log.read_text(errors="replace").splitlines()[-12:] if log.exists() else []
+        return f"sshd pid {self.master_pid()} on port {self.port}; its log ends:\n" + "\n".join(tail)
 
     def drop_connections(self) -> int:
         """Kill the per-connection sshd processes (the link drops; the server keeps listening)."""
