@@ -52,11 +52,14 @@ class Sshd:
         return self.root / "sshd.pid"
 
     def master_pid(self) -> int | None:
+        """The listening sshd's pid, from its pid file, while that pid is still this server (started with
+        this config): a pid file left behind names, once its pid is reused, somebody else's process,
+        maybe another worker's sshd, which `stop` would then kill."""
         try:
             pid = int(self.pidfile.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if pid_alive(pid) else None
+        return pid if pid_alive(pid) and str(self.config) in _command(pid) else None
 
     def start(self) -> None:
         """Start the server; return once it listens and has written its pid (after it listens)."""

@@ -203,11 +203,13 @@ def _kill_tree(run: RunInfo, record: ProcessRecord | None) -> None:
     """SIGKILL the trainer, its group and every descendant (torchrun workers live in sessions of their own).
     Only processes that are still the run's: a recorded pid now naming a later process is left alone."""
     roots = {run.pid: run.pid_start} if run.pid else {}
-    if record is not None:
+    if record is None:
+        victims = kill_tree(roots)
+    else:
         roots.pop(record.supervisor_pid, None)
         if record.trainer_pid:
             roots[record.trainer_pid] = record.trainer_start
-    victims = kill_tree(roots, *((record.trainer_pgid, record.trainer_start) if record else ()))
+        victims = kill_tree(roots, record.trainer_pgid, record.trainer_start)
     _wait_until(lambda: not any(pid_alive(pid, start) for pid, start in victims.items()), SUPERVISOR_SETTLE_S)
 
 
