@@ -59,12 +59,12 @@ def test_workbench_tui_draws_the_runs_in_a_terminal_and_quits_on_q(registry, run
     )
     os.close(follower)
     try:
-        screen = read_screen(leader, re.compile(r"12 runs"), seconds=20)
+        screen = read_screen(leader, re.compile(r"12 runs"), seconds=60)
         assert "12 runs" in screen, screen[-2000:]
         assert "grpo-arith-000" in screen and "finished" in screen
         os.write(leader, b"q")
         # keep reading, as a terminal does: a full pty would block the app's last writes, and its exit
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while process.poll() is None and time.monotonic() < deadline:
             read_screen(leader, re.compile("$^"), seconds=0.1)
         assert process.wait(timeout=1) == 0
