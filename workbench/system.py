@@ -16,9 +16,10 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 def process_start(pid: int | None) -> str | None:
     """What tells a process apart from any later one the system gives the same pid: '<boot id>:<start
-    tick>' (its start time in clock ticks since boot, /proc/<pid>/stat field 22; a pid is reused as soon
-    as it is free, and pid_max is 32768 on many machines). None when the process is gone or a zombie, or
-    on a system without /proc."""
+    tick>' (its start time in clock ticks since boot, /proc/<pid>/stat field 22). Pids are handed out in
+    turn and wrap around at pid_max (32768 on many machines), and start again from 1 after a reboot, so
+    a dead process's pid soon names another. None when the process is gone or a zombie, or on a system
+    without /proc."""
     if not pid or pid <= 0:
         return None
     try:

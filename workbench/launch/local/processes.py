@@ -2,9 +2,9 @@
 
 Linux only (it reads /proc), like the rest of local launching. Nothing here knows about runs.
 
-A recorded process is its pid and its start (`workbench.system.process_start`): a pid is given to a new
-process as soon as it is free, so a pid alone, read back later, may name somebody else's process. Every
-check and signal here that takes a `start` leaves such a later process alone.
+A recorded process is its pid and its start (`workbench.system.process_start`): pids wrap around and
+restart at boot, so a pid alone, read back later, may name somebody else's process. Every check and
+signal here that takes a `start` leaves such a later process alone.
 """
 
 from __future__ import annotations
