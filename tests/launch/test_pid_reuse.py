@@ -1,6 +1,6 @@
-"""A run's processes are named by pid and start, never by pid alone: the system gives a freed pid to the
-next process that asks (pid_max is 32768 here; after a reboot pids start again from 1), so the recorded
-pid of a run that died unseen may, later, name an unrelated process. Nothing may take that process for the run's: liveness calls the run crashed, and
+"""A run's processes are named by pid and start, never by pid alone: pids are handed out in turn and wrap
+around at pid_max (32768 here), and start again from 1 after a reboot, so the recorded pid of a run that
+died unseen may, later, name an unrelated process. Nothing may take that process for the run's: liveness calls the run crashed, and
 `stop`, the kill of a process tree and the tests' own clean-up leave it alone.
 
 "The pid now names another process" is set up for real: a live `sleep` of the test's own, recorded with
