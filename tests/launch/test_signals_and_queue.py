@@ -173,14 +173,16 @@ def test_a_stopped_trainer_is_unresponsive_then_running_again_and_finishes(regis
         assert read().status == "unresponsive"
     finally:
         os.kill(trainer.trainer_pid, signal.SIGCONT)
-    wait_for(lambda: read().status == "running", what="the heartbeat to bring the run back")
+    # Its next heartbeat makes it running again. The steps left may take less time than a read on a busy
+    # machine, so the run may already have finished when one looks: its events say it ran again first.
+    wait_for(lambda: read().status in ("running", "finished"), what="the heartbeat to bring the run back")
 
     done = wait_for_status(registry_path, run_id, ENDED)
     assert (done.status, done.last_step) == ("finished", 30)
     with Registry.open(registry_path) as registry:
         kinds = [event.kind for event in registry.events(run_id)]
-    assert "crashed" not in kinds
-    assert kinds.index("unresponsive") < kinds.index("responsive")
+    assert "crashed" not in kinds, kinds
+    assert kinds.index("unresponsive") < kinds.index("responsive"), kinds
 
 
 def test_a_reader_starts_the_queue_when_the_supervisor_and_trainer_died(registry_path, tiny_recipe, monkeypatch):
