@@ -7,11 +7,32 @@ importing each other.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+EXITED = ("Z", "X")   # states of a process that has exited (a zombie keeps only its exit code)
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (which may hold spaces): [state, ppid, pgrp, ...]; None
+    when there is no such process (or no /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+@functools.cache
+def _boot_id() -> str:
+    """This boot's id: fixed for as long as any process of this boot runs, so read once."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:   # a sandbox that hides it: the start tick alone
+        return "-"
 
 
 def process_start(pid: int | None) -> str | None:
@@ -20,20 +41,10 @@ def process_start(pid: int | None) -> str | None:
     turn and wrap around at pid_max (32768 on many machines), and start again from 1 after a reboot, so
     a dead process's pid soon names another. None when the process is gone or a zombie, or on a system
     without /proc."""
-    if not pid or pid <= 0:
+    fields = proc_stat(pid) if pid and pid > 0 else None
+    if fields is None or fields[0] in EXITED:
         return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    try:
-        boot = BOOT_ID.read_text().strip()
-    except OSError:   # a sandbox that hides it: the start tick alone
-        boot = "-"
-    fields = stat.rsplit(")", 1)[-1].split()   # after the command name, which may hold spaces: state first
-    if fields[0] in ("Z", "X"):
-        return None
-    return f"{boot}:{fields[19]}"
+    return f"{_boot_id()}:{fields[19]}"
 
 
 def pid_alive(pid: int | None, start: str | None = None) -> bool:
@@ -51,11 +62,10 @@ def pid_alive(pid: int | None, start: str | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # gone since the signal, or a system without /proc (then the signal is all we know)
+    fields = proc_stat(pid)
+    if fields is None:   # gone since the signal, or a system without /proc (then the signal is all we know)
         return not Path("/proc/self").exists()
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    return fields[0] not in EXITED
 
 
 def git_revision() -> str | None:

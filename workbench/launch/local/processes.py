@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from workbench.system import pid_alive, process_start
+from workbench.system import EXITED, pid_alive, proc_stat, process_start
 
 PROC = Path("/proc")
 
@@ -61,7 +61,8 @@ def group_alive(pgid: int, leader_start: str | None = None) -> bool:
     system never reuses a pid that still names a group, so the group had ended by then."""
     if _group_taken(pgid, leader_start):
         return False
-    return any(_pgid(pid) == pgid and pid_alive(pid) for pid in _all_pids())
+    return any((fields := proc_stat(pid)) and int(fields[2]) == pgid and fields[0] not in EXITED
+               for pid in _all_pids())
 
 
 def _group_taken(pgid: int, leader_start: str | None) -> bool:
@@ -152,20 +153,6 @@ def _all_pids() -> list[int]:
     return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat after the command name (which may hold spaces): [state, ppid, pgrp, ...]."""
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
 def _ppid(pid: int) -> int | None:
-    fields = _stat_fields(pid)
+    fields = proc_stat(pid)
     return int(fields[1]) if fields else None
-
-
-def _pgid(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[2]) if fields else None

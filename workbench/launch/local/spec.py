@@ -70,7 +70,8 @@ class ProcessRecord:
     @classmethod
     def started(cls, supervisor_pid: int, trainer_pid: int | None = None) -> ProcessRecord:
         """The record of live processes, their starts read now; the trainer leads its own group."""
-        return cls(supervisor_pid, trainer_pid, trainer_pid, process_start(supervisor_pid), process_start(trainer_pid))
+        return cls(supervisor_pid, trainer_pid=trainer_pid, trainer_pgid=trainer_pid,
+                   supervisor_start=process_start(supervisor_pid), trainer_start=process_start(trainer_pid))
 
     def supervisor_alive(self) -> bool:
         return pid_alive(self.supervisor_pid, self.supervisor_start)
